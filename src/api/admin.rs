@@ -1,0 +1,48 @@
+//! `/admin`: teams and their API keys, behind the operator key.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::Admin;
+use super::error::ApiError;
+use super::json::{self, check_name};
+use crate::domain::{ApiKeyId, TeamId};
+use crate::engine::Engine;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TeamIn {
+    name: String,
+}
+
+async fn create_team(engine: web::Data<Engine>, _: Admin, body: super::Body) -> Result<HttpResponse, ApiError> {
+    let input: TeamIn = json::parse(&body)?;
+    let team = engine.create_team(TeamId::new(), check_name("name", &input.name)?).await?;
+    Ok(HttpResponse::Created().json(team))
+}
+
+fn team(engine: &Engine, id: &str) -> Result<TeamId, ApiError> {
+    let id = TeamId::parse_loose(id).map_err(|_| ApiError::NotFound("team"))?;
+    engine.store().team(&id)?.map(|t| t.id).ok_or(ApiError::NotFound("team"))
+}
+
+async fn create_key(engine: web::Data<Engine>, _: Admin, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let team = team(&engine, &id)?;
+    let (key, secret) = engine.create_api_key(&team, None).await?;
+    Ok(HttpResponse::Created().json(json!({"id": key.id, "team_id": team, "key": secret, "created_at": key.created_at})))
+}
+
+async fn revoke_key(engine: web::Data<Engine>, _: Admin, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+    let (team_id, key_id) = path.into_inner();
+    let team = team(&engine, &team_id)?;
+    let key = ApiKeyId::parse(&key_id).map_err(|_| ApiError::NotFound("api key"))?;
+    engine.revoke_api_key(&team, &key).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin/teams", web::post().to(create_team))
+        .route("/admin/teams/{id}/api-keys", web::post().to(create_key))
+        .route("/admin/teams/{id}/api-keys/{key_id}", web::delete().to(revoke_key));
+}

@@ -1,0 +1,226 @@
+//! `/v1/destinations`: the receivers. Each one is a long-lived actor; saving one here
+//! starts or reconfigures it.
+
+use std::collections::BTreeMap;
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::auth::Auth;
+use super::error::ApiError;
+use super::json::{self, check_name, QueryParams};
+use crate::domain::*;
+use crate::engine::Engine;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DestinationIn {
+    name: String,
+    url: String,
+    #[serde(default)]
+    http_method: Option<String>,
+    #[serde(default)]
+    rate_limit: Option<u32>,
+    #[serde(default)]
+    rate_limit_period: Option<RatePeriod>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    max_concurrency: Option<u32>,
+    #[serde(default)]
+    headers: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    signing_secret: Option<String>,
+    #[serde(default)]
+    circuit: Option<CircuitIn>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CircuitIn {
+    #[serde(default)]
+    failure_threshold: Option<u32>,
+    #[serde(default)]
+    cooldown_seconds: Option<u64>,
+    #[serde(default)]
+    success_threshold: Option<u32>,
+}
+
+/// An absolute http(s) URL with a host.
+pub fn check_url(field: &str, url: &str) -> Result<String, ApiError> {
+    let parsed = reqwest::Url::parse(url.trim()).map_err(|_| ApiError::validation(field, "must be an absolute http or https URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
+        return Err(ApiError::validation(field, "must be an absolute http or https URL"));
+    }
+    Ok(parsed.to_string())
+}
+
+fn build(input: DestinationIn, existing: Option<&Destination>, team: &TeamId) -> Result<Destination, ApiError> {
+    let now = Timestamp::now();
+    let http_method = input.http_method.unwrap_or_else(|| "POST".into()).to_ascii_uppercase();
+    if !["POST", "PUT", "PATCH", "GET", "DELETE"].contains(&http_method.as_str()) {
+        return Err(ApiError::validation("http_method", "must be one of POST, PUT, PATCH, GET, DELETE"));
+    }
+    if input.rate_limit == Some(0) {
+        return Err(ApiError::validation("rate_limit", "must be at least 1 (omit it for no limit)"));
+    }
+    let timeout_ms = input.timeout_ms.unwrap_or(10_000);
+    if !(1..=300_000).contains(&timeout_ms) {
+        return Err(ApiError::validation("timeout_ms", "must be from 1 to 300000"));
+    }
+    let max_concurrency = input.max_concurrency.unwrap_or(10);
+    if !(1..=1000).contains(&max_concurrency) {
+        return Err(ApiError::validation("max_concurrency", "must be from 1 to 1000"));
+    }
+    let mut headers = Vec::new();
+    for (name, value) in input.headers.unwrap_or_default() {
+        let name = name.to_ascii_lowercase();
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() || http::HeaderValue::from_str(&value).is_err() {
+            return Err(ApiError::validation("headers", format!("`{name}` is not a valid header")));
+        }
+        headers.push((name, value));
+    }
+    if let Some(secret) = &input.signing_secret {
+        let key = secret.strip_prefix("whsec_").and_then(|b| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(b).ok()
+        });
+        if !key.is_some_and(|k| (16..=64).contains(&k.len())) {
+            return Err(ApiError::validation("signing_secret", "must be `whsec_` followed by base64 of 16 to 64 bytes"));
+        }
+    }
+    let defaults = CircuitConfig::default();
+    let circuit = match input.circuit {
+        None => existing.map_or(defaults, |d| d.circuit),
+        Some(c) => CircuitConfig {
+            failure_threshold: c.failure_threshold.unwrap_or(defaults.failure_threshold),
+            cooldown_seconds: c.cooldown_seconds.unwrap_or(defaults.cooldown_seconds),
+            success_threshold: c.success_threshold.unwrap_or(defaults.success_threshold),
+        },
+    };
+    if circuit.failure_threshold == 0 || circuit.success_threshold == 0 || circuit.cooldown_seconds == 0 {
+        return Err(ApiError::validation("circuit", "thresholds and cooldown_seconds must be at least 1"));
+    }
+    Ok(Destination {
+        id: existing.map_or_else(DestinationId::new, |d| d.id.clone()),
+        team_id: team.clone(),
+        name: check_name("name", &input.name)?,
+        url: check_url("url", &input.url)?,
+        http_method,
+        rate_limit: input.rate_limit,
+        rate_limit_period: input.rate_limit_period.unwrap_or(RatePeriod::Second),
+        timeout_ms,
+        max_concurrency,
+        headers,
+        signing_secret: input.signing_secret,
+        circuit,
+        disabled_at: existing.and_then(|d| d.disabled_at),
+        created_at: existing.map_or(now, |d| d.created_at),
+        updated_at: now,
+    })
+}
+
+pub fn render(d: &Destination) -> serde_json::Value {
+    let headers: BTreeMap<&str, &str> = d.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    json!({
+        "id": d.id,
+        "team_id": d.team_id,
+        "name": d.name,
+        "url": d.url,
+        "http_method": d.http_method,
+        "rate_limit": d.rate_limit,
+        "rate_limit_period": d.rate_limit_period,
+        "timeout_ms": d.timeout_ms,
+        "max_concurrency": d.max_concurrency,
+        "headers": headers,
+        "signing_secret_set": d.signing_secret.is_some(),
+        "circuit": d.circuit,
+        "disabled_at": d.disabled_at,
+        "created_at": d.created_at,
+        "updated_at": d.updated_at,
+    })
+}
+
+fn input_form(d: &Destination) -> serde_json::Value {
+    serde_json::to_value(DestinationIn {
+        name: d.name.clone(),
+        url: d.url.clone(),
+        http_method: Some(d.http_method.clone()),
+        rate_limit: d.rate_limit,
+        rate_limit_period: Some(d.rate_limit_period),
+        timeout_ms: Some(d.timeout_ms),
+        max_concurrency: Some(d.max_concurrency),
+        headers: Some(d.headers.iter().cloned().collect()),
+        signing_secret: d.signing_secret.clone(),
+        circuit: Some(CircuitIn {
+            failure_threshold: Some(d.circuit.failure_threshold),
+            cooldown_seconds: Some(d.circuit.cooldown_seconds),
+            success_threshold: Some(d.circuit.success_threshold),
+        }),
+    })
+    .unwrap_or_default()
+}
+
+pub fn owned(engine: &Engine, auth: &Auth, id: &str) -> Result<std::sync::Arc<Destination>, ApiError> {
+    let id = DestinationId::parse(id).map_err(|_| ApiError::NotFound("destination"))?;
+    engine.destination(&id).filter(|d| d.team_id == auth.team).ok_or(ApiError::NotFound("destination"))
+}
+
+async fn create(engine: web::Data<Engine>, auth: Auth, body: super::Body) -> Result<HttpResponse, ApiError> {
+    let destination = build(json::parse(&body)?, None, &auth.team)?;
+    engine.save_destination(destination.clone()).await?;
+    Ok(HttpResponse::Created().json(render(&destination)))
+}
+
+async fn list(engine: web::Data<Engine>, auth: Auth, req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    let params = QueryParams::parse(req.query_string())?;
+    let q = params.list_query(&auth.team)?;
+    let disabled = params.bool("disabled")?;
+    let page = engine.store().list_destinations(&q, |d| disabled.is_none_or(|x| x == d.disabled_at.is_some()))?;
+    Ok(HttpResponse::Ok().json(json::list_envelope(page, &q, |d| render(&d))))
+}
+
+async fn get(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(render(&*owned(&engine, &auth, &id)?)))
+}
+
+async fn update(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>, body: super::Body) -> Result<HttpResponse, ApiError> {
+    let current = owned(&engine, &auth, &id)?;
+    let destination = build(json::merge_patch(input_form(&current), &body)?, Some(&current), &auth.team)?;
+    engine.save_destination(destination.clone()).await?;
+    Ok(HttpResponse::Ok().json(render(&destination)))
+}
+
+async fn delete(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let current = owned(&engine, &auth, &id)?;
+    engine.delete_destination(&current.id).await?;
+    Ok(HttpResponse::Ok().json(json!({"id": current.id})))
+}
+
+async fn set_disabled(engine: &Engine, auth: &Auth, id: &str, disabled: bool) -> Result<HttpResponse, ApiError> {
+    let mut destination = (*owned(engine, auth, id)?).clone();
+    let now = Timestamp::now();
+    destination.disabled_at = if disabled { destination.disabled_at.or(Some(now)) } else { None };
+    destination.updated_at = now;
+    engine.save_destination(destination.clone()).await?;
+    Ok(HttpResponse::Ok().json(render(&destination)))
+}
+
+async fn disable(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    set_disabled(&engine, &auth, &id, true).await
+}
+
+async fn enable(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    set_disabled(&engine, &auth, &id, false).await
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/destinations", web::post().to(create))
+        .route("/v1/destinations", web::get().to(list))
+        .route("/v1/destinations/{id}", web::get().to(get))
+        .route("/v1/destinations/{id}", web::patch().to(update))
+        .route("/v1/destinations/{id}", web::delete().to(delete))
+        .route("/v1/destinations/{id}/disable", web::put().to(disable))
+        .route("/v1/destinations/{id}/enable", web::put().to(enable));
+}

@@ -1,0 +1,118 @@
+//! The one error type of the HTTP layer, mapped once to the JSON error body of the contract:
+//! `{"status": 422, "code": "VALIDATION_ERROR", "message": "url: ..."}`. Server faults are
+//! logged here and answered with a bare message.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::engine::EngineError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    Validation(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("this API key belongs to another team")]
+    Forbidden,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
+    #[error("the source is disabled")]
+    SourceDisabled,
+    #[error("the body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("the request signature did not verify")]
+    VerificationFailed,
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn validation(field: &str, message: impl std::fmt::Display) -> ApiError {
+        ApiError::Validation(format!("{field}: {message}"))
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidJson(_) => "INVALID_JSON",
+            ApiError::Validation(_) => "VALIDATION_ERROR",
+            ApiError::Unauthorized(_) => "UNAUTHORIZED",
+            ApiError::Forbidden => "FORBIDDEN",
+            ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
+            ApiError::SourceDisabled => "SOURCE_DISABLED",
+            ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            ApiError::VerificationFailed => "VERIFICATION_FAILED",
+            ApiError::Conflict { code, .. } => code,
+            ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            ApiError::Internal(_) => "INTERNAL_ERROR",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unauthorized(_) | ApiError::VerificationFailed => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::SourceDisabled => StatusCode::GONE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if let ApiError::Internal(detail) = self {
+            tracing::error!(%detail, "internal error");
+        }
+        let mut resp = HttpResponse::build(status);
+        if matches!(self, ApiError::Unavailable(_)) {
+            resp.insert_header(("retry-after", "1"));
+        }
+        resp.json(serde_json::json!({
+            "status": status.as_u16(),
+            "code": self.code(),
+            "message": self.to_string(),
+        }))
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::NotFound(what) => ApiError::NotFound(what),
+            EngineError::Conflict(message) => ApiError::Conflict { code: "CONFLICT", message },
+            EngineError::Store(e) => e.into(),
+            EngineError::Unavailable(m) => ApiError::Unavailable(m),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            // The disk is full or failing: nothing was stored half-way, the caller may retry.
+            StoreError::Sled(_) | StoreError::Io(_) | StoreError::Closed => {
+                tracing::error!(error = %e, "store unavailable");
+                ApiError::Unavailable("storage is unavailable; nothing was stored, retry later".into())
+            }
+            StoreError::Corrupt(m) => ApiError::Internal(m),
+        }
+    }
+}

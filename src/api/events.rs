@@ -1,0 +1,129 @@
+//! Read APIs for what flowed: `/v1/events`, `/v1/attempts`, `/v1/requests`.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::auth::Auth;
+use super::error::ApiError;
+use super::json::{self, QueryParams};
+use crate::domain::*;
+use crate::engine::Engine;
+
+/// A body as JSON when it is JSON, else as text.
+pub fn render_body(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
+fn render_headers(headers: &[(String, String)]) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for (k, v) in headers {
+        // Repeated headers are joined as HTTP allows.
+        match map.get_mut(k) {
+            Some(serde_json::Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(v);
+            }
+            _ => {
+                map.insert(k.clone(), serde_json::Value::String(v.clone()));
+            }
+        }
+    }
+    serde_json::Value::Object(map)
+}
+
+pub fn render_request(r: &Request) -> serde_json::Value {
+    json!({
+        "id": r.id,
+        "team_id": r.team_id,
+        "source_id": r.source_id,
+        "method": r.method,
+        "headers": render_headers(&r.headers),
+        "body": render_body(&r.body),
+        "rejection_cause": r.rejection_cause,
+        "event_ids": r.event_ids,
+        "created_at": r.created_at,
+        "updated_at": r.updated_at,
+    })
+}
+
+async fn list_events(engine: web::Data<Engine>, auth: Auth, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let params = QueryParams::parse(req.query_string())?;
+    let q = params.list_query(&auth.team)?;
+    let connection = params.id("connection_id", ConnectionId::parse)?;
+    let destination = params.id("destination_id", DestinationId::parse)?;
+    let source = params.id("source_id", SourceId::parse)?;
+    let request = params.id("request_id", RequestId::parse)?;
+    let statuses = params
+        .all("status")
+        .into_iter()
+        .map(|s| EventStatus::parse(s).ok_or_else(|| ApiError::validation("status", format!("`{s}` is not an event status"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let gte = params.timestamp("created_at[gte]")?;
+    let lte = params.timestamp("created_at[lte]")?;
+    let dead = params.bool("dead_lettered")?;
+    let page = engine.store().list_events(&q, |e| {
+        connection.as_ref().is_none_or(|c| &e.connection_id == c)
+            && destination.as_ref().is_none_or(|d| &e.destination_id == d)
+            && source.as_ref().is_none_or(|s| &e.source_id == s)
+            && request.as_ref().is_none_or(|r| &e.request_id == r)
+            && (statuses.is_empty() || statuses.contains(&e.status))
+            && gte.is_none_or(|t| e.created_at >= t)
+            && lte.is_none_or(|t| e.created_at <= t)
+            && dead.is_none_or(|d| d == e.dead_lettered_at.is_some())
+    })?;
+    Ok(HttpResponse::Ok().json(json::list_envelope(page, &q, |e| e)))
+}
+
+async fn get_event(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = EventId::parse(&id).map_err(|_| ApiError::NotFound("event"))?;
+    let event = engine.store().event(&auth.team, &id)?.ok_or(ApiError::NotFound("event"))?;
+    let mut out = serde_json::to_value(&event).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let data = engine
+        .store()
+        .request(&auth.team, &event.request_id)?
+        .map(|r| json!({"headers": render_headers(&r.headers), "body": render_body(&r.body)}));
+    out["data"] = data.unwrap_or(serde_json::Value::Null);
+    Ok(HttpResponse::Ok().json(out))
+}
+
+async fn list_attempts(engine: web::Data<Engine>, auth: Auth, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let params = QueryParams::parse(req.query_string())?;
+    let Some(event) = params.id("event_id", EventId::parse)? else {
+        return Err(ApiError::validation("event_id", "is required"));
+    };
+    // The event must be the team's: another team's event answers an empty list.
+    let attempts = match engine.store().event(&auth.team, &event)? {
+        Some(_) => engine.store().attempts(&event)?,
+        None => Vec::new(),
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "count": attempts.len(),
+        "models": attempts,
+        "pagination": {"limit": attempts.len(), "next": null},
+    })))
+}
+
+async fn list_requests(engine: web::Data<Engine>, auth: Auth, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let params = QueryParams::parse(req.query_string())?;
+    let q = params.list_query(&auth.team)?;
+    let source = params.id("source_id", SourceId::parse)?;
+    let rejected = params.bool("rejected")?;
+    let page = engine.store().list_requests(&q, |r| {
+        source.as_ref().is_none_or(|s| &r.source_id == s) && rejected.is_none_or(|x| x == r.rejection_cause.is_some())
+    })?;
+    Ok(HttpResponse::Ok().json(json::list_envelope(page, &q, |r| render_request(&r))))
+}
+
+async fn get_request(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = RequestId::parse(&id).map_err(|_| ApiError::NotFound("request"))?;
+    let request = engine.store().request(&auth.team, &id)?.ok_or(ApiError::NotFound("request"))?;
+    Ok(HttpResponse::Ok().json(render_request(&request)))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/events", web::get().to(list_events))
+        .route("/v1/events/{id}", web::get().to(get_event))
+        .route("/v1/attempts", web::get().to(list_attempts))
+        .route("/v1/requests", web::get().to(list_requests))
+        .route("/v1/requests/{id}", web::get().to(get_request));
+}

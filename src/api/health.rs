@@ -1,0 +1,40 @@
+//! Liveness, readiness and the Prometheus scrape.
+
+use actix_web::{web, HttpResponse};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+
+use crate::engine::Engine;
+use crate::telemetry;
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// 200 only once recovery has finished and every destination actor runs.
+async fn readyz(engine: web::Data<Engine>) -> HttpResponse {
+    if engine.is_ready() {
+        HttpResponse::Ok().json(json!({"status": "ready"}))
+    } else {
+        HttpResponse::ServiceUnavailable().json(json!({"status": "recovering"}))
+    }
+}
+
+async fn metrics(engine: web::Data<Engine>, handle: Option<web::Data<PrometheusHandle>>) -> HttpResponse {
+    let stats = &engine.store().writer().stats;
+    use std::sync::atomic::Ordering::Relaxed;
+    metrics::gauge!(telemetry::STORE_COMMITS_TOTAL).set(stats.commits.load(Relaxed) as f64);
+    metrics::gauge!(telemetry::STORE_FLUSHES_TOTAL).set(stats.flushes.load(Relaxed) as f64);
+    metrics::gauge!(telemetry::STORE_WRITES_TOTAL).set(stats.messages.load(Relaxed) as f64);
+    metrics::gauge!(telemetry::ENGINE_PAUSED).set(if engine.is_paused() { 1.0 } else { 0.0 });
+    match handle {
+        Some(h) => HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(h.render()),
+        None => HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(""),
+    }
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
+}

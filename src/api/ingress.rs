@@ -1,0 +1,82 @@
+//! `ANY /e/{source_id}`: the provider-facing URL. Answers 200 only once the request and
+//! every event routed from it are durable.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use serde_json::json;
+
+use super::error::ApiError;
+use crate::domain::verify::verify;
+use crate::domain::{RejectionCause, SourceId};
+use crate::engine::delivery::is_hop_by_hop;
+use crate::engine::Engine;
+use crate::telemetry;
+
+async fn ingest(engine: web::Data<Engine>, req: HttpRequest, id: web::Path<String>, mut payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    if !engine.is_ready() {
+        return Err(ApiError::Unavailable("starting: recovery is not finished".into()));
+    }
+    let source = SourceId::parse(&id).ok().and_then(|id| engine.source(&id)).ok_or(ApiError::NotFound("source"))?;
+    let label = if engine.config().telemetry.per_id_labels { source.id.to_string() } else { telemetry::ALL.into() };
+    let count = |outcome: &'static str| {
+        metrics::counter!(telemetry::INGRESS_REQUESTS_TOTAL, "source_id" => label.clone(), "outcome" => outcome).increment(1)
+    };
+    if source.disabled_at.is_some() {
+        count("disabled");
+        return Err(ApiError::SourceDisabled);
+    }
+    let method = req.method().as_str().to_ascii_uppercase();
+    if !source.allowed_http_methods.contains(&method) {
+        count("method_not_allowed");
+        return Err(ApiError::MethodNotAllowed(method));
+    }
+
+    // Refuse an oversized body before reading it when its length is declared, and stop
+    // reading as soon as it goes over when it is not.
+    let max = engine.config().ingress.max_body_bytes;
+    let declared = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        count("too_large");
+        return Err(ApiError::PayloadTooLarge(max));
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(max));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::InvalidJson(format!("cannot read the body: {e}")))?;
+        if body.len() + chunk.len() > max {
+            count("too_large");
+            return Err(ApiError::PayloadTooLarge(max));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let body = body.freeze();
+
+    let mut headers = Vec::with_capacity(req.headers().len());
+    for (name, value) in req.headers() {
+        let name = name.as_str();
+        if !is_hop_by_hop(name) {
+            headers.push((name.to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()));
+        }
+    }
+
+    if let Some(v) = &source.verification {
+        let lookup = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        if !verify(v, lookup, &body) {
+            count("rejected");
+            engine.reject(&source, method, headers, body, RejectionCause::VerificationFailed).await?;
+            return Err(ApiError::VerificationFailed);
+        }
+    }
+
+    let (request_id, event_ids) = engine.ingest(&source, method, headers, body).await?;
+    count("accepted");
+    Ok(HttpResponse::Ok().json(json!({"status": "SUCCESS", "request_id": request_id, "event_ids": event_ids})))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/e/{source_id}", web::route().to(ingest));
+}

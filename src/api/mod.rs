@@ -1,0 +1,66 @@
+//! The HTTP surface: one file per resource, each with its DTOs, handlers and `configure`.
+//! This module only wires them together.
+
+pub mod admin;
+pub mod auth;
+pub mod connections;
+pub mod destinations;
+pub mod error;
+pub mod events;
+pub mod health;
+pub mod ingress;
+pub mod json;
+pub mod sources;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use error::ApiError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    health::configure(cfg);
+    ingress::configure(cfg);
+    sources::configure(cfg);
+    destinations::configure(cfg);
+    connections::configure(cfg);
+    events::configure(cfg);
+    admin::configure(cfg);
+}
+
+/// Unknown routes answer the JSON error body too.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let _ = req;
+    Err(ApiError::NotFound("route"))
+}
+
+/// Largest body the management API reads (ingress has its own limit).
+pub const MAX_API_BODY: usize = 1024 * 1024;
+
+/// A management API body, bounded, whose errors are the JSON error body like the rest.
+pub struct Body(pub web::Bytes);
+
+impl actix_web::FromRequest for Body {
+    type Error = ApiError;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Body, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        let fut = web::Bytes::from_request(&req, payload);
+        Box::pin(async move {
+            fut.await.map(Body).map_err(|e| {
+                if e.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge(MAX_API_BODY)
+                } else {
+                    ApiError::InvalidJson(format!("cannot read the body: {e}"))
+                }
+            })
+        })
+    }
+}
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}

@@ -1,0 +1,217 @@
+//! `/v1/sources`: where providers send. The source URL is `<public_url>/e/<id>`.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::auth::Auth;
+use super::error::ApiError;
+use super::json::{self, check_name, QueryParams};
+use crate::domain::*;
+use crate::engine::Engine;
+
+const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceIn {
+    name: String,
+    #[serde(default)]
+    allowed_http_methods: Option<Vec<String>>,
+    #[serde(default)]
+    verification: Option<VerificationIn>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum VerificationIn {
+    Hmac {
+        algorithm: String,
+        encoding: String,
+        header: String,
+        #[serde(default)]
+        prefix: Option<String>,
+        secret: String,
+    },
+    StandardWebhooks {
+        secret: String,
+    },
+}
+
+fn verification_in(v: &Verification) -> VerificationIn {
+    match v {
+        Verification::Hmac { algorithm, encoding, header, prefix, secret } => VerificationIn::Hmac {
+            algorithm: if *algorithm == HmacAlgorithm::Sha1 { "sha1" } else { "sha256" }.into(),
+            encoding: if *encoding == SignatureEncoding::Base64 { "base64" } else { "hex" }.into(),
+            header: header.clone(),
+            prefix: prefix.clone(),
+            secret: secret.clone(),
+        },
+        Verification::StandardWebhooks { secret } => VerificationIn::StandardWebhooks { secret: secret.clone() },
+    }
+}
+
+fn build_verification(v: VerificationIn) -> Result<Verification, ApiError> {
+    match v {
+        VerificationIn::Hmac { algorithm, encoding, header, prefix, secret } => {
+            let algorithm = match algorithm.as_str() {
+                "sha256" => HmacAlgorithm::Sha256,
+                "sha1" => HmacAlgorithm::Sha1,
+                _ => return Err(ApiError::validation("verification.algorithm", "must be sha256 or sha1")),
+            };
+            let encoding = match encoding.as_str() {
+                "hex" => SignatureEncoding::Hex,
+                "base64" => SignatureEncoding::Base64,
+                _ => return Err(ApiError::validation("verification.encoding", "must be hex or base64")),
+            };
+            let header = header.trim().to_ascii_lowercase();
+            if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                return Err(ApiError::validation("verification.header", "must be a valid header name"));
+            }
+            if secret.is_empty() {
+                return Err(ApiError::validation("verification.secret", "must not be empty"));
+            }
+            Ok(Verification::Hmac { algorithm, encoding, header, prefix: prefix.filter(|p| !p.is_empty()), secret })
+        }
+        VerificationIn::StandardWebhooks { secret } => {
+            if standardwebhooks::Webhook::new(&secret).is_err() {
+                return Err(ApiError::validation("verification.secret", "must be `whsec_` followed by base64"));
+            }
+            Ok(Verification::StandardWebhooks { secret })
+        }
+    }
+}
+
+fn build(input: SourceIn, existing: Option<&Source>, team: &TeamId) -> Result<Source, ApiError> {
+    let now = Timestamp::now();
+    let methods = match input.allowed_http_methods {
+        None => vec!["POST".to_string()],
+        Some(list) => {
+            let mut out = Vec::new();
+            for m in list {
+                let m = m.to_ascii_uppercase();
+                if !METHODS.contains(&m.as_str()) {
+                    return Err(ApiError::validation("allowed_http_methods", "each must be one of GET, POST, PUT, PATCH, DELETE"));
+                }
+                if !out.contains(&m) {
+                    out.push(m);
+                }
+            }
+            if out.is_empty() {
+                return Err(ApiError::validation("allowed_http_methods", "must not be empty"));
+            }
+            out
+        }
+    };
+    Ok(Source {
+        id: existing.map_or_else(SourceId::new, |s| s.id.clone()),
+        team_id: team.clone(),
+        name: check_name("name", &input.name)?,
+        allowed_http_methods: methods,
+        verification: input.verification.map(build_verification).transpose()?,
+        disabled_at: existing.and_then(|s| s.disabled_at),
+        created_at: existing.map_or(now, |s| s.created_at),
+        updated_at: now,
+    })
+}
+
+/// The wire form: the secret is never shown again.
+pub fn render(source: &Source, engine: &Engine) -> serde_json::Value {
+    let base = engine
+        .config()
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", engine.config().server.listen));
+    let verification = source.verification.as_ref().map(|v| match v {
+        Verification::Hmac { .. } => {
+            let VerificationIn::Hmac { algorithm, encoding, header, prefix, .. } = verification_in(v) else { unreachable!() };
+            json!({"type": "hmac", "algorithm": algorithm, "encoding": encoding, "header": header, "prefix": prefix})
+        }
+        Verification::StandardWebhooks { .. } => json!({"type": "standard_webhooks"}),
+    });
+    json!({
+        "id": source.id,
+        "team_id": source.team_id,
+        "name": source.name,
+        "url": format!("{}/e/{}", base.trim_end_matches('/'), source.id),
+        "allowed_http_methods": source.allowed_http_methods,
+        "verification": verification,
+        "disabled_at": source.disabled_at,
+        "created_at": source.created_at,
+        "updated_at": source.updated_at,
+    })
+}
+
+fn input_form(s: &Source) -> serde_json::Value {
+    serde_json::to_value(SourceIn {
+        name: s.name.clone(),
+        allowed_http_methods: Some(s.allowed_http_methods.clone()),
+        verification: s.verification.as_ref().map(verification_in),
+    })
+    .unwrap_or_default()
+}
+
+/// The team's source, or 404 exactly as if it did not exist.
+fn owned(engine: &Engine, auth: &Auth, id: &str) -> Result<std::sync::Arc<Source>, ApiError> {
+    let id = SourceId::parse(id).map_err(|_| ApiError::NotFound("source"))?;
+    engine.source(&id).filter(|s| s.team_id == auth.team).ok_or(ApiError::NotFound("source"))
+}
+
+async fn create(engine: web::Data<Engine>, auth: Auth, body: super::Body) -> Result<HttpResponse, ApiError> {
+    let source = build(json::parse(&body)?, None, &auth.team)?;
+    engine.save_source(source.clone()).await?;
+    Ok(HttpResponse::Created().json(render(&source, &engine)))
+}
+
+async fn list(engine: web::Data<Engine>, auth: Auth, req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    let params = QueryParams::parse(req.query_string())?;
+    let q = params.list_query(&auth.team)?;
+    let disabled = params.bool("disabled")?;
+    let page = engine.store().list_sources(&q, |s| disabled.is_none_or(|d| d == s.disabled_at.is_some()))?;
+    Ok(HttpResponse::Ok().json(json::list_envelope(page, &q, |s| render(&s, &engine))))
+}
+
+async fn get(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(render(&*owned(&engine, &auth, &id)?, &engine)))
+}
+
+async fn update(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>, body: super::Body) -> Result<HttpResponse, ApiError> {
+    let current = owned(&engine, &auth, &id)?;
+    let source = build(json::merge_patch(input_form(&current), &body)?, Some(&current), &auth.team)?;
+    engine.save_source(source.clone()).await?;
+    Ok(HttpResponse::Ok().json(render(&source, &engine)))
+}
+
+async fn delete(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let current = owned(&engine, &auth, &id)?;
+    engine.delete_source(&current.id).await?;
+    Ok(HttpResponse::Ok().json(json!({"id": current.id})))
+}
+
+async fn set_disabled(engine: &Engine, auth: &Auth, id: &str, disabled: bool) -> Result<HttpResponse, ApiError> {
+    let mut source = (*owned(engine, auth, id)?).clone();
+    let now = Timestamp::now();
+    source.disabled_at = if disabled { source.disabled_at.or(Some(now)) } else { None };
+    source.updated_at = now;
+    engine.save_source(source.clone()).await?;
+    Ok(HttpResponse::Ok().json(render(&source, engine)))
+}
+
+async fn disable(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    set_disabled(&engine, &auth, &id, true).await
+}
+
+async fn enable(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    set_disabled(&engine, &auth, &id, false).await
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/sources", web::post().to(create))
+        .route("/v1/sources", web::get().to(list))
+        .route("/v1/sources/{id}", web::get().to(get))
+        .route("/v1/sources/{id}", web::patch().to(update))
+        .route("/v1/sources/{id}", web::delete().to(delete))
+        .route("/v1/sources/{id}/disable", web::put().to(disable))
+        .route("/v1/sources/{id}/enable", web::put().to(enable));
+}

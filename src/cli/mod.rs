@@ -1,0 +1,3 @@
+//! Command-line client commands (HTTP clients of the API) and developer tools.
+
+pub mod dev_receiver;

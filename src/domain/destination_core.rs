@@ -1,0 +1,514 @@
+//! The decisions of one destination, free of IO: which event to attempt next, when to retry,
+//! when to give up. The `DestinationActor` feeds it inputs with the current time and carries
+//! out the commands it returns; it never decides anything itself.
+//!
+//! Invariants (checked by the property test below):
+//! - at most `max_concurrency` attempts are in flight;
+//! - nothing starts while the engine is paused, the destination is disabled or stopping;
+//! - first attempts start in queue (acceptance) order;
+//! - every entry is in exactly one place — ready, scheduled or in flight — until it settles
+//!   as delivered or dead-lettered; none vanishes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{ConnectionId, EventId, RequestId};
+use super::models::{DeliveryError, Trigger};
+use super::rules::RetryPolicy;
+use super::time::Timestamp;
+
+/// A `Retry-After` longer than this is treated as this: a receiver cannot park a
+/// destination for days.
+pub const MAX_RETRY_AFTER_MS: u64 = 3_600_000;
+
+/// One event waiting at its destination, as kept in the store's queue (keyed by `seq`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueEntry {
+    /// Position in the destination's FIFO; assigned at acceptance, never reused.
+    pub seq: u64,
+    pub event_id: EventId,
+    /// Where the body is (stored once per request).
+    pub request_id: RequestId,
+    pub connection_id: ConnectionId,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// The trigger the next attempt will carry.
+    pub next_trigger: Trigger,
+    /// Set while the entry waits for a delay or retry time (`SCHEDULED`).
+    pub due_at: Option<Timestamp>,
+    pub retry: RetryPolicy,
+    pub created_at: Timestamp,
+}
+
+/// What came back from one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptResult {
+    pub response_status: Option<u16>,
+    pub error: Option<DeliveryError>,
+    /// From a `Retry-After` on a 429 or 503.
+    pub retry_after_ms: Option<u64>,
+    pub duration_ms: u64,
+}
+
+impl AttemptResult {
+    pub fn is_success(&self) -> bool {
+        self.error.is_none() && self.response_status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreConfig {
+    pub max_concurrency: u32,
+    pub disabled: bool,
+    /// Events older than this are dead-lettered instead of retried.
+    pub max_event_age_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    Enqueue(Vec<QueueEntry>),
+    Outcome { seq: u64, result: AttemptResult },
+    /// The timer asked for by the last `SetTimer` went off (or any wake-up: it is idempotent).
+    Wake,
+    Configure(CoreConfig),
+    EnginePaused(bool),
+    /// Shutdown: start nothing new; attempts in flight may finish.
+    Stop,
+}
+
+/// How an event settles after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Delivered,
+    RetryAt(Timestamp),
+    DeadLettered,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Make an attempt now.
+    Start { entry: QueueEntry, attempt_number: u32, trigger: Trigger },
+    /// Record a finished attempt and the event's next state. `entry` is the updated entry.
+    Settle { entry: QueueEntry, attempt_number: u32, trigger: Trigger, result: AttemptResult, next: Next },
+    /// A scheduled entry's time came; it now waits in the queue (`QUEUED`).
+    Due { entry: QueueEntry },
+    /// The entry outlived `max_event_age` while waiting: dead-letter it without an attempt.
+    Expire { entry: QueueEntry },
+    /// Arrange one `Wake` at this time (replacing any earlier request), or none.
+    SetTimer { at: Option<Timestamp> },
+}
+
+/// Counters and sizes for snapshots and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct CoreStats {
+    pub ready: usize,
+    pub scheduled: usize,
+    pub in_flight: usize,
+}
+
+#[derive(Debug)]
+pub struct DestinationCore {
+    config: CoreConfig,
+    ready: BTreeMap<u64, QueueEntry>,
+    scheduled: BTreeSet<(Timestamp, u64)>,
+    waiting: HashMap<u64, QueueEntry>,
+    in_flight: HashMap<u64, (QueueEntry, u32, Trigger)>,
+    engine_paused: bool,
+    stopping: bool,
+    /// No attempt starts before this (a receiver's `Retry-After`).
+    blocked_until: Option<Timestamp>,
+    /// The wake-up last asked of the shell, to avoid re-arming the same timer.
+    timer_at: Option<Timestamp>,
+}
+
+impl DestinationCore {
+    pub fn new(config: CoreConfig) -> Self {
+        DestinationCore {
+            config,
+            ready: BTreeMap::new(),
+            scheduled: BTreeSet::new(),
+            waiting: HashMap::new(),
+            in_flight: HashMap::new(),
+            engine_paused: false,
+            stopping: false,
+            blocked_until: None,
+            timer_at: None,
+        }
+    }
+
+    pub fn stats(&self) -> CoreStats {
+        CoreStats { ready: self.ready.len(), scheduled: self.waiting.len(), in_flight: self.in_flight.len() }
+    }
+
+    pub fn config(&self) -> CoreConfig {
+        self.config
+    }
+
+    pub fn handle(&mut self, input: Input, now: Timestamp) -> Vec<Command> {
+        let mut out = Vec::new();
+        match input {
+            Input::Enqueue(entries) => {
+                for entry in entries {
+                    self.insert(entry);
+                }
+            }
+            Input::Outcome { seq, result } => self.settle(seq, result, now, &mut out),
+            Input::Wake => {}
+            Input::Configure(config) => self.config = config,
+            Input::EnginePaused(paused) => self.engine_paused = paused,
+            Input::Stop => self.stopping = true,
+        }
+        self.release_due(now, &mut out);
+        self.pump(now, &mut out);
+        self.arm_timer(now, &mut out);
+        out
+    }
+
+    fn insert(&mut self, entry: QueueEntry) {
+        let seq = entry.seq;
+        if self.ready.contains_key(&seq) || self.waiting.contains_key(&seq) || self.in_flight.contains_key(&seq) {
+            return; // already known: a duplicate delivery of the same entry
+        }
+        match entry.due_at {
+            Some(due) => {
+                self.scheduled.insert((due, seq));
+                self.waiting.insert(seq, entry);
+            }
+            None => {
+                self.ready.insert(seq, entry);
+            }
+        }
+    }
+
+    fn settle(&mut self, seq: u64, result: AttemptResult, now: Timestamp, out: &mut Vec<Command>) {
+        let Some((mut entry, attempt_number, trigger)) = self.in_flight.remove(&seq) else {
+            return; // stale outcome
+        };
+        entry.attempts = attempt_number;
+        let next = if result.is_success() {
+            Next::Delivered
+        } else {
+            if let Some(ms) = result.retry_after_ms {
+                let until = now.plus_ms(ms.min(MAX_RETRY_AFTER_MS));
+                self.blocked_until = Some(self.blocked_until.map_or(until, |b| b.max(until)));
+            }
+            let too_old = now.saturating_sub(entry.created_at) >= self.config.max_event_age_ms;
+            match entry.retry.wait_after(entry.attempts) {
+                Some(wait) if !too_old => {
+                    let mut due = now.plus_ms(wait);
+                    if let Some(blocked) = self.blocked_until {
+                        due = due.max(blocked);
+                    }
+                    Next::RetryAt(due)
+                }
+                _ => Next::DeadLettered,
+            }
+        };
+        if let Next::RetryAt(due) = next {
+            entry.due_at = Some(due);
+            entry.next_trigger = Trigger::Automatic;
+            self.scheduled.insert((due, seq));
+            self.waiting.insert(seq, entry.clone());
+        }
+        out.push(Command::Settle { entry, attempt_number, trigger, result, next });
+    }
+
+    fn release_due(&mut self, now: Timestamp, out: &mut Vec<Command>) {
+        while let Some(&(due, seq)) = self.scheduled.first() {
+            if due > now {
+                break;
+            }
+            self.scheduled.pop_first();
+            let Some(mut entry) = self.waiting.remove(&seq) else { continue };
+            entry.due_at = None;
+            if now.saturating_sub(entry.created_at) >= self.config.max_event_age_ms {
+                out.push(Command::Expire { entry });
+                continue;
+            }
+            out.push(Command::Due { entry: entry.clone() });
+            self.ready.insert(seq, entry);
+        }
+    }
+
+    fn may_start(&self, now: Timestamp) -> bool {
+        !(self.engine_paused || self.stopping || self.config.disabled)
+            && self.blocked_until.is_none_or(|b| b <= now)
+    }
+
+    fn pump(&mut self, now: Timestamp, out: &mut Vec<Command>) {
+        if !self.may_start(now) {
+            return;
+        }
+        self.blocked_until = None;
+        while self.in_flight.len() < self.config.max_concurrency.max(1) as usize {
+            let Some((seq, entry)) = self.ready.pop_first() else { break };
+            let attempt_number = entry.attempts + 1;
+            let trigger = entry.next_trigger;
+            self.in_flight.insert(seq, (entry.clone(), attempt_number, trigger));
+            out.push(Command::Start { entry, attempt_number, trigger });
+        }
+    }
+
+    fn arm_timer(&mut self, now: Timestamp, out: &mut Vec<Command>) {
+        let next_due = self.scheduled.first().map(|&(due, _)| due);
+        let unblock = self.blocked_until.filter(|&b| b > now && !self.ready.is_empty());
+        let want = match (next_due, unblock) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if want != self.timer_at {
+            self.timer_at = want;
+            out.push(Command::SetTimer { at: want });
+        }
+    }
+
+    /// True when nothing is in flight: shutdown may proceed.
+    pub fn is_idle(&self) -> bool {
+        self.in_flight.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::rules::RetryStrategy;
+    use proptest::prelude::*;
+
+    const HOUR: u64 = 3_600_000;
+
+    fn config(max_concurrency: u32) -> CoreConfig {
+        CoreConfig { max_concurrency, disabled: false, max_event_age_ms: 72 * HOUR }
+    }
+
+    fn entry(seq: u64, retry: RetryPolicy) -> QueueEntry {
+        QueueEntry {
+            seq,
+            event_id: EventId::new(),
+            request_id: RequestId::new(),
+            connection_id: ConnectionId::new(),
+            attempts: 0,
+            next_trigger: Trigger::Initial,
+            due_at: None,
+            retry,
+            created_at: Timestamp(0),
+        }
+    }
+
+    fn linear(count: u32, interval_ms: u64) -> RetryPolicy {
+        RetryPolicy { strategy: RetryStrategy::Linear, count, interval_ms }
+    }
+
+    fn ok() -> AttemptResult {
+        AttemptResult { response_status: Some(200), error: None, retry_after_ms: None, duration_ms: 1 }
+    }
+
+    fn fail(status: u16) -> AttemptResult {
+        AttemptResult { response_status: Some(status), error: None, retry_after_ms: None, duration_ms: 1 }
+    }
+
+    fn starts(cmds: &[Command]) -> Vec<(u64, u32, Trigger)> {
+        cmds.iter()
+            .filter_map(|c| match c {
+                Command::Start { entry, attempt_number, trigger } => Some((entry.seq, *attempt_number, *trigger)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn settled(cmds: &[Command]) -> Vec<(u64, Next)> {
+        cmds.iter()
+            .filter_map(|c| match c {
+                Command::Settle { entry, next, .. } => Some((entry.seq, *next)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn first_attempts_start_in_queue_order_within_the_concurrency_limit() {
+        let mut core = DestinationCore::new(config(2));
+        let cmds = core.handle(Input::Enqueue(vec![entry(3, linear(0, 0)), entry(1, linear(0, 0)), entry(2, linear(0, 0))]), Timestamp(0));
+        assert_eq!(starts(&cmds), vec![(1, 1, Trigger::Initial), (2, 1, Trigger::Initial)]);
+        let cmds = core.handle(Input::Outcome { seq: 1, result: ok() }, Timestamp(5));
+        assert_eq!(settled(&cmds), vec![(1, Next::Delivered)]);
+        assert_eq!(starts(&cmds), vec![(3, 1, Trigger::Initial)]);
+    }
+
+    #[test]
+    fn linear_retries_follow_the_interval_then_dead_letter() {
+        let mut core = DestinationCore::new(config(1));
+        core.handle(Input::Enqueue(vec![entry(1, linear(2, 200))]), Timestamp(1_000));
+        let cmds = core.handle(Input::Outcome { seq: 1, result: fail(500) }, Timestamp(1_010));
+        assert_eq!(settled(&cmds), vec![(1, Next::RetryAt(Timestamp(1_210)))]);
+        assert!(cmds.contains(&Command::SetTimer { at: Some(Timestamp(1_210)) }));
+        // Too early: nothing happens.
+        assert!(starts(&core.handle(Input::Wake, Timestamp(1_209))).is_empty());
+        let cmds = core.handle(Input::Wake, Timestamp(1_210));
+        assert_eq!(starts(&cmds), vec![(1, 2, Trigger::Automatic)]);
+        let cmds = core.handle(Input::Outcome { seq: 1, result: fail(500) }, Timestamp(1_300));
+        assert_eq!(settled(&cmds), vec![(1, Next::RetryAt(Timestamp(1_500)))]);
+        let cmds = core.handle(Input::Wake, Timestamp(1_500));
+        assert_eq!(starts(&cmds), vec![(1, 3, Trigger::Automatic)]);
+        let cmds = core.handle(Input::Outcome { seq: 1, result: fail(500) }, Timestamp(1_600));
+        assert_eq!(settled(&cmds), vec![(1, Next::DeadLettered)]);
+        assert_eq!(core.stats(), CoreStats::default());
+    }
+
+    #[test]
+    fn exponential_retries_double_the_wait() {
+        let policy = RetryPolicy { strategy: RetryStrategy::Exponential, count: 3, interval_ms: 100 };
+        let mut core = DestinationCore::new(config(1));
+        core.handle(Input::Enqueue(vec![entry(7, policy)]), Timestamp(0));
+        let mut now = Timestamp(0);
+        let mut waits = Vec::new();
+        loop {
+            let cmds = core.handle(Input::Outcome { seq: 7, result: fail(503) }, now);
+            match settled(&cmds)[0].1 {
+                Next::RetryAt(due) => {
+                    waits.push(due.0 - now.0);
+                    now = due;
+                    assert_eq!(starts(&core.handle(Input::Wake, now)).len(), 1);
+                }
+                Next::DeadLettered => break,
+                Next::Delivered => unreachable!(),
+            }
+        }
+        assert_eq!(waits, vec![100, 200, 400]);
+    }
+
+    #[test]
+    fn success_after_failures_delivers() {
+        let mut core = DestinationCore::new(config(1));
+        core.handle(Input::Enqueue(vec![entry(1, linear(5, 10))]), Timestamp(0));
+        core.handle(Input::Outcome { seq: 1, result: fail(500) }, Timestamp(1));
+        core.handle(Input::Wake, Timestamp(11));
+        let cmds = core.handle(Input::Outcome { seq: 1, result: ok() }, Timestamp(12));
+        match &cmds[0] {
+            Command::Settle { entry, attempt_number, trigger, next, .. } => {
+                assert_eq!((*attempt_number, *trigger, *next), (2, Trigger::Automatic, Next::Delivered));
+                assert_eq!(entry.attempts, 2);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn retry_after_blocks_the_whole_destination() {
+        let mut core = DestinationCore::new(config(1));
+        core.handle(Input::Enqueue(vec![entry(1, linear(5, 10)), entry(2, linear(5, 10))]), Timestamp(0));
+        let limited = AttemptResult { retry_after_ms: Some(5_000), ..fail(429) };
+        let cmds = core.handle(Input::Outcome { seq: 1, result: limited }, Timestamp(100));
+        assert_eq!(settled(&cmds), vec![(1, Next::RetryAt(Timestamp(5_100)))]);
+        assert!(starts(&cmds).is_empty(), "entry 2 must wait for Retry-After");
+        assert!(starts(&core.handle(Input::Wake, Timestamp(5_099))).is_empty());
+        assert_eq!(starts(&core.handle(Input::Wake, Timestamp(5_100))), vec![(1, 2, Trigger::Automatic)]);
+    }
+
+    #[test]
+    fn nothing_starts_while_paused_disabled_or_stopping() {
+        let mut core = DestinationCore::new(config(4));
+        core.handle(Input::EnginePaused(true), Timestamp(0));
+        assert!(starts(&core.handle(Input::Enqueue(vec![entry(1, linear(0, 0))]), Timestamp(0))).is_empty());
+        assert_eq!(starts(&core.handle(Input::EnginePaused(false), Timestamp(1))).len(), 1);
+
+        let mut core = DestinationCore::new(CoreConfig { disabled: true, ..config(4) });
+        assert!(starts(&core.handle(Input::Enqueue(vec![entry(1, linear(0, 0))]), Timestamp(0))).is_empty());
+        assert_eq!(core.stats().ready, 1, "a disabled destination keeps what it queued");
+        assert_eq!(starts(&core.handle(Input::Configure(config(4)), Timestamp(1))).len(), 1);
+
+        let mut core = DestinationCore::new(config(4));
+        core.handle(Input::Stop, Timestamp(0));
+        assert!(starts(&core.handle(Input::Enqueue(vec![entry(1, linear(0, 0))]), Timestamp(0))).is_empty());
+    }
+
+    #[test]
+    fn scheduled_entries_wait_for_their_time_and_expire_when_too_old() {
+        let mut core = DestinationCore::new(CoreConfig { max_event_age_ms: 1_000, ..config(1) });
+        let mut delayed = entry(1, linear(0, 0));
+        delayed.due_at = Some(Timestamp(500));
+        let mut stale = entry(2, linear(0, 0));
+        stale.due_at = Some(Timestamp(2_000));
+        let cmds = core.handle(Input::Enqueue(vec![delayed, stale]), Timestamp(0));
+        assert!(starts(&cmds).is_empty());
+        assert!(cmds.contains(&Command::SetTimer { at: Some(Timestamp(500)) }));
+        let cmds = core.handle(Input::Wake, Timestamp(500));
+        assert_eq!(starts(&cmds), vec![(1, 1, Trigger::Initial)]);
+        let cmds = core.handle(Input::Wake, Timestamp(2_000));
+        assert!(matches!(cmds.as_slice(), [Command::Expire { entry }, ..] if entry.seq == 2));
+    }
+
+    #[test]
+    fn stale_and_duplicate_inputs_are_ignored() {
+        let mut core = DestinationCore::new(config(1));
+        let e = entry(1, linear(0, 0));
+        core.handle(Input::Enqueue(vec![e.clone()]), Timestamp(0));
+        assert!(core.handle(Input::Enqueue(vec![e]), Timestamp(0)).is_empty());
+        assert!(core.handle(Input::Outcome { seq: 99, result: ok() }, Timestamp(0)).is_empty());
+        assert_eq!(core.stats().in_flight, 1);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Enqueue(u8),
+        Complete(usize, bool),
+        Advance(u16),
+        Pause(bool),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (1u8..4).prop_map(Op::Enqueue),
+            (0usize..8, any::<bool>()).prop_map(|(i, ok)| Op::Complete(i, ok)),
+            (0u16..500).prop_map(Op::Advance),
+            any::<bool>().prop_map(Op::Pause),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn invariants_hold_for_any_input_sequence(ops in proptest::collection::vec(op(), 1..120), max_conc in 1u32..4) {
+            let mut core = DestinationCore::new(CoreConfig { max_concurrency: max_conc, disabled: false, max_event_age_ms: 10_000 });
+            let mut now = Timestamp(0);
+            let mut next_seq = 0u64;
+            let mut in_flight: Vec<u64> = Vec::new();
+            let mut enqueued = std::collections::BTreeSet::new();
+            let mut done = std::collections::BTreeSet::new();
+            let mut first_starts = Vec::new();
+            let mut paused = false;
+            for op in ops {
+                let cmds = match op {
+                    Op::Enqueue(n) => {
+                        let entries: Vec<_> = (0..n).map(|_| { next_seq += 1; enqueued.insert(next_seq); entry(next_seq, linear(2, 100)) }).collect();
+                        core.handle(Input::Enqueue(entries), now)
+                    }
+                    Op::Complete(i, success) if !in_flight.is_empty() => {
+                        let seq = in_flight.remove(i % in_flight.len());
+                        core.handle(Input::Outcome { seq, result: if success { ok() } else { fail(500) } }, now)
+                    }
+                    Op::Complete(..) => continue,
+                    Op::Advance(ms) => { now = now.plus_ms(u64::from(ms)); core.handle(Input::Wake, now) }
+                    Op::Pause(p) => { paused = p; core.handle(Input::EnginePaused(p), now) }
+                };
+                for c in &cmds {
+                    match c {
+                        Command::Start { entry, attempt_number, .. } => {
+                            prop_assert!(!paused, "started while paused");
+                            in_flight.push(entry.seq);
+                            if *attempt_number == 1 { first_starts.push(entry.seq); }
+                        }
+                        Command::Settle { entry, next: Next::Delivered | Next::DeadLettered, .. } => { done.insert(entry.seq); }
+                        Command::Expire { entry } => { done.insert(entry.seq); }
+                        _ => {}
+                    }
+                }
+                prop_assert!(in_flight.len() <= max_conc as usize);
+                let s = core.stats();
+                prop_assert_eq!(s.ready + s.scheduled + s.in_flight + done.len(), enqueued.len(), "an entry vanished or doubled");
+            }
+            let mut sorted = first_starts.clone();
+            sorted.sort_unstable();
+            prop_assert_eq!(first_starts, sorted, "first attempts out of acceptance order");
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Plain data and pure logic: no IO, no actix, no sled. Time comes in as an argument.
+
+pub mod connection_core;
+pub mod destination_core;
+pub mod ids;
+pub mod models;
+pub mod rules;
+pub mod time;
+pub mod verify;
+
+pub use ids::*;
+pub use models::*;
+pub use time::Timestamp;

@@ -1,0 +1,316 @@
+//! The actor that owns one destination, like a Durable Object: a thin shell around
+//! `DestinationCore`. It feeds the core inputs with the current time and carries out the
+//! commands — attempts are spawned futures whose outcomes come back as inputs, state changes
+//! go to the store writer without waiting, timers are `run_later`. It never decides.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::delivery::{Payload, Signer};
+use super::Deps;
+use crate::domain::destination_core::{
+    AttemptResult, Command, CoreConfig, CoreStats, DestinationCore, Input, Next, QueueEntry,
+};
+use crate::domain::*;
+use crate::store::{ops, Op};
+use crate::telemetry;
+
+pub struct DestinationActor {
+    core: DestinationCore,
+    destination: Arc<Destination>,
+    signer: Option<Arc<Signer>>,
+    deps: Deps,
+    /// Bodies handed over by ingress for entries not yet attempted; others are read from the
+    /// store when their attempt starts.
+    payloads: HashMap<u64, Arc<Payload>>,
+    timer: Option<SpawnHandle>,
+    /// Entries loaded from the store at boot, fed to the core once the actor runs.
+    recovered: Vec<QueueEntry>,
+    queued_gauge: metrics::Gauge,
+    label: String,
+}
+
+impl DestinationActor {
+    pub fn new(destination: Arc<Destination>, deps: Deps, recovered: Vec<QueueEntry>, engine_paused: bool) -> Self {
+        let label = if deps.per_id_labels { destination.id.to_string() } else { telemetry::ALL.to_string() };
+        let mut core = DestinationCore::new(core_config(&destination, &deps));
+        core.handle(Input::EnginePaused(engine_paused), Timestamp::now());
+        DestinationActor {
+            core,
+            signer: destination.signing_secret.as_deref().and_then(Signer::new).map(Arc::new),
+            destination,
+            deps,
+            payloads: HashMap::new(),
+            timer: None,
+            recovered,
+            queued_gauge: metrics::gauge!(telemetry::EVENTS_QUEUED, "destination_id" => label.clone()),
+            label,
+        }
+    }
+
+    fn input(&mut self, input: Input, ctx: &mut Context<Self>) {
+        let now = Timestamp::now();
+        let commands = self.core.handle(input, now);
+        let mut writes = Vec::new();
+        for command in commands {
+            self.execute(command, now, &mut writes, ctx);
+        }
+        self.deps.store.submit(writes);
+        let s = self.core.stats();
+        self.queued_gauge.set((s.ready + s.scheduled + s.in_flight) as f64);
+    }
+
+    fn execute(&mut self, command: Command, now: Timestamp, writes: &mut Vec<Op>, ctx: &mut Context<Self>) {
+        let team = &self.destination.team_id;
+        match command {
+            Command::Start { entry, attempt_number, .. } => self.start(entry, attempt_number, ctx),
+            Command::Settle { entry, attempt_number, trigger, result, next } => {
+                self.record_attempt(&entry, attempt_number, trigger, &result, now, writes);
+                let mut patch = EventPatch {
+                    attempts: Some(attempt_number),
+                    last_attempt_at: Some(now),
+                    response: Some((result.response_status, result.error)),
+                    updated_at: now,
+                    ..Default::default()
+                };
+                match next {
+                    Next::Delivered => {
+                        patch.status = Some(EventStatus::Successful);
+                        patch.next_attempt_at = Some(None);
+                        writes.push(ops::remove_queue_entry(&self.destination.id, entry.seq));
+                        self.payloads.remove(&entry.seq);
+                        let connection = if self.deps.per_id_labels { entry.connection_id.to_string() } else { telemetry::ALL.into() };
+                        metrics::counter!(telemetry::EVENTS_DELIVERED_TOTAL, "connection_id" => connection, "destination_id" => self.label.clone()).increment(1);
+                    }
+                    Next::RetryAt(at) => {
+                        patch.status = Some(EventStatus::Scheduled);
+                        patch.next_attempt_at = Some(Some(at));
+                        writes.push(ops::put_queue_entry(&self.destination.id, &entry));
+                    }
+                    Next::DeadLettered => {
+                        patch.status = Some(EventStatus::Failed);
+                        patch.next_attempt_at = Some(None);
+                        patch.dead_lettered_at = Some(Some(now));
+                        writes.push(ops::remove_queue_entry(&self.destination.id, entry.seq));
+                        self.payloads.remove(&entry.seq);
+                    }
+                }
+                writes.push(ops::patch_event(team, &entry.event_id, patch));
+            }
+            Command::Due { entry } => {
+                let patch = EventPatch {
+                    status: Some(EventStatus::Queued),
+                    next_attempt_at: Some(None),
+                    updated_at: now,
+                    ..Default::default()
+                };
+                writes.push(ops::patch_event(team, &entry.event_id, patch));
+            }
+            Command::Expire { entry } => {
+                let patch = EventPatch {
+                    status: Some(EventStatus::Failed),
+                    next_attempt_at: Some(None),
+                    dead_lettered_at: Some(Some(now)),
+                    updated_at: now,
+                    ..Default::default()
+                };
+                writes.push(ops::patch_event(team, &entry.event_id, patch));
+                writes.push(ops::remove_queue_entry(&self.destination.id, entry.seq));
+                self.payloads.remove(&entry.seq);
+            }
+            Command::SetTimer { at } => {
+                if let Some(handle) = self.timer.take() {
+                    ctx.cancel_future(handle);
+                }
+                if let Some(at) = at {
+                    let wait = Duration::from_millis(at.saturating_sub(now));
+                    self.timer = Some(ctx.run_later(wait, |act, ctx| {
+                        act.timer = None;
+                        act.input(Input::Wake, ctx);
+                    }));
+                }
+            }
+        }
+    }
+
+    fn record_attempt(
+        &self,
+        entry: &QueueEntry,
+        attempt_number: u32,
+        trigger: Trigger,
+        result: &AttemptResult,
+        now: Timestamp,
+        writes: &mut Vec<Op>,
+    ) {
+        let success = result.is_success();
+        let attempt = Attempt {
+            id: AttemptId::new(),
+            team_id: self.destination.team_id.clone(),
+            event_id: entry.event_id.clone(),
+            destination_id: self.destination.id.clone(),
+            attempt_number,
+            trigger,
+            status: if success { AttemptStatus::Successful } else { AttemptStatus::Failed },
+            response_status: result.response_status,
+            error_code: result.error,
+            duration_ms: result.duration_ms,
+            created_at: Timestamp(now.millis().saturating_sub(result.duration_ms)),
+            updated_at: now,
+        };
+        writes.push(ops::put_attempt(&attempt));
+        let outcome = if success { "success" } else { "failure" };
+        metrics::counter!(telemetry::DELIVERY_ATTEMPTS_TOTAL, "destination_id" => self.label.clone(), "trigger" => trigger.as_str(), "outcome" => outcome).increment(1);
+        metrics::histogram!(telemetry::DELIVERY_DURATION_SECONDS, "destination_id" => self.label.clone())
+            .record(result.duration_ms as f64 / 1000.0);
+    }
+
+    fn start(&mut self, entry: QueueEntry, attempt_number: u32, ctx: &mut Context<Self>) {
+        let seq = entry.seq;
+        let payload = self.payloads.get(&seq).cloned();
+        let store = self.deps.store.clone();
+        let client = self.deps.client.clone();
+        let destination = self.destination.clone();
+        let signer = self.signer.clone();
+        let attempt = async move {
+            let payload = match payload {
+                Some(p) => Some(p),
+                None => super::load_payload(&store, &destination.team_id, &entry.request_id).await,
+            };
+            match payload {
+                Some(payload) => {
+                    client.deliver(&destination, signer.as_deref(), &entry.event_id, attempt_number, payload).await
+                }
+                None => {
+                    tracing::error!(event_id = %entry.event_id, request_id = %entry.request_id, "request body is missing; the attempt fails");
+                    AttemptResult { response_status: None, error: Some(DeliveryError::BadResponse), retry_after_ms: None, duration_ms: 0 }
+                }
+            }
+        };
+        // Spawned, never awaited inline: the actor keeps serving while the attempt runs.
+        ctx.spawn(attempt.into_actor(self).map(move |result, act, ctx| {
+            act.input(Input::Outcome { seq, result }, ctx);
+        }));
+    }
+}
+
+fn core_config(destination: &Destination, deps: &Deps) -> CoreConfig {
+    CoreConfig {
+        max_concurrency: destination.max_concurrency,
+        disabled: destination.disabled_at.is_some(),
+        max_event_age_ms: deps.max_event_age_ms,
+    }
+}
+
+impl Actor for DestinationActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+        let recovered = std::mem::take(&mut self.recovered);
+        self.input(Input::Enqueue(recovered), ctx);
+    }
+}
+
+/// New entries from ingress (or a release of held events), with their bodies.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Enqueue {
+    pub entries: Vec<QueueEntry>,
+    pub payload: Option<Arc<Payload>>,
+}
+
+impl Handler<Enqueue> for DestinationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) {
+        if let Some(payload) = msg.payload {
+            for entry in &msg.entries {
+                self.payloads.insert(entry.seq, payload.clone());
+            }
+        }
+        self.input(Input::Enqueue(msg.entries), ctx);
+    }
+}
+
+/// The destination was updated.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Configure(pub Arc<Destination>);
+
+impl Handler<Configure> for DestinationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Configure, ctx: &mut Context<Self>) {
+        self.signer = msg.0.signing_secret.as_deref().and_then(Signer::new).map(Arc::new);
+        self.destination = msg.0;
+        let config = core_config(&self.destination, &self.deps);
+        self.input(Input::Configure(config), ctx);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetEnginePaused(pub bool);
+
+impl Handler<SetEnginePaused> for DestinationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetEnginePaused, ctx: &mut Context<Self>) {
+        self.input(Input::EnginePaused(msg.0), ctx);
+    }
+}
+
+/// Shutdown: start nothing new. Answers the snapshot so the caller can wait for idle.
+#[derive(Message)]
+#[rtype(result = "DestinationSnapshot")]
+pub struct StopDelivering;
+
+impl Handler<StopDelivering> for DestinationActor {
+    type Result = MessageResult<StopDelivering>;
+
+    fn handle(&mut self, _: StopDelivering, ctx: &mut Context<Self>) -> Self::Result {
+        self.input(Input::Stop, ctx);
+        MessageResult(self.snapshot())
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DestinationSnapshot {
+    pub destination_id: DestinationId,
+    #[serde(flatten)]
+    pub stats: CoreStats,
+}
+
+impl DestinationActor {
+    fn snapshot(&self) -> DestinationSnapshot {
+        DestinationSnapshot { destination_id: self.destination.id.clone(), stats: self.core.stats() }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "DestinationSnapshot")]
+pub struct GetSnapshot;
+
+impl Handler<GetSnapshot> for DestinationActor {
+    type Result = MessageResult<GetSnapshot>;
+
+    fn handle(&mut self, _: GetSnapshot, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.snapshot())
+    }
+}
+
+/// The destination was deleted.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for DestinationActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,105 @@
+//! Wires the gateway together and runs it: store, engine, HTTP server, recovery, and the
+//! orderly shutdown (stop intake → let attempts finish → flush the store → exit 0).
+
+use actix_web::{web, App, HttpServer};
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::store::Store;
+use crate::telemetry;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot open the data directory {path}: {message}")]
+    Store { path: String, message: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("{0}")]
+    Engine(#[from] crate::engine::EngineError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub fn run(config: Config) -> Result<(), ServeError> {
+    telemetry::init_logging(&config.telemetry.log);
+    let prometheus = telemetry::init_metrics();
+    actix_web::rt::System::new().block_on(serve(config, prometheus))
+}
+
+async fn serve(config: Config, prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>) -> Result<(), ServeError> {
+    let data_dir = config.server.data_dir.clone();
+    let store = Store::open(&data_dir, config.store.durability, config.store.group_commit_linger)
+        .map_err(|e| ServeError::Store { path: data_dir.display().to_string(), message: e.to_string() })?;
+    let engine = Engine::new(config.clone(), store.clone())?;
+
+    let addr = config.listen_addr()?;
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        n => n,
+    };
+    let app_engine = web::Data::new(engine.clone());
+    let app_prometheus = prometheus.map(web::Data::new);
+    let server = HttpServer::new(move || {
+        let mut app = App::new()
+            .app_data(app_engine.clone())
+            .app_data(web::PayloadConfig::new(crate::api::MAX_API_BODY))
+            .configure(crate::api::configure)
+            .default_service(web::to(crate::api::not_found));
+        if let Some(p) = &app_prometheus {
+            app = app.app_data(p.clone());
+        }
+        app
+    })
+    .workers(workers)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .bind(addr)
+    .map_err(|source| ServeError::Bind { addr: addr.to_string(), source })?;
+    let bound = server.addrs().first().copied().unwrap_or(addr);
+    let server = server.run();
+    let handle = server.handle();
+    let server_task = actix_web::rt::spawn(server);
+    println!("fasthook listening on http://{bound}");
+
+    if let Some((team, key)) = engine.bootstrap_auth().await? {
+        println!("created team {team} with an API key; it is shown only this once:");
+        println!("FASTHOOK_TEAM_ID={team}");
+        println!("FASTHOOK_API_KEY={key}");
+    }
+    engine.recover().await?;
+    tracing::info!(%bound, "ready");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: intake stopped, waiting for attempts in flight");
+    handle.stop(true).await;
+    let _ = server_task.await;
+    engine.shutdown(config.server.shutdown_grace).await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,467 @@
+//! Everything sled. Nothing outside this module imports sled.
+//!
+//! **Layout.** One sled tree, `fasthook`, holds every record under a one-letter kind prefix
+//! (see `keys`): `T/` teams, `K/` API keys by secret hash, `I/` key ids, `S/` `D/` `C/`
+//! sources, destinations, connections (global, carrying their team), `R/{team}/` requests
+//! (with the body, stored once), `E/{team}/` events, `A/{event}/{n}` attempts,
+//! `Q/{destination}/{seq}` destination queues, `H/{connection}/{seq}` held events.
+//!
+//! **Why one tree.** sled's `Batch` is atomic within one tree only. With one tree, a whole
+//! group commit — every request, event and queue entry that arrived together — is a single
+//! `apply_batch`, atomic and cheaper than a multi-tree transaction at group-commit sizes.
+//!
+//! **Encoding.** Values are a version byte then bincode (`codec`); keys are text ids and
+//! big-endian integers so iteration order is creation order.
+//!
+//! **Group commit.** Only the `Writer` thread writes. A commit that must be durable (ingress,
+//! CRUD) waits for the flush of its group; state changes after it (attempts, status) do not
+//! wait and ride the next flush: losing the last few in a crash only repeats a delivery.
+//! Reads go straight to sled; they never block on the writer.
+
+mod codec;
+pub mod keys;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::domain::destination_core::QueueEntry;
+use crate::domain::*;
+pub use writer::{Durability, Op, Writer, WriterStats};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Sled(String),
+    #[error("storage IO error: {0}")]
+    Io(String),
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Sled(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    tree: sled::Tree,
+    writer: Writer,
+    writer_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// One page of a list.
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// The cursor for the next page, when there may be one.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Newest first (the default of every list).
+    Desc,
+    Asc,
+}
+
+/// How far one list call may scan looking for matches before it returns a shorter page with
+/// a cursor, so a rare filter over a huge table cannot pin a worker.
+const MAX_SCAN_PER_PAGE: usize = 50_000;
+
+impl Store {
+    pub fn open(dir: &Path, durability: Durability, linger: Duration) -> Result<Store> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .cache_capacity(256 * 1024 * 1024)
+            .open()?;
+        let tree = db.open_tree("fasthook")?;
+        // sled 0.34 keeps its log in `<dir>/db`; fdatasync of that file closes the gap that
+        // sled's own `sync_file_range` leaves (no device cache flush).
+        let data_file = std::fs::File::open(dir.join("db")).ok();
+        let (writer, handle) = Writer::spawn(tree.clone(), db.clone(), data_file, durability, linger);
+        Ok(Store {
+            inner: Arc::new(Inner { db, tree, writer, writer_thread: std::sync::Mutex::new(Some(handle)) }),
+        })
+    }
+
+    pub fn writer(&self) -> &Writer {
+        &self.inner.writer
+    }
+
+    /// Applies `ops` atomically and waits until they are durable.
+    pub async fn commit(&self, ops: Vec<Op>) -> Result<()> {
+        self.inner.writer.commit(ops).await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Applies `ops` with the next group commit without waiting.
+    pub fn submit(&self, ops: Vec<Op>) {
+        self.inner.writer.submit(ops)
+    }
+
+    /// Stops the writer after it has written and flushed everything already handed to it.
+    /// Waits on a helper thread so no async runtime thread blocks.
+    pub async fn close(self) {
+        let handle = self.inner.writer_thread.lock().ok().and_then(|mut h| h.take());
+        self.inner.writer.stop();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.inner.db.size_on_disk().unwrap_or(0)
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+        match self.inner.tree.get(key)? {
+            Some(bytes) => codec::decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn scan_all<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<T>> {
+        self.inner.tree.scan_prefix(prefix).values().map(|v| codec::decode(&v?)).collect()
+    }
+
+    /// A page of records under `prefix`, keyed `prefix + id`, that satisfy `keep`.
+    fn page<T: DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+        cursor: Option<&str>,
+        dir: Direction,
+        limit: usize,
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<Page<T>> {
+        use std::ops::Bound;
+        let mut end = prefix.to_vec();
+        end.push(0xff);
+        let cursor_key = cursor.map(|c| [prefix, c.as_bytes()].concat());
+        let range = match (&cursor_key, dir) {
+            (Some(c), Direction::Desc) => (Bound::Included(prefix.to_vec()), Bound::Excluded(c.clone())),
+            (Some(c), Direction::Asc) => (Bound::Excluded(c.clone()), Bound::Excluded(end)),
+            (None, _) => (Bound::Included(prefix.to_vec()), Bound::Excluded(end)),
+        };
+        let iter = self.inner.tree.range::<Vec<u8>, _>(range);
+        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match dir {
+            Direction::Desc => Box::new(iter.rev()),
+            Direction::Asc => Box::new(iter),
+        };
+        let mut items = Vec::new();
+        let mut last_key = None;
+        for (scanned, kv) in iter.enumerate() {
+            let (k, v) = kv?;
+            if scanned >= MAX_SCAN_PER_PAGE {
+                return Ok(Page { items, next: last_key });
+            }
+            last_key = Some(String::from_utf8_lossy(keys::last_segment(&k)).into_owned());
+            let item: T = codec::decode(&v)?;
+            if keep(&item) {
+                items.push(item);
+                if items.len() == limit {
+                    return Ok(Page { items, next: last_key });
+                }
+            }
+        }
+        Ok(Page { items, next: None })
+    }
+
+    // ---- teams and keys -------------------------------------------------------------
+
+    pub fn team(&self, id: &TeamId) -> Result<Option<Team>> {
+        self.get(&keys::team(id))
+    }
+
+    pub fn api_key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiKey>> {
+        self.get(&keys::api_key(hash))
+    }
+
+    pub fn api_key_by_id(&self, id: &ApiKeyId) -> Result<Option<ApiKey>> {
+        match self.get::<[u8; 32]>(&keys::api_key_id(id))? {
+            Some(hash) => self.api_key_by_hash(&hash),
+            None => Ok(None),
+        }
+    }
+
+    pub fn any_api_key(&self) -> Result<bool> {
+        Ok(self.inner.tree.scan_prefix(keys::API_KEY).next().transpose()?.is_some())
+    }
+
+    // ---- sources, destinations, connections --------------------------------------------
+
+    pub fn source(&self, id: &SourceId) -> Result<Option<Source>> {
+        self.get(&keys::source(id))
+    }
+
+    pub fn destination(&self, id: &DestinationId) -> Result<Option<Destination>> {
+        self.get(&keys::destination(id))
+    }
+
+    pub fn connection(&self, id: &ConnectionId) -> Result<Option<Connection>> {
+        self.get(&keys::connection(id))
+    }
+
+    pub fn all_sources(&self) -> Result<Vec<Source>> {
+        self.scan_all(keys::SOURCE)
+    }
+
+    pub fn all_destinations(&self) -> Result<Vec<Destination>> {
+        self.scan_all(keys::DESTINATION)
+    }
+
+    pub fn all_connections(&self) -> Result<Vec<Connection>> {
+        self.scan_all(keys::CONNECTION)
+    }
+
+    pub fn list_sources(&self, q: &ListQuery, keep: impl Fn(&Source) -> bool) -> Result<Page<Source>> {
+        self.page(keys::SOURCE, q.cursor.as_deref(), q.dir, q.limit, |s: &Source| s.team_id == q.team && keep(s))
+    }
+
+    pub fn list_destinations(&self, q: &ListQuery, keep: impl Fn(&Destination) -> bool) -> Result<Page<Destination>> {
+        self.page(keys::DESTINATION, q.cursor.as_deref(), q.dir, q.limit, |d: &Destination| {
+            d.team_id == q.team && keep(d)
+        })
+    }
+
+    pub fn list_connections(&self, q: &ListQuery, keep: impl Fn(&Connection) -> bool) -> Result<Page<Connection>> {
+        self.page(keys::CONNECTION, q.cursor.as_deref(), q.dir, q.limit, |c: &Connection| {
+            c.team_id == q.team && keep(c)
+        })
+    }
+
+    // ---- requests, events, attempts ---------------------------------------------------
+
+    pub fn request(&self, team: &TeamId, id: &RequestId) -> Result<Option<Request>> {
+        self.get(&keys::request(team, id))
+    }
+
+    pub fn list_requests(&self, q: &ListQuery, keep: impl Fn(&Request) -> bool) -> Result<Page<Request>> {
+        self.page(&keys::team_prefix(keys::REQUEST, &q.team), q.cursor.as_deref(), q.dir, q.limit, keep)
+    }
+
+    pub fn event(&self, team: &TeamId, id: &EventId) -> Result<Option<Event>> {
+        self.get(&keys::event(team, id))
+    }
+
+    pub fn list_events(&self, q: &ListQuery, keep: impl Fn(&Event) -> bool) -> Result<Page<Event>> {
+        self.page(&keys::team_prefix(keys::EVENT, &q.team), q.cursor.as_deref(), q.dir, q.limit, keep)
+    }
+
+    pub fn attempts(&self, event: &EventId) -> Result<Vec<Attempt>> {
+        self.scan_all(&keys::attempt_prefix(event))
+    }
+
+    // ---- recovery -------------------------------------------------------------------
+
+    /// Every destination's queue, in order, and the highest sequence number in use.
+    pub fn load_queues(&self) -> Result<(HashMap<DestinationId, Vec<QueueEntry>>, u64)> {
+        let mut queues: HashMap<DestinationId, Vec<QueueEntry>> = HashMap::new();
+        let mut max_seq = 0;
+        for kv in self.inner.tree.scan_prefix(keys::QUEUE) {
+            let (k, v) = kv?;
+            let Some((destination, seq)) = keys::parse_queue(&k) else {
+                return Err(StoreError::Corrupt("bad queue key".into()));
+            };
+            let entry: QueueEntry = codec::decode(&v)?;
+            max_seq = max_seq.max(seq);
+            queues.entry(destination).or_default().push(entry);
+        }
+        Ok((queues, max_seq))
+    }
+}
+
+/// The scope and paging of one list call.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    pub team: TeamId,
+    pub limit: usize,
+    pub cursor: Option<String>,
+    pub dir: Direction,
+}
+
+/// Builders for writer operations, so callers never see the key or value encoding.
+pub mod ops {
+    use super::*;
+
+    pub fn put<T: Serialize>(key: Vec<u8>, value: &T) -> Op {
+        Op::Put(key, codec::encode(value))
+    }
+
+    pub fn put_team(team: &Team) -> Op {
+        put(keys::team(&team.id), team)
+    }
+
+    pub fn put_api_key(key: &ApiKey) -> [Op; 2] {
+        [put(keys::api_key(&key.hash), key), put(keys::api_key_id(&key.id), &key.hash)]
+    }
+
+    pub fn remove_api_key(key: &ApiKey) -> [Op; 2] {
+        [Op::Remove(keys::api_key(&key.hash)), Op::Remove(keys::api_key_id(&key.id))]
+    }
+
+    pub fn put_source(s: &Source) -> Op {
+        put(keys::source(&s.id), s)
+    }
+
+    pub fn remove_source(id: &SourceId) -> Op {
+        Op::Remove(keys::source(id))
+    }
+
+    pub fn put_destination(d: &Destination) -> Op {
+        put(keys::destination(&d.id), d)
+    }
+
+    pub fn remove_destination(id: &DestinationId) -> Op {
+        Op::Remove(keys::destination(id))
+    }
+
+    pub fn put_connection(c: &Connection) -> Op {
+        put(keys::connection(&c.id), c)
+    }
+
+    pub fn remove_connection(id: &ConnectionId) -> Op {
+        Op::Remove(keys::connection(id))
+    }
+
+    pub fn put_request(r: &Request) -> Op {
+        put(keys::request(&r.team_id, &r.id), r)
+    }
+
+    pub fn put_event(e: &Event) -> Op {
+        put(keys::event(&e.team_id, &e.id), e)
+    }
+
+    pub fn patch_event(team: &TeamId, id: &EventId, patch: EventPatch) -> Op {
+        Op::PatchEvent { key: keys::event(team, id), patch }
+    }
+
+    pub fn put_attempt(a: &Attempt) -> Op {
+        put(keys::attempt(&a.event_id, a.attempt_number), a)
+    }
+
+    pub fn put_queue_entry(destination: &DestinationId, entry: &QueueEntry) -> Op {
+        put(keys::queue(destination, entry.seq), entry)
+    }
+
+    pub fn remove_queue_entry(destination: &DestinationId, seq: u64) -> Op {
+        Op::Remove(keys::queue(destination, seq))
+    }
+
+    pub fn put_hold(connection: &ConnectionId, entry: &QueueEntry) -> Op {
+        put(keys::hold(connection, entry.seq), entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(team: &TeamId) -> Event {
+        let now = Timestamp(1);
+        Event {
+            id: EventId::new(),
+            team_id: team.clone(),
+            connection_id: ConnectionId::new(),
+            source_id: SourceId::new(),
+            destination_id: DestinationId::new(),
+            request_id: RequestId::new(),
+            status: EventStatus::Queued,
+            attempts: 0,
+            next_attempt_at: None,
+            last_attempt_at: None,
+            response_status: None,
+            error_code: None,
+            dead_lettered_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    #[test]
+    fn committed_records_survive_reopen_and_patches_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let team = TeamId::new();
+        let e = event(&team);
+        rt().block_on(async {
+            let store = Store::open(dir.path(), Durability::Fsync, Duration::ZERO).unwrap();
+            let patch = |n| EventPatch { attempts: Some(n), updated_at: Timestamp(n as u64), ..Default::default() };
+            store
+                .commit(vec![
+                    ops::put_event(&e),
+                    ops::patch_event(&team, &e.id, patch(1)),
+                    ops::patch_event(&team, &e.id, patch(2)),
+                ])
+                .await
+                .unwrap();
+            store.submit(vec![ops::patch_event(
+                &team,
+                &e.id,
+                EventPatch { status: Some(EventStatus::Successful), updated_at: Timestamp(9), ..Default::default() },
+            )]);
+            store.close().await;
+        });
+        let store = rt().block_on(async { Store::open(dir.path(), Durability::Fsync, Duration::ZERO).unwrap() });
+        let got = store.event(&team, &e.id).unwrap().unwrap();
+        assert_eq!(got.attempts, 2);
+        assert_eq!(got.status, EventStatus::Successful, "a submitted change is flushed at close");
+        assert!(store.event(&TeamId::new(), &e.id).unwrap().is_none(), "another team cannot see it");
+    }
+
+    #[test]
+    fn pages_follow_cursors_in_both_directions() {
+        let dir = tempfile::tempdir().unwrap();
+        let team = TeamId::new();
+        let store = rt().block_on(async { Store::open(dir.path(), Durability::Flush, Duration::ZERO).unwrap() });
+        let events: Vec<Event> = (0..5).map(|_| event(&team)).collect();
+        rt().block_on(store.commit(events.iter().map(ops::put_event).collect())).unwrap();
+        let q = |cursor: Option<String>, dir| ListQuery { team: team.clone(), limit: 2, cursor, dir };
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store.list_events(&q(cursor, Direction::Desc), |_| true).unwrap();
+            seen.extend(page.items.into_iter().map(|e| e.id));
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        let mut want: Vec<_> = events.iter().map(|e| e.id.clone()).collect();
+        want.reverse();
+        assert_eq!(seen, want);
+        let asc = store.list_events(&q(Some(events[1].id.to_string()), Direction::Asc), |_| true).unwrap();
+        assert_eq!(asc.items.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![events[2].id.clone(), events[3].id.clone()]);
+    }
+
+    #[test]
+    fn a_corrupt_record_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let team = TeamId::new();
+        let e = event(&team);
+        let store = rt().block_on(async { Store::open(dir.path(), Durability::Flush, Duration::ZERO).unwrap() });
+        rt().block_on(store.commit(vec![Op::Put(keys::event(&team, &e.id), vec![1, 2, 3])])).unwrap();
+        assert!(matches!(store.event(&team, &e.id), Err(StoreError::Corrupt(_))));
+        rt().block_on(store.commit(vec![Op::Put(keys::event(&team, &e.id), vec![99])])).unwrap();
+        assert!(matches!(store.event(&team, &e.id), Err(StoreError::Corrupt(_))));
+    }
+}

@@ -1,0 +1,217 @@
+//! The one thread that writes. Callers hand it a list of operations; it applies everything
+//! that has arrived as one `sled::Batch` (one tree, so one atomic unit), flushes once, and
+//! only then answers the callers that asked to wait (group commit). Callers that did not
+//! ask to wait (attempt records, status changes) ride the next flush.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::codec;
+use super::StoreError;
+use crate::domain::{Event, EventPatch};
+
+/// What "durable" means when a commit is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// sled flush (`sync_file_range`) then `fdatasync` of the data file: survives power loss.
+    Fsync,
+    /// sled flush only: survives a process crash, not necessarily power loss.
+    Flush,
+    /// Acknowledge once applied in memory, before any flush. Benchmarks only.
+    None,
+}
+
+pub enum Op {
+    Put(Vec<u8>, Vec<u8>),
+    Remove(Vec<u8>),
+    /// Read-modify-write of an event, done by the writer so it sees every earlier write.
+    PatchEvent { key: Vec<u8>, patch: EventPatch },
+}
+
+struct Message {
+    ops: Vec<Op>,
+    ack: Option<oneshot::Sender<Result<(), StoreError>>>,
+    /// The last message: write what came before, flush, and end the thread.
+    stop: bool,
+}
+
+/// Figures for `/metrics` and the benchmark: how well group commit is grouping.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub commits: std::sync::atomic::AtomicU64,
+    pub flushes: std::sync::atomic::AtomicU64,
+    pub messages: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Message>,
+    pub stats: std::sync::Arc<WriterStats>,
+}
+
+/// A group holds at most this many messages, so one huge burst cannot delay every ack
+/// behind one enormous batch.
+const MAX_GROUP: usize = 4096;
+
+impl Writer {
+    pub(super) fn spawn(
+        tree: sled::Tree,
+        db: sled::Db,
+        data_file: Option<File>,
+        durability: Durability,
+        linger: Duration,
+    ) -> (Writer, std::thread::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel();
+        let stats = std::sync::Arc::new(WriterStats::default());
+        let thread_stats = stats.clone();
+        let handle = std::thread::Builder::new()
+            .name("fasthook-writer".into())
+            .spawn(move || run(tree, db, data_file, durability, linger, rx, &thread_stats))
+            .expect("spawn the store writer thread");
+        (Writer { tx, stats }, handle)
+    }
+
+    /// Applies `ops` atomically and resolves once they are durable.
+    pub fn commit(&self, ops: Vec<Op>) -> oneshot::Receiver<Result<(), StoreError>> {
+        let (ack, rx) = oneshot::channel();
+        if let Err(mpsc::SendError(msg)) = self.tx.send(Message { ops, ack: Some(ack), stop: false }) {
+            if let Some(ack) = msg.ack {
+                let _ = ack.send(Err(StoreError::Closed));
+            }
+        }
+        rx
+    }
+
+    /// Asks the thread to finish: everything sent before is written and flushed first.
+    pub fn stop(&self) {
+        let _ = self.tx.send(Message { ops: Vec::new(), ack: None, stop: true });
+    }
+
+    /// Applies `ops` atomically with the next group; nobody waits for the flush.
+    pub fn submit(&self, ops: Vec<Op>) {
+        if ops.is_empty() {
+            return;
+        }
+        if self.tx.send(Message { ops, ack: None, stop: false }).is_err() {
+            tracing::error!("store writer is gone; a state change was not recorded");
+        }
+    }
+}
+
+fn run(
+    tree: sled::Tree,
+    db: sled::Db,
+    data_file: Option<File>,
+    durability: Durability,
+    linger: Duration,
+    rx: mpsc::Receiver<Message>,
+    stats: &WriterStats,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut dirty = false;
+    loop {
+        // Block for the first message; if the channel is closed, flush what is left and stop.
+        let first = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(m) => m,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Idle: make unacknowledged writes durable too, so they never wait long.
+                if dirty {
+                    let _ = make_durable(&db, data_file.as_ref(), durability);
+                    dirty = false;
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let mut stopping = first.stop;
+        let mut group = vec![first];
+        let deadline = Instant::now() + linger;
+        while group.len() < MAX_GROUP && !stopping {
+            match rx.try_recv() {
+                Ok(m) => {
+                    stopping = m.stop;
+                    group.push(m);
+                }
+                Err(mpsc::TryRecvError::Empty) if Instant::now() < deadline => std::hint::spin_loop(),
+                Err(_) => break,
+            }
+        }
+        stats.messages.fetch_add(group.len() as u64, Relaxed);
+        let mut acks = Vec::new();
+        let mut overlay: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
+        for message in group {
+            for op in message.ops {
+                apply_op(&tree, &mut overlay, op);
+            }
+            acks.extend(message.ack);
+        }
+        let mut batch = sled::Batch::default();
+        for (key, value) in overlay {
+            match value {
+                Some(v) => batch.insert(key, v),
+                None => batch.remove(key),
+            }
+        }
+        let mut result = tree.apply_batch(batch).map_err(StoreError::from);
+        stats.commits.fetch_add(1, Relaxed);
+        dirty = true;
+        if result.is_ok() && !acks.is_empty() && durability != Durability::None {
+            result = make_durable(&db, data_file.as_ref(), durability);
+            stats.flushes.fetch_add(1, Relaxed);
+            dirty = false;
+        }
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "store commit failed");
+        }
+        for ack in acks {
+            let _ = ack.send(result.clone());
+        }
+        if stopping {
+            break;
+        }
+    }
+    if let Err(e) = make_durable(&db, data_file.as_ref(), Durability::Fsync) {
+        tracing::error!(error = %e, "final flush failed");
+    }
+}
+
+fn make_durable(db: &sled::Db, data_file: Option<&File>, durability: Durability) -> Result<(), StoreError> {
+    db.flush()?;
+    if durability == Durability::Fsync {
+        if let Some(file) = data_file {
+            file.sync_data().map_err(|e| StoreError::Io(e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+fn apply_op(tree: &sled::Tree, overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>, op: Op) {
+    match op {
+        Op::Put(k, v) => {
+            overlay.insert(k, Some(v));
+        }
+        Op::Remove(k) => {
+            overlay.insert(k, None);
+        }
+        Op::PatchEvent { key, patch } => {
+            let current = match overlay.get(&key) {
+                Some(v) => v.clone(),
+                None => tree.get(&key).ok().flatten().map(|v| v.to_vec()),
+            };
+            // A patch for an event that no longer exists (purged) is dropped.
+            let Some(bytes) = current else { return };
+            match codec::decode::<Event>(&bytes) {
+                Ok(mut event) => {
+                    patch.apply(&mut event);
+                    overlay.insert(key, Some(codec::encode(&event)));
+                }
+                Err(e) => tracing::error!(error = %e, "cannot decode an event to patch it"),
+            }
+        }
+    }
+}
