@@ -12,7 +12,10 @@ use crate::store::Durability;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{key}: {message}")]
@@ -67,7 +70,9 @@ pub struct IngressConfig {
 
 impl Default for IngressConfig {
     fn default() -> Self {
-        IngressConfig { max_body_bytes: 1024 * 1024 }
+        IngressConfig {
+            max_body_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -81,7 +86,10 @@ pub struct DeliveryConfig {
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
-        DeliveryConfig { max_event_age: Duration::from_secs(72 * 3600), block_private_networks: false }
+        DeliveryConfig {
+            max_event_age: Duration::from_secs(72 * 3600),
+            block_private_networks: false,
+        }
     }
 }
 
@@ -96,7 +104,10 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { durability: Durability::Fsync, group_commit_linger: Duration::ZERO }
+        StoreConfig {
+            durability: Durability::Fsync,
+            group_commit_linger: Duration::ZERO,
+        }
     }
 }
 
@@ -110,7 +121,10 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { paused: false, config_poll_interval: Duration::from_secs(1) }
+        EngineConfig {
+            paused: false,
+            config_poll_interval: Duration::from_secs(1),
+        }
     }
 }
 
@@ -125,7 +139,10 @@ pub struct TelemetryConfig {
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        TelemetryConfig { log: "info".into(), per_id_labels: true }
+        TelemetryConfig {
+            log: "info".into(),
+            per_id_labels: true,
+        }
     }
 }
 
@@ -138,18 +155,29 @@ pub struct AuthConfig {
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
-    humantime::parse_duration(&text)
-        .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration like \"1s\" or \"72h\": {e}")))
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not a duration like \"1s\" or \"72h\": {e}"
+        ))
+    })
 }
 
 impl Config {
     /// Reads the file (when given) and applies the environment on top.
-    pub fn load(path: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    pub fn load(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let mut config = match path {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-                Config::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                Config::parse(&text).map_err(|message| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message,
+                })?
             }
             None => Config::default(),
         };
@@ -181,10 +209,16 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
         if self.ingress.max_body_bytes == 0 {
-            return Err(ConfigError::Invalid { key: "ingress.max_body_bytes", message: "must be at least 1".into() });
+            return Err(ConfigError::Invalid {
+                key: "ingress.max_body_bytes",
+                message: "must be at least 1".into(),
+            });
         }
         if self.engine.config_poll_interval.is_zero() {
-            return Err(ConfigError::Invalid { key: "engine.config_poll_interval", message: "must be above 0".into() });
+            return Err(ConfigError::Invalid {
+                key: "engine.config_poll_interval",
+                message: "must be above 0".into(),
+            });
         }
         if let Some(url) = &self.server.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -201,8 +235,10 @@ impl Config {
             });
         }
         if let Some(team) = &self.auth.team_id {
-            crate::domain::TeamId::parse_loose(team)
-                .map_err(|e| ConfigError::Invalid { key: "FASTHOOK_TEAM_ID", message: e.to_string() })?;
+            crate::domain::TeamId::parse_loose(team).map_err(|e| ConfigError::Invalid {
+                key: "FASTHOOK_TEAM_ID",
+                message: e.to_string(),
+            })?;
         }
         if let Some(key) = &self.auth.api_key {
             if !key.starts_with("fhp_") || key.len() < 20 {
@@ -216,10 +252,16 @@ impl Config {
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.server.listen.parse().map_err(|e| ConfigError::Invalid {
-            key: "server.listen (FASTHOOK_LISTEN)",
-            message: format!("`{}` is not an address like 127.0.0.1:8080: {e}", self.server.listen),
-        })
+        self.server
+            .listen
+            .parse()
+            .map_err(|e| ConfigError::Invalid {
+                key: "server.listen (FASTHOOK_LISTEN)",
+                message: format!(
+                    "`{}` is not an address like 127.0.0.1:8080: {e}",
+                    self.server.listen
+                ),
+            })
     }
 }
 

@@ -34,13 +34,14 @@ fn main() -> ExitCode {
                 let default = PathBuf::from("config/fasthook.toml");
                 default.exists().then_some(default)
             });
-            let config = match fasthook::config::Config::load(path.as_deref(), |k| std::env::var(k).ok()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("fasthook: bad configuration: {e}");
-                    return ExitCode::from(2);
-                }
-            };
+            let config =
+                match fasthook::config::Config::load(path.as_deref(), |k| std::env::var(k).ok()) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("fasthook: bad configuration: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
             match fasthook::server::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -15,7 +15,10 @@ pub enum ServeError {
     #[error("cannot open the data directory {path}: {message}")]
     Store { path: String, message: String },
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Engine(#[from] crate::engine::EngineError),
     #[error("{0}")]
@@ -28,15 +31,27 @@ pub fn run(config: Config) -> Result<(), ServeError> {
     actix_web::rt::System::new().block_on(serve(config, prometheus))
 }
 
-async fn serve(config: Config, prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>) -> Result<(), ServeError> {
+async fn serve(
+    config: Config,
+    prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> Result<(), ServeError> {
     let data_dir = config.server.data_dir.clone();
-    let store = Store::open(&data_dir, config.store.durability, config.store.group_commit_linger)
-        .map_err(|e| ServeError::Store { path: data_dir.display().to_string(), message: e.to_string() })?;
+    let store = Store::open(
+        &data_dir,
+        config.store.durability,
+        config.store.group_commit_linger,
+    )
+    .map_err(|e| ServeError::Store {
+        path: data_dir.display().to_string(),
+        message: e.to_string(),
+    })?;
     let engine = Engine::new(config.clone(), store.clone())?;
 
     let addr = config.listen_addr()?;
     let workers = match config.server.workers {
-        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
         n => n,
     };
     let app_engine = web::Data::new(engine.clone());
@@ -56,7 +71,10 @@ async fn serve(config: Config, prometheus: Option<metrics_exporter_prometheus::P
     .disable_signals()
     .shutdown_timeout(5)
     .bind(addr)
-    .map_err(|source| ServeError::Bind { addr: addr.to_string(), source })?;
+    .map_err(|source| ServeError::Bind {
+        addr: addr.to_string(),
+        source,
+    })?;
     let bound = server.addrs().first().copied().unwrap_or(addr);
     let server = server.run();
     let handle = server.handle();

@@ -16,24 +16,43 @@ struct TeamIn {
     name: String,
 }
 
-async fn create_team(engine: web::Data<Engine>, _: Admin, body: super::Body) -> Result<HttpResponse, ApiError> {
+async fn create_team(
+    engine: web::Data<Engine>,
+    _: Admin,
+    body: super::Body,
+) -> Result<HttpResponse, ApiError> {
     let input: TeamIn = json::parse(&body)?;
-    let team = engine.create_team(TeamId::new(), check_name("name", &input.name)?).await?;
+    let team = engine
+        .create_team(TeamId::new(), check_name("name", &input.name)?)
+        .await?;
     Ok(HttpResponse::Created().json(team))
 }
 
 fn team(engine: &Engine, id: &str) -> Result<TeamId, ApiError> {
     let id = TeamId::parse_loose(id).map_err(|_| ApiError::NotFound("team"))?;
-    engine.store().team(&id)?.map(|t| t.id).ok_or(ApiError::NotFound("team"))
+    engine
+        .store()
+        .team(&id)?
+        .map(|t| t.id)
+        .ok_or(ApiError::NotFound("team"))
 }
 
-async fn create_key(engine: web::Data<Engine>, _: Admin, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn create_key(
+    engine: web::Data<Engine>,
+    _: Admin,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let team = team(&engine, &id)?;
     let (key, secret) = engine.create_api_key(&team, None).await?;
-    Ok(HttpResponse::Created().json(json!({"id": key.id, "team_id": team, "key": secret, "created_at": key.created_at})))
+    Ok(HttpResponse::Created()
+        .json(json!({"id": key.id, "team_id": team, "key": secret, "created_at": key.created_at})))
 }
 
-async fn revoke_key(engine: web::Data<Engine>, _: Admin, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+async fn revoke_key(
+    engine: web::Data<Engine>,
+    _: Admin,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
     let (team_id, key_id) = path.into_inner();
     let team = team(&engine, &team_id)?;
     let key = ApiKeyId::parse(&key_id).map_err(|_| ApiError::NotFound("api key"))?;
@@ -44,5 +63,8 @@ async fn revoke_key(engine: web::Data<Engine>, _: Admin, path: web::Path<(String
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/teams", web::post().to(create_team))
         .route("/admin/teams/{id}/api-keys", web::post().to(create_key))
-        .route("/admin/teams/{id}/api-keys/{key_id}", web::delete().to(revoke_key));
+        .route(
+            "/admin/teams/{id}/api-keys/{key_id}",
+            web::delete().to(revoke_key),
+        );
 }

@@ -18,7 +18,10 @@ pub struct Auth {
 fn bearer(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get("authorization")?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 fn engine(req: &HttpRequest) -> Result<&Engine, ApiError> {
@@ -30,10 +33,16 @@ fn engine(req: &HttpRequest) -> Result<&Engine, ApiError> {
 fn authenticate(req: &HttpRequest) -> Result<Auth, ApiError> {
     let engine = engine(req)?;
     if !engine.is_ready() {
-        return Err(ApiError::Unavailable("starting: recovery is not finished".into()));
+        return Err(ApiError::Unavailable(
+            "starting: recovery is not finished".into(),
+        ));
     }
-    let token = bearer(req).ok_or_else(|| ApiError::Unauthorized("missing `Authorization: Bearer <api key>`".into()))?;
-    let key = engine.authenticate(token)?.ok_or_else(|| ApiError::Unauthorized("unknown API key".into()))?;
+    let token = bearer(req).ok_or_else(|| {
+        ApiError::Unauthorized("missing `Authorization: Bearer <api key>`".into())
+    })?;
+    let key = engine
+        .authenticate(token)?
+        .ok_or_else(|| ApiError::Unauthorized("unknown API key".into()))?;
     let team = req
         .headers()
         .get("x-team-id")
@@ -65,9 +74,13 @@ impl FromRequest for Admin {
         ready((|| {
             let engine = engine(req)?;
             let Some(admin_key) = engine.config().auth.admin_key.as_deref() else {
-                return Err(ApiError::Unauthorized("the admin API is off: set FASTHOOK_ADMIN_KEY".into()));
+                return Err(ApiError::Unauthorized(
+                    "the admin API is off: set FASTHOOK_ADMIN_KEY".into(),
+                ));
             };
-            let token = bearer(req).ok_or_else(|| ApiError::Unauthorized("missing `Authorization: Bearer <admin key>`".into()))?;
+            let token = bearer(req).ok_or_else(|| {
+                ApiError::Unauthorized("missing `Authorization: Bearer <admin key>`".into())
+            })?;
             if bool::from(token.as_bytes().ct_eq(admin_key.as_bytes())) {
                 Ok(Admin)
             } else {

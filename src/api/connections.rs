@@ -50,36 +50,71 @@ pub fn rules_from_wire(list: Vec<RuleIn>) -> Result<Rules, ApiError> {
     for (i, rule) in list.into_iter().enumerate() {
         let field = format!("rules[{i}]");
         match rule {
-            RuleIn::Retry { strategy, count, interval } => {
+            RuleIn::Retry {
+                strategy,
+                count,
+                interval,
+            } => {
                 if std::mem::replace(&mut retry, true) {
-                    return Err(ApiError::validation(&field, "only one retry rule is allowed"));
+                    return Err(ApiError::validation(
+                        &field,
+                        "only one retry rule is allowed",
+                    ));
                 }
                 if count > 10_000 {
-                    return Err(ApiError::validation(&format!("{field}.count"), "must be at most 10000"));
+                    return Err(ApiError::validation(
+                        &format!("{field}.count"),
+                        "must be at most 10000",
+                    ));
                 }
                 if !(1..=86_400_000).contains(&interval) {
-                    return Err(ApiError::validation(&format!("{field}.interval"), "must be from 1 to 86400000 ms"));
+                    return Err(ApiError::validation(
+                        &format!("{field}.interval"),
+                        "must be from 1 to 86400000 ms",
+                    ));
                 }
-                rules.retry = RetryPolicy { strategy, count, interval_ms: interval };
+                rules.retry = RetryPolicy {
+                    strategy,
+                    count,
+                    interval_ms: interval,
+                };
             }
             RuleIn::Filter { body, headers } => {
                 if std::mem::replace(&mut filter, true) {
-                    return Err(ApiError::validation(&field, "only one filter rule is allowed"));
+                    return Err(ApiError::validation(
+                        &field,
+                        "only one filter rule is allowed",
+                    ));
                 }
                 if body.is_none() && headers.is_none() {
-                    return Err(ApiError::validation(&field, "a filter needs `body` or `headers`"));
+                    return Err(ApiError::validation(
+                        &field,
+                        "a filter needs `body` or `headers`",
+                    ));
                 }
                 if headers.as_ref().is_some_and(|h| !h.is_object()) {
-                    return Err(ApiError::validation(&format!("{field}.headers"), "must be an object"));
+                    return Err(ApiError::validation(
+                        &format!("{field}.headers"),
+                        "must be an object",
+                    ));
                 }
-                rules.filter = Some(Filter { body: body.map(JsonValue), headers: headers.map(JsonValue) });
+                rules.filter = Some(Filter {
+                    body: body.map(JsonValue),
+                    headers: headers.map(JsonValue),
+                });
             }
             RuleIn::Delay { delay: ms } => {
                 if std::mem::replace(&mut delay, true) {
-                    return Err(ApiError::validation(&field, "only one delay rule is allowed"));
+                    return Err(ApiError::validation(
+                        &field,
+                        "only one delay rule is allowed",
+                    ));
                 }
                 if ms > 86_400_000 {
-                    return Err(ApiError::validation(&format!("{field}.delay"), "must be at most 86400000 ms"));
+                    return Err(ApiError::validation(
+                        &format!("{field}.delay"),
+                        "must be at most 86400000 ms",
+                    ));
                 }
                 rules.delay_ms = Some(ms);
             }
@@ -95,7 +130,10 @@ pub fn rules_to_wire(rules: &Rules) -> Vec<RuleIn> {
         interval: rules.retry.interval_ms,
     }];
     if let Some(f) = &rules.filter {
-        out.push(RuleIn::Filter { body: f.body.clone().map(|v| v.0), headers: f.headers.clone().map(|v| v.0) });
+        out.push(RuleIn::Filter {
+            body: f.body.clone().map(|v| v.0),
+            headers: f.headers.clone().map(|v| v.0),
+        });
     }
     if let Some(delay) = rules.delay_ms {
         out.push(RuleIn::Delay { delay });
@@ -103,23 +141,45 @@ pub fn rules_to_wire(rules: &Rules) -> Vec<RuleIn> {
     out
 }
 
-fn build(engine: &Engine, input: ConnectionIn, existing: Option<&Connection>, team: &TeamId) -> Result<Connection, ApiError> {
+fn build(
+    engine: &Engine,
+    input: ConnectionIn,
+    existing: Option<&Connection>,
+    team: &TeamId,
+) -> Result<Connection, ApiError> {
     let now = Timestamp::now();
-    let source_id = SourceId::parse(&input.source_id).map_err(|e| ApiError::validation("source_id", e))?;
-    let destination_id = DestinationId::parse(&input.destination_id).map_err(|e| ApiError::validation("destination_id", e))?;
+    let source_id =
+        SourceId::parse(&input.source_id).map_err(|e| ApiError::validation("source_id", e))?;
+    let destination_id = DestinationId::parse(&input.destination_id)
+        .map_err(|e| ApiError::validation("destination_id", e))?;
     if let Some(c) = existing {
         if c.source_id != source_id {
-            return Err(ApiError::validation("source_id", "cannot be changed; create a new connection"));
+            return Err(ApiError::validation(
+                "source_id",
+                "cannot be changed; create a new connection",
+            ));
         }
         if c.destination_id != destination_id {
-            return Err(ApiError::validation("destination_id", "cannot be changed; create a new connection"));
+            return Err(ApiError::validation(
+                "destination_id",
+                "cannot be changed; create a new connection",
+            ));
         }
     }
-    if !engine.source(&source_id).is_some_and(|s| &s.team_id == team) {
+    if !engine
+        .source(&source_id)
+        .is_some_and(|s| &s.team_id == team)
+    {
         return Err(ApiError::validation("source_id", "no such source"));
     }
-    if !engine.destination(&destination_id).is_some_and(|d| &d.team_id == team) {
-        return Err(ApiError::validation("destination_id", "no such destination"));
+    if !engine
+        .destination(&destination_id)
+        .is_some_and(|d| &d.team_id == team)
+    {
+        return Err(ApiError::validation(
+            "destination_id",
+            "no such destination",
+        ));
     }
     Ok(Connection {
         id: existing.map_or_else(ConnectionId::new, |c| c.id.clone()),
@@ -163,16 +223,27 @@ fn input_form(c: &Connection) -> serde_json::Value {
 
 fn owned(engine: &Engine, auth: &Auth, id: &str) -> Result<std::sync::Arc<Connection>, ApiError> {
     let id = ConnectionId::parse(id).map_err(|_| ApiError::NotFound("connection"))?;
-    engine.connection(&id).filter(|c| c.team_id == auth.team).ok_or(ApiError::NotFound("connection"))
+    engine
+        .connection(&id)
+        .filter(|c| c.team_id == auth.team)
+        .ok_or(ApiError::NotFound("connection"))
 }
 
-async fn create(engine: web::Data<Engine>, auth: Auth, body: super::Body) -> Result<HttpResponse, ApiError> {
+async fn create(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    body: super::Body,
+) -> Result<HttpResponse, ApiError> {
     let connection = build(&engine, json::parse(&body)?, None, &auth.team)?;
     engine.save_connection(connection.clone()).await?;
     Ok(HttpResponse::Created().json(render(&connection)))
 }
 
-async fn list(engine: web::Data<Engine>, auth: Auth, req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn list(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    req: actix_web::HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::parse(req.query_string())?;
     let q = params.list_query(&auth.team)?;
     let source = params.id("source_id", SourceId::parse)?;
@@ -188,18 +259,36 @@ async fn list(engine: web::Data<Engine>, auth: Auth, req: actix_web::HttpRequest
     Ok(HttpResponse::Ok().json(json::list_envelope(page, &q, |c| render(&c))))
 }
 
-async fn get(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(render(&*owned(&engine, &auth, &id)?)))
 }
 
-async fn update(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>, body: super::Body) -> Result<HttpResponse, ApiError> {
+async fn update(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    id: web::Path<String>,
+    body: super::Body,
+) -> Result<HttpResponse, ApiError> {
     let current = owned(&engine, &auth, &id)?;
-    let connection = build(&engine, json::merge_patch(input_form(&current), &body)?, Some(&current), &auth.team)?;
+    let connection = build(
+        &engine,
+        json::merge_patch(input_form(&current), &body)?,
+        Some(&current),
+        &auth.team,
+    )?;
     engine.save_connection(connection.clone()).await?;
     Ok(HttpResponse::Ok().json(render(&connection)))
 }
 
-async fn delete(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn delete(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let current = owned(&engine, &auth, &id)?;
     engine.delete_connection(&current.id).await?;
     Ok(HttpResponse::Ok().json(json!({"id": current.id})))
@@ -226,16 +315,29 @@ mod tests {
         ]))
         .unwrap();
         let rules = rules_from_wire(wire).unwrap();
-        assert_eq!(rules.retry, RetryPolicy { strategy: RetryStrategy::Linear, count: 3, interval_ms: 200 });
+        assert_eq!(
+            rules.retry,
+            RetryPolicy {
+                strategy: RetryStrategy::Linear,
+                count: 3,
+                interval_ms: 200
+            }
+        );
         assert_eq!(rules.delay_ms, Some(50));
         assert_eq!(rules_from_wire(rules_to_wire(&rules)).unwrap(), rules);
     }
 
     #[test]
     fn bad_rules_name_the_rule() {
-        let two: Vec<RuleIn> = serde_json::from_value(json!([{"type": "delay", "delay": 1}, {"type": "delay", "delay": 2}])).unwrap();
+        let two: Vec<RuleIn> = serde_json::from_value(
+            json!([{"type": "delay", "delay": 1}, {"type": "delay", "delay": 2}]),
+        )
+        .unwrap();
         let e = rules_from_wire(two).unwrap_err().to_string();
         assert!(e.starts_with("rules[1]"), "{e}");
-        assert!(serde_json::from_value::<Vec<RuleIn>>(json!([{"type": "retry", "strategy": "linear", "count": 1, "interval": 1, "x": 1}])).is_err());
+        assert!(serde_json::from_value::<Vec<RuleIn>>(
+            json!([{"type": "retry", "strategy": "linear", "count": 1, "interval": 1, "x": 1}])
+        )
+        .is_err());
     }
 }

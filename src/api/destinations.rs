@@ -49,35 +49,63 @@ struct CircuitIn {
 
 /// An absolute http(s) URL with a host.
 pub fn check_url(field: &str, url: &str) -> Result<String, ApiError> {
-    let parsed = reqwest::Url::parse(url.trim()).map_err(|_| ApiError::validation(field, "must be an absolute http or https URL"))?;
+    let parsed = reqwest::Url::parse(url.trim())
+        .map_err(|_| ApiError::validation(field, "must be an absolute http or https URL"))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
-        return Err(ApiError::validation(field, "must be an absolute http or https URL"));
+        return Err(ApiError::validation(
+            field,
+            "must be an absolute http or https URL",
+        ));
     }
     Ok(parsed.to_string())
 }
 
-fn build(input: DestinationIn, existing: Option<&Destination>, team: &TeamId) -> Result<Destination, ApiError> {
+fn build(
+    input: DestinationIn,
+    existing: Option<&Destination>,
+    team: &TeamId,
+) -> Result<Destination, ApiError> {
     let now = Timestamp::now();
-    let http_method = input.http_method.unwrap_or_else(|| "POST".into()).to_ascii_uppercase();
+    let http_method = input
+        .http_method
+        .unwrap_or_else(|| "POST".into())
+        .to_ascii_uppercase();
     if !["POST", "PUT", "PATCH", "GET", "DELETE"].contains(&http_method.as_str()) {
-        return Err(ApiError::validation("http_method", "must be one of POST, PUT, PATCH, GET, DELETE"));
+        return Err(ApiError::validation(
+            "http_method",
+            "must be one of POST, PUT, PATCH, GET, DELETE",
+        ));
     }
     if input.rate_limit == Some(0) {
-        return Err(ApiError::validation("rate_limit", "must be at least 1 (omit it for no limit)"));
+        return Err(ApiError::validation(
+            "rate_limit",
+            "must be at least 1 (omit it for no limit)",
+        ));
     }
     let timeout_ms = input.timeout_ms.unwrap_or(10_000);
     if !(1..=300_000).contains(&timeout_ms) {
-        return Err(ApiError::validation("timeout_ms", "must be from 1 to 300000"));
+        return Err(ApiError::validation(
+            "timeout_ms",
+            "must be from 1 to 300000",
+        ));
     }
     let max_concurrency = input.max_concurrency.unwrap_or(10);
     if !(1..=1000).contains(&max_concurrency) {
-        return Err(ApiError::validation("max_concurrency", "must be from 1 to 1000"));
+        return Err(ApiError::validation(
+            "max_concurrency",
+            "must be from 1 to 1000",
+        ));
     }
     let mut headers = Vec::new();
     for (name, value) in input.headers.unwrap_or_default() {
         let name = name.to_ascii_lowercase();
-        if http::HeaderName::from_bytes(name.as_bytes()).is_err() || http::HeaderValue::from_str(&value).is_err() {
-            return Err(ApiError::validation("headers", format!("`{name}` is not a valid header")));
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err()
+            || http::HeaderValue::from_str(&value).is_err()
+        {
+            return Err(ApiError::validation(
+                "headers",
+                format!("`{name}` is not a valid header"),
+            ));
         }
         headers.push((name, value));
     }
@@ -87,7 +115,10 @@ fn build(input: DestinationIn, existing: Option<&Destination>, team: &TeamId) ->
             base64::engine::general_purpose::STANDARD.decode(b).ok()
         });
         if !key.is_some_and(|k| (16..=64).contains(&k.len())) {
-            return Err(ApiError::validation("signing_secret", "must be `whsec_` followed by base64 of 16 to 64 bytes"));
+            return Err(ApiError::validation(
+                "signing_secret",
+                "must be `whsec_` followed by base64 of 16 to 64 bytes",
+            ));
         }
     }
     let defaults = CircuitConfig::default();
@@ -99,8 +130,14 @@ fn build(input: DestinationIn, existing: Option<&Destination>, team: &TeamId) ->
             success_threshold: c.success_threshold.unwrap_or(defaults.success_threshold),
         },
     };
-    if circuit.failure_threshold == 0 || circuit.success_threshold == 0 || circuit.cooldown_seconds == 0 {
-        return Err(ApiError::validation("circuit", "thresholds and cooldown_seconds must be at least 1"));
+    if circuit.failure_threshold == 0
+        || circuit.success_threshold == 0
+        || circuit.cooldown_seconds == 0
+    {
+        return Err(ApiError::validation(
+            "circuit",
+            "thresholds and cooldown_seconds must be at least 1",
+        ));
     }
     Ok(Destination {
         id: existing.map_or_else(DestinationId::new, |d| d.id.clone()),
@@ -122,7 +159,11 @@ fn build(input: DestinationIn, existing: Option<&Destination>, team: &TeamId) ->
 }
 
 pub fn render(d: &Destination) -> serde_json::Value {
-    let headers: BTreeMap<&str, &str> = d.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let headers: BTreeMap<&str, &str> = d
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     json!({
         "id": d.id,
         "team_id": d.team_id,
@@ -162,56 +203,107 @@ fn input_form(d: &Destination) -> serde_json::Value {
     .unwrap_or_default()
 }
 
-pub fn owned(engine: &Engine, auth: &Auth, id: &str) -> Result<std::sync::Arc<Destination>, ApiError> {
+pub fn owned(
+    engine: &Engine,
+    auth: &Auth,
+    id: &str,
+) -> Result<std::sync::Arc<Destination>, ApiError> {
     let id = DestinationId::parse(id).map_err(|_| ApiError::NotFound("destination"))?;
-    engine.destination(&id).filter(|d| d.team_id == auth.team).ok_or(ApiError::NotFound("destination"))
+    engine
+        .destination(&id)
+        .filter(|d| d.team_id == auth.team)
+        .ok_or(ApiError::NotFound("destination"))
 }
 
-async fn create(engine: web::Data<Engine>, auth: Auth, body: super::Body) -> Result<HttpResponse, ApiError> {
+async fn create(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    body: super::Body,
+) -> Result<HttpResponse, ApiError> {
     let destination = build(json::parse(&body)?, None, &auth.team)?;
     engine.save_destination(destination.clone()).await?;
     Ok(HttpResponse::Created().json(render(&destination)))
 }
 
-async fn list(engine: web::Data<Engine>, auth: Auth, req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn list(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    req: actix_web::HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::parse(req.query_string())?;
     let q = params.list_query(&auth.team)?;
     let disabled = params.bool("disabled")?;
-    let page = engine.store().list_destinations(&q, |d| disabled.is_none_or(|x| x == d.disabled_at.is_some()))?;
+    let page = engine.store().list_destinations(&q, |d| {
+        disabled.is_none_or(|x| x == d.disabled_at.is_some())
+    })?;
     Ok(HttpResponse::Ok().json(json::list_envelope(page, &q, |d| render(&d))))
 }
 
-async fn get(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(render(&*owned(&engine, &auth, &id)?)))
 }
 
-async fn update(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>, body: super::Body) -> Result<HttpResponse, ApiError> {
+async fn update(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    id: web::Path<String>,
+    body: super::Body,
+) -> Result<HttpResponse, ApiError> {
     let current = owned(&engine, &auth, &id)?;
-    let destination = build(json::merge_patch(input_form(&current), &body)?, Some(&current), &auth.team)?;
+    let destination = build(
+        json::merge_patch(input_form(&current), &body)?,
+        Some(&current),
+        &auth.team,
+    )?;
     engine.save_destination(destination.clone()).await?;
     Ok(HttpResponse::Ok().json(render(&destination)))
 }
 
-async fn delete(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn delete(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let current = owned(&engine, &auth, &id)?;
     engine.delete_destination(&current.id).await?;
     Ok(HttpResponse::Ok().json(json!({"id": current.id})))
 }
 
-async fn set_disabled(engine: &Engine, auth: &Auth, id: &str, disabled: bool) -> Result<HttpResponse, ApiError> {
+async fn set_disabled(
+    engine: &Engine,
+    auth: &Auth,
+    id: &str,
+    disabled: bool,
+) -> Result<HttpResponse, ApiError> {
     let mut destination = (*owned(engine, auth, id)?).clone();
     let now = Timestamp::now();
-    destination.disabled_at = if disabled { destination.disabled_at.or(Some(now)) } else { None };
+    destination.disabled_at = if disabled {
+        destination.disabled_at.or(Some(now))
+    } else {
+        None
+    };
     destination.updated_at = now;
     engine.save_destination(destination.clone()).await?;
     Ok(HttpResponse::Ok().json(render(&destination)))
 }
 
-async fn disable(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn disable(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     set_disabled(&engine, &auth, &id, true).await
 }
 
-async fn enable(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn enable(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     set_disabled(&engine, &auth, &id, false).await
 }
 

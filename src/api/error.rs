@@ -97,7 +97,10 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::NotFound(what) => ApiError::NotFound(what),
-            EngineError::Conflict(message) => ApiError::Conflict { code: "CONFLICT", message },
+            EngineError::Conflict(message) => ApiError::Conflict {
+                code: "CONFLICT",
+                message,
+            },
             EngineError::Store(e) => e.into(),
             EngineError::Unavailable(m) => ApiError::Unavailable(m),
         }
@@ -110,7 +113,9 @@ impl From<StoreError> for ApiError {
             // The disk is full or failing: nothing was stored half-way, the caller may retry.
             StoreError::Sled(_) | StoreError::Io(_) | StoreError::Closed => {
                 tracing::error!(error = %e, "store unavailable");
-                ApiError::Unavailable("storage is unavailable; nothing was stored, retry later".into())
+                ApiError::Unavailable(
+                    "storage is unavailable; nothing was stored, retry later".into(),
+                )
             }
             StoreError::Corrupt(m) => ApiError::Internal(m),
         }

@@ -11,7 +11,8 @@ use crate::engine::Engine;
 
 /// A body as JSON when it is JSON, else as text.
 pub fn render_body(body: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(body).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(body).into_owned()))
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 
 fn render_headers(headers: &[(String, String)]) -> serde_json::Value {
@@ -46,7 +47,11 @@ pub fn render_request(r: &Request) -> serde_json::Value {
     })
 }
 
-async fn list_events(engine: web::Data<Engine>, auth: Auth, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn list_events(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::parse(req.query_string())?;
     let q = params.list_query(&auth.team)?;
     let connection = params.id("connection_id", ConnectionId::parse)?;
@@ -56,7 +61,11 @@ async fn list_events(engine: web::Data<Engine>, auth: Auth, req: HttpRequest) ->
     let statuses = params
         .all("status")
         .into_iter()
-        .map(|s| EventStatus::parse(s).ok_or_else(|| ApiError::validation("status", format!("`{s}` is not an event status"))))
+        .map(|s| {
+            EventStatus::parse(s).ok_or_else(|| {
+                ApiError::validation("status", format!("`{s}` is not an event status"))
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let gte = params.timestamp("created_at[gte]")?;
     let lte = params.timestamp("created_at[lte]")?;
@@ -74,9 +83,16 @@ async fn list_events(engine: web::Data<Engine>, auth: Auth, req: HttpRequest) ->
     Ok(HttpResponse::Ok().json(json::list_envelope(page, &q, |e| e)))
 }
 
-async fn get_event(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get_event(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = EventId::parse(&id).map_err(|_| ApiError::NotFound("event"))?;
-    let event = engine.store().event(&auth.team, &id)?.ok_or(ApiError::NotFound("event"))?;
+    let event = engine
+        .store()
+        .event(&auth.team, &id)?
+        .ok_or(ApiError::NotFound("event"))?;
     let mut out = serde_json::to_value(&event).map_err(|e| ApiError::Internal(e.to_string()))?;
     let data = engine
         .store()
@@ -86,7 +102,11 @@ async fn get_event(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>)
     Ok(HttpResponse::Ok().json(out))
 }
 
-async fn list_attempts(engine: web::Data<Engine>, auth: Auth, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn list_attempts(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::parse(req.query_string())?;
     let Some(event) = params.id("event_id", EventId::parse)? else {
         return Err(ApiError::validation("event_id", "is required"));
@@ -103,20 +123,32 @@ async fn list_attempts(engine: web::Data<Engine>, auth: Auth, req: HttpRequest) 
     })))
 }
 
-async fn list_requests(engine: web::Data<Engine>, auth: Auth, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn list_requests(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::parse(req.query_string())?;
     let q = params.list_query(&auth.team)?;
     let source = params.id("source_id", SourceId::parse)?;
     let rejected = params.bool("rejected")?;
     let page = engine.store().list_requests(&q, |r| {
-        source.as_ref().is_none_or(|s| &r.source_id == s) && rejected.is_none_or(|x| x == r.rejection_cause.is_some())
+        source.as_ref().is_none_or(|s| &r.source_id == s)
+            && rejected.is_none_or(|x| x == r.rejection_cause.is_some())
     })?;
     Ok(HttpResponse::Ok().json(json::list_envelope(page, &q, |r| render_request(&r))))
 }
 
-async fn get_request(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get_request(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = RequestId::parse(&id).map_err(|_| ApiError::NotFound("request"))?;
-    let request = engine.store().request(&auth.team, &id)?.ok_or(ApiError::NotFound("request"))?;
+    let request = engine
+        .store()
+        .request(&auth.team, &id)?
+        .ok_or(ApiError::NotFound("request"))?;
     Ok(HttpResponse::Ok().json(render_request(&request)))
 }
 

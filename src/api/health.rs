@@ -20,7 +20,10 @@ async fn readyz(engine: web::Data<Engine>) -> HttpResponse {
     }
 }
 
-async fn metrics(engine: web::Data<Engine>, handle: Option<web::Data<PrometheusHandle>>) -> HttpResponse {
+async fn metrics(
+    engine: web::Data<Engine>,
+    handle: Option<web::Data<PrometheusHandle>>,
+) -> HttpResponse {
     let stats = &engine.store().writer().stats;
     use std::sync::atomic::Ordering::Relaxed;
     metrics::gauge!(telemetry::STORE_COMMITS_TOTAL).set(stats.commits.load(Relaxed) as f64);
@@ -28,8 +31,12 @@ async fn metrics(engine: web::Data<Engine>, handle: Option<web::Data<PrometheusH
     metrics::gauge!(telemetry::STORE_WRITES_TOTAL).set(stats.messages.load(Relaxed) as f64);
     metrics::gauge!(telemetry::ENGINE_PAUSED).set(if engine.is_paused() { 1.0 } else { 0.0 });
     match handle {
-        Some(h) => HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(h.render()),
-        None => HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(""),
+        Some(h) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4")
+            .body(h.render()),
+        None => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4")
+            .body(""),
     }
 }
 

@@ -13,12 +13,26 @@ use crate::engine::delivery::is_hop_by_hop;
 use crate::engine::Engine;
 use crate::telemetry;
 
-async fn ingest(engine: web::Data<Engine>, req: HttpRequest, id: web::Path<String>, mut payload: web::Payload) -> Result<HttpResponse, ApiError> {
+async fn ingest(
+    engine: web::Data<Engine>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     if !engine.is_ready() {
-        return Err(ApiError::Unavailable("starting: recovery is not finished".into()));
+        return Err(ApiError::Unavailable(
+            "starting: recovery is not finished".into(),
+        ));
     }
-    let source = SourceId::parse(&id).ok().and_then(|id| engine.source(&id)).ok_or(ApiError::NotFound("source"))?;
-    let label = if engine.config().telemetry.per_id_labels { source.id.to_string() } else { telemetry::ALL.into() };
+    let source = SourceId::parse(&id)
+        .ok()
+        .and_then(|id| engine.source(&id))
+        .ok_or(ApiError::NotFound("source"))?;
+    let label = if engine.config().telemetry.per_id_labels {
+        source.id.to_string()
+    } else {
+        telemetry::ALL.into()
+    };
     let count = |outcome: &'static str| {
         metrics::counter!(telemetry::INGRESS_REQUESTS_TOTAL, "source_id" => label.clone(), "outcome" => outcome).increment(1)
     };
@@ -46,7 +60,8 @@ async fn ingest(engine: web::Data<Engine>, req: HttpRequest, id: web::Path<Strin
     }
     let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(max));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::InvalidJson(format!("cannot read the body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::InvalidJson(format!("cannot read the body: {e}")))?;
         if body.len() + chunk.len() > max {
             count("too_large");
             return Err(ApiError::PayloadTooLarge(max));
@@ -59,22 +74,39 @@ async fn ingest(engine: web::Data<Engine>, req: HttpRequest, id: web::Path<Strin
     for (name, value) in req.headers() {
         let name = name.as_str();
         if !is_hop_by_hop(name) {
-            headers.push((name.to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()));
+            headers.push((
+                name.to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            ));
         }
     }
 
     if let Some(v) = &source.verification {
-        let lookup = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let lookup = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
         if !verify(v, lookup, &body) {
             count("rejected");
-            engine.reject(&source, method, headers, body, RejectionCause::VerificationFailed).await?;
+            engine
+                .reject(
+                    &source,
+                    method,
+                    headers,
+                    body,
+                    RejectionCause::VerificationFailed,
+                )
+                .await?;
             return Err(ApiError::VerificationFailed);
         }
     }
 
     let (request_id, event_ids) = engine.ingest(&source, method, headers, body).await?;
     count("accepted");
-    Ok(HttpResponse::Ok().json(json!({"status": "SUCCESS", "request_id": request_id, "event_ids": event_ids})))
+    Ok(HttpResponse::Ok()
+        .json(json!({"status": "SUCCESS", "request_id": request_id, "event_ids": event_ids})))
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -10,7 +10,8 @@ use crate::store::{Direction, ListQuery, Page};
 
 /// Parses a JSON body into `T`, naming the offending field on a shape error.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(format!("malformed JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::InvalidJson(format!("malformed JSON: {e}")))?;
     from_value(value)
 }
 
@@ -27,8 +28,12 @@ pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Ap
 }
 
 /// A PATCH: the current object's input form with the named fields replaced.
-pub fn merge_patch<T: DeserializeOwned>(current: serde_json::Value, body: &[u8]) -> Result<T, ApiError> {
-    let patch: serde_json::Value = serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(format!("malformed JSON: {e}")))?;
+pub fn merge_patch<T: DeserializeOwned>(
+    current: serde_json::Value,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    let patch: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::InvalidJson(format!("malformed JSON: {e}")))?;
     let serde_json::Value::Object(patch) = patch else {
         return Err(ApiError::Validation("body: must be a JSON object".into()));
     };
@@ -52,7 +57,10 @@ impl QueryParams {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Every value of a repeatable parameter (`status=A&status=B` or `status=A,B`).
@@ -65,13 +73,22 @@ impl QueryParams {
             .collect()
     }
 
-    pub fn id<T>(&self, name: &str, parse: impl Fn(&str) -> Result<T, crate::domain::BadId>) -> Result<Option<T>, ApiError> {
-        self.get(name).map(|v| parse(v).map_err(|e| ApiError::validation(name, e))).transpose()
+    pub fn id<T>(
+        &self,
+        name: &str,
+        parse: impl Fn(&str) -> Result<T, crate::domain::BadId>,
+    ) -> Result<Option<T>, ApiError> {
+        self.get(name)
+            .map(|v| parse(v).map_err(|e| ApiError::validation(name, e)))
+            .transpose()
     }
 
     pub fn timestamp(&self, name: &str) -> Result<Option<Timestamp>, ApiError> {
         self.get(name)
-            .map(|v| Timestamp::parse_rfc3339(v).ok_or_else(|| ApiError::validation(name, "must be an RFC 3339 timestamp")))
+            .map(|v| {
+                Timestamp::parse_rfc3339(v)
+                    .ok_or_else(|| ApiError::validation(name, "must be an RFC 3339 timestamp"))
+            })
             .transpose()
     }
 
@@ -90,7 +107,12 @@ impl QueryParams {
             None => 100,
             Some(v) => match v.parse::<usize>() {
                 Ok(n) if (1..=250).contains(&n) => n,
-                _ => return Err(ApiError::validation("limit", "must be a number from 1 to 250")),
+                _ => {
+                    return Err(ApiError::validation(
+                        "limit",
+                        "must be a number from 1 to 250",
+                    ))
+                }
             },
         };
         let dir = match self.get("dir") {
@@ -98,18 +120,33 @@ impl QueryParams {
             Some("asc") => Direction::Asc,
             Some(_) => return Err(ApiError::validation("dir", "must be asc or desc")),
         };
-        let cursor = self.get("next").filter(|c| !c.is_empty()).map(str::to_owned);
+        let cursor = self
+            .get("next")
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned);
         if let Some(c) = &cursor {
             if c.len() > 80 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(ApiError::validation("next", "is not a cursor from a previous page"));
+                return Err(ApiError::validation(
+                    "next",
+                    "is not a cursor from a previous page",
+                ));
             }
         }
-        Ok(ListQuery { team: team.clone(), limit, cursor, dir })
+        Ok(ListQuery {
+            team: team.clone(),
+            limit,
+            cursor,
+            dir,
+        })
     }
 }
 
 /// `{"models": [...], "count": N, "pagination": {"limit": L, "next": ...}}`.
-pub fn list_envelope<T, O: Serialize>(page: Page<T>, q: &ListQuery, render: impl Fn(T) -> O) -> serde_json::Value {
+pub fn list_envelope<T, O: Serialize>(
+    page: Page<T>,
+    q: &ListQuery,
+    render: impl Fn(T) -> O,
+) -> serde_json::Value {
     let models: Vec<O> = page.items.into_iter().map(render).collect();
     serde_json::json!({
         "count": models.len(),

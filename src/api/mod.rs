@@ -47,7 +47,9 @@ impl actix_web::FromRequest for Body {
         let fut = web::Bytes::from_request(&req, payload);
         Box::pin(async move {
             fut.await.map(Body).map_err(|e| {
-                if e.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+                if e.as_response_error().status_code()
+                    == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
+                {
                     ApiError::PayloadTooLarge(MAX_API_BODY)
                 } else {
                     ApiError::InvalidJson(format!("cannot read the body: {e}"))

@@ -40,42 +40,91 @@ enum VerificationIn {
 
 fn verification_in(v: &Verification) -> VerificationIn {
     match v {
-        Verification::Hmac { algorithm, encoding, header, prefix, secret } => VerificationIn::Hmac {
-            algorithm: if *algorithm == HmacAlgorithm::Sha1 { "sha1" } else { "sha256" }.into(),
-            encoding: if *encoding == SignatureEncoding::Base64 { "base64" } else { "hex" }.into(),
+        Verification::Hmac {
+            algorithm,
+            encoding,
+            header,
+            prefix,
+            secret,
+        } => VerificationIn::Hmac {
+            algorithm: if *algorithm == HmacAlgorithm::Sha1 {
+                "sha1"
+            } else {
+                "sha256"
+            }
+            .into(),
+            encoding: if *encoding == SignatureEncoding::Base64 {
+                "base64"
+            } else {
+                "hex"
+            }
+            .into(),
             header: header.clone(),
             prefix: prefix.clone(),
             secret: secret.clone(),
         },
-        Verification::StandardWebhooks { secret } => VerificationIn::StandardWebhooks { secret: secret.clone() },
+        Verification::StandardWebhooks { secret } => VerificationIn::StandardWebhooks {
+            secret: secret.clone(),
+        },
     }
 }
 
 fn build_verification(v: VerificationIn) -> Result<Verification, ApiError> {
     match v {
-        VerificationIn::Hmac { algorithm, encoding, header, prefix, secret } => {
+        VerificationIn::Hmac {
+            algorithm,
+            encoding,
+            header,
+            prefix,
+            secret,
+        } => {
             let algorithm = match algorithm.as_str() {
                 "sha256" => HmacAlgorithm::Sha256,
                 "sha1" => HmacAlgorithm::Sha1,
-                _ => return Err(ApiError::validation("verification.algorithm", "must be sha256 or sha1")),
+                _ => {
+                    return Err(ApiError::validation(
+                        "verification.algorithm",
+                        "must be sha256 or sha1",
+                    ))
+                }
             };
             let encoding = match encoding.as_str() {
                 "hex" => SignatureEncoding::Hex,
                 "base64" => SignatureEncoding::Base64,
-                _ => return Err(ApiError::validation("verification.encoding", "must be hex or base64")),
+                _ => {
+                    return Err(ApiError::validation(
+                        "verification.encoding",
+                        "must be hex or base64",
+                    ))
+                }
             };
             let header = header.trim().to_ascii_lowercase();
             if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-                return Err(ApiError::validation("verification.header", "must be a valid header name"));
+                return Err(ApiError::validation(
+                    "verification.header",
+                    "must be a valid header name",
+                ));
             }
             if secret.is_empty() {
-                return Err(ApiError::validation("verification.secret", "must not be empty"));
+                return Err(ApiError::validation(
+                    "verification.secret",
+                    "must not be empty",
+                ));
             }
-            Ok(Verification::Hmac { algorithm, encoding, header, prefix: prefix.filter(|p| !p.is_empty()), secret })
+            Ok(Verification::Hmac {
+                algorithm,
+                encoding,
+                header,
+                prefix: prefix.filter(|p| !p.is_empty()),
+                secret,
+            })
         }
         VerificationIn::StandardWebhooks { secret } => {
             if standardwebhooks::Webhook::new(&secret).is_err() {
-                return Err(ApiError::validation("verification.secret", "must be `whsec_` followed by base64"));
+                return Err(ApiError::validation(
+                    "verification.secret",
+                    "must be `whsec_` followed by base64",
+                ));
             }
             Ok(Verification::StandardWebhooks { secret })
         }
@@ -91,14 +140,20 @@ fn build(input: SourceIn, existing: Option<&Source>, team: &TeamId) -> Result<So
             for m in list {
                 let m = m.to_ascii_uppercase();
                 if !METHODS.contains(&m.as_str()) {
-                    return Err(ApiError::validation("allowed_http_methods", "each must be one of GET, POST, PUT, PATCH, DELETE"));
+                    return Err(ApiError::validation(
+                        "allowed_http_methods",
+                        "each must be one of GET, POST, PUT, PATCH, DELETE",
+                    ));
                 }
                 if !out.contains(&m) {
                     out.push(m);
                 }
             }
             if out.is_empty() {
-                return Err(ApiError::validation("allowed_http_methods", "must not be empty"));
+                return Err(ApiError::validation(
+                    "allowed_http_methods",
+                    "must not be empty",
+                ));
             }
             out
         }
@@ -155,54 +210,101 @@ fn input_form(s: &Source) -> serde_json::Value {
 /// The team's source, or 404 exactly as if it did not exist.
 fn owned(engine: &Engine, auth: &Auth, id: &str) -> Result<std::sync::Arc<Source>, ApiError> {
     let id = SourceId::parse(id).map_err(|_| ApiError::NotFound("source"))?;
-    engine.source(&id).filter(|s| s.team_id == auth.team).ok_or(ApiError::NotFound("source"))
+    engine
+        .source(&id)
+        .filter(|s| s.team_id == auth.team)
+        .ok_or(ApiError::NotFound("source"))
 }
 
-async fn create(engine: web::Data<Engine>, auth: Auth, body: super::Body) -> Result<HttpResponse, ApiError> {
+async fn create(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    body: super::Body,
+) -> Result<HttpResponse, ApiError> {
     let source = build(json::parse(&body)?, None, &auth.team)?;
     engine.save_source(source.clone()).await?;
     Ok(HttpResponse::Created().json(render(&source, &engine)))
 }
 
-async fn list(engine: web::Data<Engine>, auth: Auth, req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn list(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    req: actix_web::HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::parse(req.query_string())?;
     let q = params.list_query(&auth.team)?;
     let disabled = params.bool("disabled")?;
-    let page = engine.store().list_sources(&q, |s| disabled.is_none_or(|d| d == s.disabled_at.is_some()))?;
+    let page = engine.store().list_sources(&q, |s| {
+        disabled.is_none_or(|d| d == s.disabled_at.is_some())
+    })?;
     Ok(HttpResponse::Ok().json(json::list_envelope(page, &q, |s| render(&s, &engine))))
 }
 
-async fn get(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(render(&*owned(&engine, &auth, &id)?, &engine)))
 }
 
-async fn update(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>, body: super::Body) -> Result<HttpResponse, ApiError> {
+async fn update(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    id: web::Path<String>,
+    body: super::Body,
+) -> Result<HttpResponse, ApiError> {
     let current = owned(&engine, &auth, &id)?;
-    let source = build(json::merge_patch(input_form(&current), &body)?, Some(&current), &auth.team)?;
+    let source = build(
+        json::merge_patch(input_form(&current), &body)?,
+        Some(&current),
+        &auth.team,
+    )?;
     engine.save_source(source.clone()).await?;
     Ok(HttpResponse::Ok().json(render(&source, &engine)))
 }
 
-async fn delete(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn delete(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let current = owned(&engine, &auth, &id)?;
     engine.delete_source(&current.id).await?;
     Ok(HttpResponse::Ok().json(json!({"id": current.id})))
 }
 
-async fn set_disabled(engine: &Engine, auth: &Auth, id: &str, disabled: bool) -> Result<HttpResponse, ApiError> {
+async fn set_disabled(
+    engine: &Engine,
+    auth: &Auth,
+    id: &str,
+    disabled: bool,
+) -> Result<HttpResponse, ApiError> {
     let mut source = (*owned(engine, auth, id)?).clone();
     let now = Timestamp::now();
-    source.disabled_at = if disabled { source.disabled_at.or(Some(now)) } else { None };
+    source.disabled_at = if disabled {
+        source.disabled_at.or(Some(now))
+    } else {
+        None
+    };
     source.updated_at = now;
     engine.save_source(source.clone()).await?;
     Ok(HttpResponse::Ok().json(render(&source, engine)))
 }
 
-async fn disable(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn disable(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     set_disabled(&engine, &auth, &id, true).await
 }
 
-async fn enable(engine: web::Data<Engine>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn enable(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     set_disabled(&engine, &auth, &id, false).await
 }
 

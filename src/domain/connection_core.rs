@@ -10,7 +10,10 @@ pub enum Route {
     /// No event: the connection or its destination is disabled, or the filter did not match.
     Skip,
     /// An event is created with this status; `due_at` is set for `SCHEDULED`.
-    Event { status: EventStatus, due_at: Option<Timestamp> },
+    Event {
+        status: EventStatus,
+        due_at: Option<Timestamp>,
+    },
 }
 
 /// The state a connection actor owns: what the connection looks like now.
@@ -36,7 +39,20 @@ impl ConnectionCore {
         headers: &[(String, String)],
         now: Timestamp,
     ) -> Route {
-        let c = &self.connection;
+        route(&self.connection, destination_disabled, body, headers, now)
+    }
+}
+
+/// The routing decision for one connection, as a free function so ingress can apply it to
+/// the registry's copy of the connection without cloning it.
+pub fn route(
+    c: &Connection,
+    destination_disabled: bool,
+    body: Option<&serde_json::Value>,
+    headers: &[(String, String)],
+    now: Timestamp,
+) -> Route {
+    {
         if c.disabled_at.is_some() || destination_disabled {
             return Route::Skip;
         }
@@ -46,13 +62,20 @@ impl ConnectionCore {
             }
         }
         if c.paused_at.is_some() {
-            return Route::Event { status: EventStatus::Hold, due_at: None };
+            return Route::Event {
+                status: EventStatus::Hold,
+                due_at: None,
+            };
         }
         match c.rules.delay_ms {
-            Some(delay) if delay > 0 => {
-                Route::Event { status: EventStatus::Scheduled, due_at: Some(now.plus_ms(delay)) }
-            }
-            _ => Route::Event { status: EventStatus::Queued, due_at: None },
+            Some(delay) if delay > 0 => Route::Event {
+                status: EventStatus::Scheduled,
+                due_at: Some(now.plus_ms(delay)),
+            },
+            _ => Route::Event {
+                status: EventStatus::Queued,
+                due_at: None,
+            },
         }
     }
 }
@@ -82,11 +105,20 @@ mod tests {
     #[test]
     fn active_connections_queue_and_delay_rules_schedule() {
         let mut core = ConnectionCore::new(connection());
-        assert_eq!(core.route(false, None, &[], Timestamp(10)), Route::Event { status: EventStatus::Queued, due_at: None });
+        assert_eq!(
+            core.route(false, None, &[], Timestamp(10)),
+            Route::Event {
+                status: EventStatus::Queued,
+                due_at: None
+            }
+        );
         core.connection.rules.delay_ms = Some(5_000);
         assert_eq!(
             core.route(false, None, &[], Timestamp(10)),
-            Route::Event { status: EventStatus::Scheduled, due_at: Some(Timestamp(5_010)) }
+            Route::Event {
+                status: EventStatus::Scheduled,
+                due_at: Some(Timestamp(5_010))
+            }
         );
     }
 
@@ -94,13 +126,32 @@ mod tests {
     fn paused_holds_disabled_skips_filter_gates() {
         let mut core = ConnectionCore::new(connection());
         core.connection.paused_at = Some(Timestamp(1));
-        assert_eq!(core.route(false, None, &[], Timestamp(10)), Route::Event { status: EventStatus::Hold, due_at: None });
-        assert_eq!(core.route(true, None, &[], Timestamp(10)), Route::Skip, "disabled destination");
+        assert_eq!(
+            core.route(false, None, &[], Timestamp(10)),
+            Route::Event {
+                status: EventStatus::Hold,
+                due_at: None
+            }
+        );
+        assert_eq!(
+            core.route(true, None, &[], Timestamp(10)),
+            Route::Skip,
+            "disabled destination"
+        );
         core.connection.disabled_at = Some(Timestamp(2));
         assert_eq!(core.route(false, None, &[], Timestamp(10)), Route::Skip);
         let mut core = ConnectionCore::new(connection());
-        core.connection.rules.filter = Some(Filter { body: Some(JsonValue(json!({"type": "a"}))), headers: None });
-        assert_eq!(core.route(false, Some(&json!({"type": "b"})), &[], Timestamp(0)), Route::Skip);
-        assert!(matches!(core.route(false, Some(&json!({"type": "a"})), &[], Timestamp(0)), Route::Event { .. }));
+        core.connection.rules.filter = Some(Filter {
+            body: Some(JsonValue(json!({"type": "a"}))),
+            headers: None,
+        });
+        assert_eq!(
+            core.route(false, Some(&json!({"type": "b"})), &[], Timestamp(0)),
+            Route::Skip
+        );
+        assert!(matches!(
+            core.route(false, Some(&json!({"type": "a"})), &[], Timestamp(0)),
+            Route::Event { .. }
+        ));
     }
 }

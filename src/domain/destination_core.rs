@@ -53,7 +53,10 @@ pub struct AttemptResult {
 
 impl AttemptResult {
     pub fn is_success(&self) -> bool {
-        self.error.is_none() && self.response_status.is_some_and(|s| (200..300).contains(&s))
+        self.error.is_none()
+            && self
+                .response_status
+                .is_some_and(|s| (200..300).contains(&s))
     }
 }
 
@@ -68,7 +71,10 @@ pub struct CoreConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
     Enqueue(Vec<QueueEntry>),
-    Outcome { seq: u64, result: AttemptResult },
+    Outcome {
+        seq: u64,
+        result: AttemptResult,
+    },
     /// The timer asked for by the last `SetTimer` went off (or any wake-up: it is idempotent).
     Wake,
     Configure(CoreConfig),
@@ -88,9 +94,19 @@ pub enum Next {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Make an attempt now.
-    Start { entry: QueueEntry, attempt_number: u32, trigger: Trigger },
+    Start {
+        entry: QueueEntry,
+        attempt_number: u32,
+        trigger: Trigger,
+    },
     /// Record a finished attempt and the event's next state. `entry` is the updated entry.
-    Settle { entry: QueueEntry, attempt_number: u32, trigger: Trigger, result: AttemptResult, next: Next },
+    Settle {
+        entry: QueueEntry,
+        attempt_number: u32,
+        trigger: Trigger,
+        result: AttemptResult,
+        next: Next,
+    },
     /// A scheduled entry's time came; it now waits in the queue (`QUEUED`).
     Due { entry: QueueEntry },
     /// The entry outlived `max_event_age` while waiting: dead-letter it without an attempt.
@@ -138,7 +154,11 @@ impl DestinationCore {
     }
 
     pub fn stats(&self) -> CoreStats {
-        CoreStats { ready: self.ready.len(), scheduled: self.waiting.len(), in_flight: self.in_flight.len() }
+        CoreStats {
+            ready: self.ready.len(),
+            scheduled: self.waiting.len(),
+            in_flight: self.in_flight.len(),
+        }
     }
 
     pub fn config(&self) -> CoreConfig {
@@ -167,7 +187,10 @@ impl DestinationCore {
 
     fn insert(&mut self, entry: QueueEntry) {
         let seq = entry.seq;
-        if self.ready.contains_key(&seq) || self.waiting.contains_key(&seq) || self.in_flight.contains_key(&seq) {
+        if self.ready.contains_key(&seq)
+            || self.waiting.contains_key(&seq)
+            || self.in_flight.contains_key(&seq)
+        {
             return; // already known: a duplicate delivery of the same entry
         }
         match entry.due_at {
@@ -211,7 +234,13 @@ impl DestinationCore {
             self.scheduled.insert((due, seq));
             self.waiting.insert(seq, entry.clone());
         }
-        out.push(Command::Settle { entry, attempt_number, trigger, result, next });
+        out.push(Command::Settle {
+            entry,
+            attempt_number,
+            trigger,
+            result,
+            next,
+        });
     }
 
     fn release_due(&mut self, now: Timestamp, out: &mut Vec<Command>) {
@@ -220,13 +249,17 @@ impl DestinationCore {
                 break;
             }
             self.scheduled.pop_first();
-            let Some(mut entry) = self.waiting.remove(&seq) else { continue };
+            let Some(mut entry) = self.waiting.remove(&seq) else {
+                continue;
+            };
             entry.due_at = None;
             if now.saturating_sub(entry.created_at) >= self.config.max_event_age_ms {
                 out.push(Command::Expire { entry });
                 continue;
             }
-            out.push(Command::Due { entry: entry.clone() });
+            out.push(Command::Due {
+                entry: entry.clone(),
+            });
             self.ready.insert(seq, entry);
         }
     }
@@ -242,17 +275,26 @@ impl DestinationCore {
         }
         self.blocked_until = None;
         while self.in_flight.len() < self.config.max_concurrency.max(1) as usize {
-            let Some((seq, entry)) = self.ready.pop_first() else { break };
+            let Some((seq, entry)) = self.ready.pop_first() else {
+                break;
+            };
             let attempt_number = entry.attempts + 1;
             let trigger = entry.next_trigger;
-            self.in_flight.insert(seq, (entry.clone(), attempt_number, trigger));
-            out.push(Command::Start { entry, attempt_number, trigger });
+            self.in_flight
+                .insert(seq, (entry.clone(), attempt_number, trigger));
+            out.push(Command::Start {
+                entry,
+                attempt_number,
+                trigger,
+            });
         }
     }
 
     fn arm_timer(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         let next_due = self.scheduled.first().map(|&(due, _)| due);
-        let unblock = self.blocked_until.filter(|&b| b > now && !self.ready.is_empty());
+        let unblock = self
+            .blocked_until
+            .filter(|&b| b > now && !self.ready.is_empty());
         let want = match (next_due, unblock) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -278,7 +320,11 @@ mod tests {
     const HOUR: u64 = 3_600_000;
 
     fn config(max_concurrency: u32) -> CoreConfig {
-        CoreConfig { max_concurrency, disabled: false, max_event_age_ms: 72 * HOUR }
+        CoreConfig {
+            max_concurrency,
+            disabled: false,
+            max_event_age_ms: 72 * HOUR,
+        }
     }
 
     fn entry(seq: u64, retry: RetryPolicy) -> QueueEntry {
@@ -296,21 +342,39 @@ mod tests {
     }
 
     fn linear(count: u32, interval_ms: u64) -> RetryPolicy {
-        RetryPolicy { strategy: RetryStrategy::Linear, count, interval_ms }
+        RetryPolicy {
+            strategy: RetryStrategy::Linear,
+            count,
+            interval_ms,
+        }
     }
 
     fn ok() -> AttemptResult {
-        AttemptResult { response_status: Some(200), error: None, retry_after_ms: None, duration_ms: 1 }
+        AttemptResult {
+            response_status: Some(200),
+            error: None,
+            retry_after_ms: None,
+            duration_ms: 1,
+        }
     }
 
     fn fail(status: u16) -> AttemptResult {
-        AttemptResult { response_status: Some(status), error: None, retry_after_ms: None, duration_ms: 1 }
+        AttemptResult {
+            response_status: Some(status),
+            error: None,
+            retry_after_ms: None,
+            duration_ms: 1,
+        }
     }
 
     fn starts(cmds: &[Command]) -> Vec<(u64, u32, Trigger)> {
         cmds.iter()
             .filter_map(|c| match c {
-                Command::Start { entry, attempt_number, trigger } => Some((entry.seq, *attempt_number, *trigger)),
+                Command::Start {
+                    entry,
+                    attempt_number,
+                    trigger,
+                } => Some((entry.seq, *attempt_number, *trigger)),
                 _ => None,
             })
             .collect()
@@ -328,9 +392,25 @@ mod tests {
     #[test]
     fn first_attempts_start_in_queue_order_within_the_concurrency_limit() {
         let mut core = DestinationCore::new(config(2));
-        let cmds = core.handle(Input::Enqueue(vec![entry(3, linear(0, 0)), entry(1, linear(0, 0)), entry(2, linear(0, 0))]), Timestamp(0));
-        assert_eq!(starts(&cmds), vec![(1, 1, Trigger::Initial), (2, 1, Trigger::Initial)]);
-        let cmds = core.handle(Input::Outcome { seq: 1, result: ok() }, Timestamp(5));
+        let cmds = core.handle(
+            Input::Enqueue(vec![
+                entry(3, linear(0, 0)),
+                entry(1, linear(0, 0)),
+                entry(2, linear(0, 0)),
+            ]),
+            Timestamp(0),
+        );
+        assert_eq!(
+            starts(&cmds),
+            vec![(1, 1, Trigger::Initial), (2, 1, Trigger::Initial)]
+        );
+        let cmds = core.handle(
+            Input::Outcome {
+                seq: 1,
+                result: ok(),
+            },
+            Timestamp(5),
+        );
         assert_eq!(settled(&cmds), vec![(1, Next::Delivered)]);
         assert_eq!(starts(&cmds), vec![(3, 1, Trigger::Initial)]);
     }
@@ -338,32 +418,65 @@ mod tests {
     #[test]
     fn linear_retries_follow_the_interval_then_dead_letter() {
         let mut core = DestinationCore::new(config(1));
-        core.handle(Input::Enqueue(vec![entry(1, linear(2, 200))]), Timestamp(1_000));
-        let cmds = core.handle(Input::Outcome { seq: 1, result: fail(500) }, Timestamp(1_010));
+        core.handle(
+            Input::Enqueue(vec![entry(1, linear(2, 200))]),
+            Timestamp(1_000),
+        );
+        let cmds = core.handle(
+            Input::Outcome {
+                seq: 1,
+                result: fail(500),
+            },
+            Timestamp(1_010),
+        );
         assert_eq!(settled(&cmds), vec![(1, Next::RetryAt(Timestamp(1_210)))]);
-        assert!(cmds.contains(&Command::SetTimer { at: Some(Timestamp(1_210)) }));
+        assert!(cmds.contains(&Command::SetTimer {
+            at: Some(Timestamp(1_210))
+        }));
         // Too early: nothing happens.
         assert!(starts(&core.handle(Input::Wake, Timestamp(1_209))).is_empty());
         let cmds = core.handle(Input::Wake, Timestamp(1_210));
         assert_eq!(starts(&cmds), vec![(1, 2, Trigger::Automatic)]);
-        let cmds = core.handle(Input::Outcome { seq: 1, result: fail(500) }, Timestamp(1_300));
+        let cmds = core.handle(
+            Input::Outcome {
+                seq: 1,
+                result: fail(500),
+            },
+            Timestamp(1_300),
+        );
         assert_eq!(settled(&cmds), vec![(1, Next::RetryAt(Timestamp(1_500)))]);
         let cmds = core.handle(Input::Wake, Timestamp(1_500));
         assert_eq!(starts(&cmds), vec![(1, 3, Trigger::Automatic)]);
-        let cmds = core.handle(Input::Outcome { seq: 1, result: fail(500) }, Timestamp(1_600));
+        let cmds = core.handle(
+            Input::Outcome {
+                seq: 1,
+                result: fail(500),
+            },
+            Timestamp(1_600),
+        );
         assert_eq!(settled(&cmds), vec![(1, Next::DeadLettered)]);
         assert_eq!(core.stats(), CoreStats::default());
     }
 
     #[test]
     fn exponential_retries_double_the_wait() {
-        let policy = RetryPolicy { strategy: RetryStrategy::Exponential, count: 3, interval_ms: 100 };
+        let policy = RetryPolicy {
+            strategy: RetryStrategy::Exponential,
+            count: 3,
+            interval_ms: 100,
+        };
         let mut core = DestinationCore::new(config(1));
         core.handle(Input::Enqueue(vec![entry(7, policy)]), Timestamp(0));
         let mut now = Timestamp(0);
         let mut waits = Vec::new();
         loop {
-            let cmds = core.handle(Input::Outcome { seq: 7, result: fail(503) }, now);
+            let cmds = core.handle(
+                Input::Outcome {
+                    seq: 7,
+                    result: fail(503),
+                },
+                now,
+            );
             match settled(&cmds)[0].1 {
                 Next::RetryAt(due) => {
                     waits.push(due.0 - now.0);
@@ -381,12 +494,33 @@ mod tests {
     fn success_after_failures_delivers() {
         let mut core = DestinationCore::new(config(1));
         core.handle(Input::Enqueue(vec![entry(1, linear(5, 10))]), Timestamp(0));
-        core.handle(Input::Outcome { seq: 1, result: fail(500) }, Timestamp(1));
+        core.handle(
+            Input::Outcome {
+                seq: 1,
+                result: fail(500),
+            },
+            Timestamp(1),
+        );
         core.handle(Input::Wake, Timestamp(11));
-        let cmds = core.handle(Input::Outcome { seq: 1, result: ok() }, Timestamp(12));
+        let cmds = core.handle(
+            Input::Outcome {
+                seq: 1,
+                result: ok(),
+            },
+            Timestamp(12),
+        );
         match &cmds[0] {
-            Command::Settle { entry, attempt_number, trigger, next, .. } => {
-                assert_eq!((*attempt_number, *trigger, *next), (2, Trigger::Automatic, Next::Delivered));
+            Command::Settle {
+                entry,
+                attempt_number,
+                trigger,
+                next,
+                ..
+            } => {
+                assert_eq!(
+                    (*attempt_number, *trigger, *next),
+                    (2, Trigger::Automatic, Next::Delivered)
+                );
                 assert_eq!(entry.attempts, 2);
             }
             other => panic!("unexpected {other:?}"),
@@ -396,42 +530,87 @@ mod tests {
     #[test]
     fn retry_after_blocks_the_whole_destination() {
         let mut core = DestinationCore::new(config(1));
-        core.handle(Input::Enqueue(vec![entry(1, linear(5, 10)), entry(2, linear(5, 10))]), Timestamp(0));
-        let limited = AttemptResult { retry_after_ms: Some(5_000), ..fail(429) };
-        let cmds = core.handle(Input::Outcome { seq: 1, result: limited }, Timestamp(100));
+        core.handle(
+            Input::Enqueue(vec![entry(1, linear(5, 10)), entry(2, linear(5, 10))]),
+            Timestamp(0),
+        );
+        let limited = AttemptResult {
+            retry_after_ms: Some(5_000),
+            ..fail(429)
+        };
+        let cmds = core.handle(
+            Input::Outcome {
+                seq: 1,
+                result: limited,
+            },
+            Timestamp(100),
+        );
         assert_eq!(settled(&cmds), vec![(1, Next::RetryAt(Timestamp(5_100)))]);
-        assert!(starts(&cmds).is_empty(), "entry 2 must wait for Retry-After");
+        assert!(
+            starts(&cmds).is_empty(),
+            "entry 2 must wait for Retry-After"
+        );
         assert!(starts(&core.handle(Input::Wake, Timestamp(5_099))).is_empty());
-        assert_eq!(starts(&core.handle(Input::Wake, Timestamp(5_100))), vec![(1, 2, Trigger::Automatic)]);
+        assert_eq!(
+            starts(&core.handle(Input::Wake, Timestamp(5_100))),
+            vec![(1, 2, Trigger::Automatic)]
+        );
     }
 
     #[test]
     fn nothing_starts_while_paused_disabled_or_stopping() {
         let mut core = DestinationCore::new(config(4));
         core.handle(Input::EnginePaused(true), Timestamp(0));
-        assert!(starts(&core.handle(Input::Enqueue(vec![entry(1, linear(0, 0))]), Timestamp(0))).is_empty());
-        assert_eq!(starts(&core.handle(Input::EnginePaused(false), Timestamp(1))).len(), 1);
+        assert!(
+            starts(&core.handle(Input::Enqueue(vec![entry(1, linear(0, 0))]), Timestamp(0)))
+                .is_empty()
+        );
+        assert_eq!(
+            starts(&core.handle(Input::EnginePaused(false), Timestamp(1))).len(),
+            1
+        );
 
-        let mut core = DestinationCore::new(CoreConfig { disabled: true, ..config(4) });
-        assert!(starts(&core.handle(Input::Enqueue(vec![entry(1, linear(0, 0))]), Timestamp(0))).is_empty());
-        assert_eq!(core.stats().ready, 1, "a disabled destination keeps what it queued");
-        assert_eq!(starts(&core.handle(Input::Configure(config(4)), Timestamp(1))).len(), 1);
+        let mut core = DestinationCore::new(CoreConfig {
+            disabled: true,
+            ..config(4)
+        });
+        assert!(
+            starts(&core.handle(Input::Enqueue(vec![entry(1, linear(0, 0))]), Timestamp(0)))
+                .is_empty()
+        );
+        assert_eq!(
+            core.stats().ready,
+            1,
+            "a disabled destination keeps what it queued"
+        );
+        assert_eq!(
+            starts(&core.handle(Input::Configure(config(4)), Timestamp(1))).len(),
+            1
+        );
 
         let mut core = DestinationCore::new(config(4));
         core.handle(Input::Stop, Timestamp(0));
-        assert!(starts(&core.handle(Input::Enqueue(vec![entry(1, linear(0, 0))]), Timestamp(0))).is_empty());
+        assert!(
+            starts(&core.handle(Input::Enqueue(vec![entry(1, linear(0, 0))]), Timestamp(0)))
+                .is_empty()
+        );
     }
 
     #[test]
     fn scheduled_entries_wait_for_their_time_and_expire_when_too_old() {
-        let mut core = DestinationCore::new(CoreConfig { max_event_age_ms: 1_000, ..config(1) });
+        let mut core = DestinationCore::new(CoreConfig {
+            max_event_age_ms: 1_000,
+            ..config(1)
+        });
         let mut delayed = entry(1, linear(0, 0));
         delayed.due_at = Some(Timestamp(500));
         let mut stale = entry(2, linear(0, 0));
         stale.due_at = Some(Timestamp(2_000));
         let cmds = core.handle(Input::Enqueue(vec![delayed, stale]), Timestamp(0));
         assert!(starts(&cmds).is_empty());
-        assert!(cmds.contains(&Command::SetTimer { at: Some(Timestamp(500)) }));
+        assert!(cmds.contains(&Command::SetTimer {
+            at: Some(Timestamp(500))
+        }));
         let cmds = core.handle(Input::Wake, Timestamp(500));
         assert_eq!(starts(&cmds), vec![(1, 1, Trigger::Initial)]);
         let cmds = core.handle(Input::Wake, Timestamp(2_000));
@@ -443,8 +622,18 @@ mod tests {
         let mut core = DestinationCore::new(config(1));
         let e = entry(1, linear(0, 0));
         core.handle(Input::Enqueue(vec![e.clone()]), Timestamp(0));
-        assert!(core.handle(Input::Enqueue(vec![e]), Timestamp(0)).is_empty());
-        assert!(core.handle(Input::Outcome { seq: 99, result: ok() }, Timestamp(0)).is_empty());
+        assert!(core
+            .handle(Input::Enqueue(vec![e]), Timestamp(0))
+            .is_empty());
+        assert!(core
+            .handle(
+                Input::Outcome {
+                    seq: 99,
+                    result: ok()
+                },
+                Timestamp(0)
+            )
+            .is_empty());
         assert_eq!(core.stats().in_flight, 1);
     }
 

@@ -93,7 +93,11 @@ pub struct CircuitConfig {
 
 impl Default for CircuitConfig {
     fn default() -> Self {
-        CircuitConfig { failure_threshold: 5, cooldown_seconds: 60, success_threshold: 1 }
+        CircuitConfig {
+            failure_threshold: 5,
+            cooldown_seconds: 60,
+            success_threshold: 1,
+        }
     }
 }
 

@@ -22,7 +22,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { strategy: RetryStrategy::Exponential, count: 5, interval_ms: 60_000 }
+        RetryPolicy {
+            strategy: RetryStrategy::Exponential,
+            count: 5,
+            interval_ms: 60_000,
+        }
     }
 }
 
@@ -68,7 +72,9 @@ impl<'de> Deserialize<'de> for JsonValue {
             serde_json::Value::deserialize(d).map(JsonValue)
         } else {
             let text = String::deserialize(d)?;
-            serde_json::from_str(&text).map(JsonValue).map_err(serde::de::Error::custom)
+            serde_json::from_str(&text)
+                .map(JsonValue)
+                .map_err(serde::de::Error::custom)
         }
     }
 }
@@ -107,7 +113,9 @@ impl Filter {
 fn lower_case_keys(v: &serde_json::Value) -> serde_json::Value {
     match v {
         serde_json::Value::Object(map) => serde_json::Value::Object(
-            map.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(),
+            map.iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect(),
         ),
         other => other.clone(),
     }
@@ -118,9 +126,9 @@ fn lower_case_keys(v: &serde_json::Value) -> serde_json::Value {
 pub fn json_contains(have: &serde_json::Value, want: &serde_json::Value) -> bool {
     use serde_json::Value;
     match (have, want) {
-        (Value::Object(h), Value::Object(w)) => {
-            w.iter().all(|(k, wv)| h.get(k).is_some_and(|hv| json_contains(hv, wv)))
-        }
+        (Value::Object(h), Value::Object(w)) => w
+            .iter()
+            .all(|(k, wv)| h.get(k).is_some_and(|hv| json_contains(hv, wv))),
         (Value::Array(h), Value::Array(w)) => {
             w.iter().all(|wv| h.iter().any(|hv| json_contains(hv, wv)))
         }
@@ -143,7 +151,11 @@ mod tests {
     use serde_json::json;
 
     fn linear(count: u32, interval_ms: u64) -> RetryPolicy {
-        RetryPolicy { strategy: RetryStrategy::Linear, count, interval_ms }
+        RetryPolicy {
+            strategy: RetryStrategy::Linear,
+            count,
+            interval_ms,
+        }
     }
 
     #[test]
@@ -158,9 +170,16 @@ mod tests {
 
     #[test]
     fn exponential_doubles_each_time() {
-        let p = RetryPolicy { strategy: RetryStrategy::Exponential, count: 4, interval_ms: 150 };
+        let p = RetryPolicy {
+            strategy: RetryStrategy::Exponential,
+            count: 4,
+            interval_ms: 150,
+        };
         let waits: Vec<_> = (1..=5).map(|n| p.wait_after(n)).collect();
-        assert_eq!(waits, vec![Some(150), Some(300), Some(600), Some(1200), None]);
+        assert_eq!(
+            waits,
+            vec![Some(150), Some(300), Some(600), Some(1200), None]
+        );
     }
 
     #[test]
@@ -173,14 +192,20 @@ mod tests {
 
     #[test]
     fn huge_exponents_are_capped_not_overflowed() {
-        let p = RetryPolicy { strategy: RetryStrategy::Exponential, count: 1000, interval_ms: u64::MAX / 2 };
+        let p = RetryPolicy {
+            strategy: RetryStrategy::Exponential,
+            count: 1000,
+            interval_ms: u64::MAX / 2,
+        };
         assert_eq!(p.wait_after(999), Some(MAX_RETRY_WAIT_MS));
     }
 
     #[test]
     fn filters_match_json_subsets_of_body_and_headers() {
         let f = Filter {
-            body: Some(JsonValue(json!({"type": "invoice.paid", "data": {"tags": ["a"]}}))),
+            body: Some(JsonValue(
+                json!({"type": "invoice.paid", "data": {"tags": ["a"]}}),
+            )),
             headers: Some(JsonValue(json!({"X-Provider": "stripe"}))),
         };
         let headers = vec![("x-provider".to_string(), "stripe".to_string())];
@@ -196,7 +221,10 @@ mod tests {
     fn rules_survive_the_store_codec() {
         let rules = Rules {
             retry: linear(2, 10),
-            filter: Some(Filter { body: Some(JsonValue(json!({"a": [1, {"b": null}]}))), headers: None }),
+            filter: Some(Filter {
+                body: Some(JsonValue(json!({"a": [1, {"b": null}]}))),
+                headers: None,
+            }),
             delay_ms: Some(5),
         };
         let bytes = bincode::serialize(&rules).unwrap();

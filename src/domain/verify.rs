@@ -11,8 +11,16 @@ use super::models::{HmacAlgorithm, SignatureEncoding, Verification};
 /// its lower-case name.
 pub fn verify<'a>(v: &Verification, header: impl Fn(&str) -> Option<&'a str>, body: &[u8]) -> bool {
     match v {
-        Verification::Hmac { algorithm, encoding, header: name, prefix, secret } => {
-            let Some(value) = header(&name.to_ascii_lowercase()) else { return false };
+        Verification::Hmac {
+            algorithm,
+            encoding,
+            header: name,
+            prefix,
+            secret,
+        } => {
+            let Some(value) = header(&name.to_ascii_lowercase()) else {
+                return false;
+            };
             let value = value.trim();
             let value = match prefix.as_deref() {
                 Some(p) => match value.strip_prefix(p) {
@@ -34,10 +42,13 @@ pub fn verify<'a>(v: &Verification, header: impl Fn(&str) -> Option<&'a str>, bo
             given.as_bytes().ct_eq(expected.as_bytes()).into()
         }
         Verification::StandardWebhooks { secret } => {
-            let Ok(webhook) = standardwebhooks::Webhook::new(secret) else { return false };
+            let Ok(webhook) = standardwebhooks::Webhook::new(secret) else {
+                return false;
+            };
             let mut map = http::HeaderMap::new();
             for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
-                if let Some(value) = header(name).and_then(|v| http::HeaderValue::from_str(v).ok()) {
+                if let Some(value) = header(name).and_then(|v| http::HeaderValue::from_str(v).ok())
+                {
                     map.insert(name, value);
                 }
             }
@@ -49,12 +60,14 @@ pub fn verify<'a>(v: &Verification, header: impl Fn(&str) -> Option<&'a str>, bo
 pub fn hmac_digest(algorithm: HmacAlgorithm, key: &[u8], body: &[u8]) -> Vec<u8> {
     match algorithm {
         HmacAlgorithm::Sha256 => {
-            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+            let mut mac =
+                Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
             mac.update(body);
             mac.finalize().into_bytes().to_vec()
         }
         HmacAlgorithm::Sha1 => {
-            let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC takes any key length");
+            let mut mac =
+                Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC takes any key length");
             mac.update(body);
             mac.finalize().into_bytes().to_vec()
         }
@@ -80,8 +93,16 @@ mod tests {
         // The example from GitHub's webhook documentation.
         let v = github("It's a Secret to Everybody");
         let sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
-        assert!(verify(&v, |h| (h == "x-hub-signature-256").then_some(sig), b"Hello, World!"));
-        assert!(!verify(&v, |h| (h == "x-hub-signature-256").then_some(sig), b"Hello, World?"));
+        assert!(verify(
+            &v,
+            |h| (h == "x-hub-signature-256").then_some(sig),
+            b"Hello, World!"
+        ));
+        assert!(!verify(
+            &v,
+            |h| (h == "x-hub-signature-256").then_some(sig),
+            b"Hello, World?"
+        ));
         assert!(!verify(&v, |_| None, b"Hello, World!"));
     }
 
@@ -96,7 +117,11 @@ mod tests {
             prefix: None,
             secret: "k".into(),
         };
-        assert!(verify(&v, |h| (h == "x-sig").then_some(sig.as_str()), b"body"));
+        assert!(verify(
+            &v,
+            |h| (h == "x-sig").then_some(sig.as_str()),
+            b"body"
+        ));
     }
 
     #[test]
@@ -112,7 +137,9 @@ mod tests {
             "webhook-signature" => Some(sig.as_str()),
             _ => None,
         };
-        let v = Verification::StandardWebhooks { secret: secret.into() };
+        let v = Verification::StandardWebhooks {
+            secret: secret.into(),
+        };
         assert!(verify(&v, lookup, b"{\"a\":1}"));
         assert!(!verify(&v, lookup, b"{\"a\":2}"));
     }

@@ -22,7 +22,11 @@ pub struct ConnectionActor {
 
 impl ConnectionActor {
     pub fn new(connection: Connection, destination: Addr<DestinationActor>, store: Store) -> Self {
-        ConnectionActor { core: ConnectionCore::new(connection), destination, store }
+        ConnectionActor {
+            core: ConnectionCore::new(connection),
+            destination,
+            store,
+        }
     }
 
     /// Puts entries on HOLD: the connection was paused between routing and forwarding.
@@ -33,7 +37,12 @@ impl ConnectionActor {
         for entry in entries {
             writes.push(ops::remove_queue_entry(&c.destination_id, entry.seq));
             writes.push(ops::put_hold(&c.id, entry));
-            let patch = EventPatch { status: Some(EventStatus::Hold), next_attempt_at: Some(None), updated_at: now, ..Default::default() };
+            let patch = EventPatch {
+                status: Some(EventStatus::Hold),
+                next_attempt_at: Some(None),
+                updated_at: now,
+                ..Default::default()
+            };
             writes.push(ops::patch_event(&c.team_id, &entry.event_id, patch));
         }
         self.store.submit(writes);
@@ -67,7 +76,13 @@ impl Handler<Forward> for ConnectionActor {
         let destination = self.destination.clone();
         // `send` waits for room in the destination's mailbox: backpressure reaches ingress.
         Box::pin(async move {
-            if let Err(e) = destination.send(Enqueue { entries: msg.entries, payload: Some(msg.payload) }).await {
+            if let Err(e) = destination
+                .send(Enqueue {
+                    entries: msg.entries,
+                    payload: Some(msg.payload),
+                })
+                .await
+            {
                 // The destination actor is gone (deleted): the entries stay in the store.
                 tracing::warn!(error = %e, "destination actor unavailable; events stay queued in the store");
             }

@@ -53,19 +53,27 @@ impl Signer {
     /// `secret` is `whsec_` + base64 of the key (validated when the destination was saved).
     pub fn new(secret: &str) -> Option<Signer> {
         let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
-        base64::engine::general_purpose::STANDARD.decode(b64).ok().map(|key| Signer { key })
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .ok()
+            .map(|key| Signer { key })
     }
 
     /// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`.
     pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
-        match standardwebhooks::Webhook::from_bytes(self.key.clone()).and_then(|w| w.sign(id, timestamp, body)) {
+        match standardwebhooks::Webhook::from_bytes(self.key.clone())
+            .and_then(|w| w.sign(id, timestamp, body))
+        {
             Ok(sig) => sig,
             // The crate signs UTF-8 payloads only; the spec signs bytes, so do that for the rest.
             Err(_) => {
                 let mut msg = format!("{id}.{timestamp}.").into_bytes();
                 msg.extend_from_slice(body);
                 let mac = hmac_digest(HmacAlgorithm::Sha256, &self.key, &msg);
-                format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac))
+                format!(
+                    "v1,{}",
+                    base64::engine::general_purpose::STANDARD.encode(mac)
+                )
             }
         }
     }
@@ -104,7 +112,8 @@ impl DeliveryClient {
         payload: Arc<Payload>,
     ) -> AttemptResult {
         let started = Instant::now();
-        let method = reqwest::Method::from_bytes(destination.http_method.as_bytes()).unwrap_or(reqwest::Method::POST);
+        let method = reqwest::Method::from_bytes(destination.http_method.as_bytes())
+            .unwrap_or(reqwest::Method::POST);
         let mut req = self
             .client
             .request(method, &destination.url)
@@ -117,13 +126,18 @@ impl DeliveryClient {
         for (name, value) in &destination.headers {
             req = req.header(name, value);
         }
-        req = req.header("x-fasthook-event-id", event_id.as_str()).header("x-fasthook-attempt", attempt_number);
+        req = req
+            .header("x-fasthook-event-id", event_id.as_str())
+            .header("x-fasthook-attempt", attempt_number);
         if let Some(signer) = signer {
             let ts = (Timestamp::now().millis() / 1000) as i64;
             req = req
                 .header("webhook-id", event_id.as_str())
                 .header("webhook-timestamp", ts)
-                .header("webhook-signature", signer.sign(event_id.as_str(), ts, &payload.body));
+                .header(
+                    "webhook-signature",
+                    signer.sign(event_id.as_str(), ts, &payload.body),
+                );
         }
         let outcome = async {
             let mut resp = req.body(payload.body.clone()).send().await?;
@@ -185,7 +199,9 @@ pub fn classify_io(kind: std::io::ErrorKind) -> Option<DeliveryError> {
     use std::io::ErrorKind::*;
     match kind {
         ConnectionRefused => Some(DeliveryError::ConnectionRefused),
-        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => Some(DeliveryError::ConnectionReset),
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
+            Some(DeliveryError::ConnectionReset)
+        }
         TimedOut => Some(DeliveryError::Timeout),
         _ => None,
     }
@@ -199,7 +215,10 @@ pub fn classify_message(text: &str, is_connect: bool) -> DeliveryError {
         DeliveryError::Tls
     } else if text.contains("connection refused") {
         DeliveryError::ConnectionRefused
-    } else if text.contains("reset") || text.contains("closed before") || text.contains("incomplete message") {
+    } else if text.contains("reset")
+        || text.contains("closed before")
+        || text.contains("incomplete message")
+    {
         DeliveryError::ConnectionReset
     } else if is_connect {
         DeliveryError::ConnectionRefused
@@ -227,8 +246,14 @@ mod tests {
     fn transport_errors_map_to_contract_codes() {
         use std::io::ErrorKind;
         let table = [
-            (ErrorKind::ConnectionRefused, Some(DeliveryError::ConnectionRefused)),
-            (ErrorKind::ConnectionReset, Some(DeliveryError::ConnectionReset)),
+            (
+                ErrorKind::ConnectionRefused,
+                Some(DeliveryError::ConnectionRefused),
+            ),
+            (
+                ErrorKind::ConnectionReset,
+                Some(DeliveryError::ConnectionReset),
+            ),
             (ErrorKind::BrokenPipe, Some(DeliveryError::ConnectionReset)),
             (ErrorKind::TimedOut, Some(DeliveryError::Timeout)),
             (ErrorKind::Other, None),
@@ -237,12 +262,36 @@ mod tests {
             assert_eq!(classify_io(kind), want, "{kind:?}");
         }
         let messages = [
-            ("dns error: failed to lookup address information", false, DeliveryError::Dns),
-            ("invalid peer certificate: unknown issuer", true, DeliveryError::Tls),
-            ("tcp connect error: connection refused", true, DeliveryError::ConnectionRefused),
-            ("connection closed before message completed", false, DeliveryError::ConnectionReset),
-            ("invalid http version parsed", false, DeliveryError::BadResponse),
-            ("something odd while connecting", true, DeliveryError::ConnectionRefused),
+            (
+                "dns error: failed to lookup address information",
+                false,
+                DeliveryError::Dns,
+            ),
+            (
+                "invalid peer certificate: unknown issuer",
+                true,
+                DeliveryError::Tls,
+            ),
+            (
+                "tcp connect error: connection refused",
+                true,
+                DeliveryError::ConnectionRefused,
+            ),
+            (
+                "connection closed before message completed",
+                false,
+                DeliveryError::ConnectionReset,
+            ),
+            (
+                "invalid http version parsed",
+                false,
+                DeliveryError::BadResponse,
+            ),
+            (
+                "something odd while connecting",
+                true,
+                DeliveryError::ConnectionRefused,
+            ),
         ];
         for (text, connect, want) in messages {
             assert_eq!(classify_message(text, connect), want, "{text}");
@@ -253,15 +302,25 @@ mod tests {
     fn retry_after_takes_seconds_or_a_date() {
         let now = Timestamp(1_445_412_480_000); // Wed, 21 Oct 2015 07:28:00 GMT
         assert_eq!(parse_retry_after("120", now), Some(120_000));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now), Some(30_000));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now), Some(0));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(30_000)
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(0)
+        );
         assert_eq!(parse_retry_after("soon", now), None);
     }
 
     #[test]
     fn signatures_follow_the_standard_webhooks_test_vector() {
         let signer = Signer::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
-        let sig = signer.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#);
+        let sig = signer.sign(
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            br#"{"test": 2432232314}"#,
+        );
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
         // Non-UTF-8 bodies are signed as bytes by the same formula.
         let a = signer.sign("id", 1, &[0xff, 0x00]);

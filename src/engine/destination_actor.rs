@@ -34,13 +34,26 @@ pub struct DestinationActor {
 }
 
 impl DestinationActor {
-    pub fn new(destination: Arc<Destination>, deps: Deps, recovered: Vec<QueueEntry>, engine_paused: bool) -> Self {
-        let label = if deps.per_id_labels { destination.id.to_string() } else { telemetry::ALL.to_string() };
+    pub fn new(
+        destination: Arc<Destination>,
+        deps: Deps,
+        recovered: Vec<QueueEntry>,
+        engine_paused: bool,
+    ) -> Self {
+        let label = if deps.per_id_labels {
+            destination.id.to_string()
+        } else {
+            telemetry::ALL.to_string()
+        };
         let mut core = DestinationCore::new(core_config(&destination, &deps));
         core.handle(Input::EnginePaused(engine_paused), Timestamp::now());
         DestinationActor {
             core,
-            signer: destination.signing_secret.as_deref().and_then(Signer::new).map(Arc::new),
+            signer: destination
+                .signing_secret
+                .as_deref()
+                .and_then(Signer::new)
+                .map(Arc::new),
             destination,
             deps,
             payloads: HashMap::new(),
@@ -60,14 +73,31 @@ impl DestinationActor {
         }
         self.deps.store.submit(writes);
         let s = self.core.stats();
-        self.queued_gauge.set((s.ready + s.scheduled + s.in_flight) as f64);
+        self.queued_gauge
+            .set((s.ready + s.scheduled + s.in_flight) as f64);
     }
 
-    fn execute(&mut self, command: Command, now: Timestamp, writes: &mut Vec<Op>, ctx: &mut Context<Self>) {
+    fn execute(
+        &mut self,
+        command: Command,
+        now: Timestamp,
+        writes: &mut Vec<Op>,
+        ctx: &mut Context<Self>,
+    ) {
         let team = &self.destination.team_id;
         match command {
-            Command::Start { entry, attempt_number, .. } => self.start(entry, attempt_number, ctx),
-            Command::Settle { entry, attempt_number, trigger, result, next } => {
+            Command::Start {
+                entry,
+                attempt_number,
+                ..
+            } => self.start(entry, attempt_number, ctx),
+            Command::Settle {
+                entry,
+                attempt_number,
+                trigger,
+                result,
+                next,
+            } => {
                 self.record_attempt(&entry, attempt_number, trigger, &result, now, writes);
                 let mut patch = EventPatch {
                     attempts: Some(attempt_number),
@@ -82,7 +112,11 @@ impl DestinationActor {
                         patch.next_attempt_at = Some(None);
                         writes.push(ops::remove_queue_entry(&self.destination.id, entry.seq));
                         self.payloads.remove(&entry.seq);
-                        let connection = if self.deps.per_id_labels { entry.connection_id.to_string() } else { telemetry::ALL.into() };
+                        let connection = if self.deps.per_id_labels {
+                            entry.connection_id.to_string()
+                        } else {
+                            telemetry::ALL.into()
+                        };
                         metrics::counter!(telemetry::EVENTS_DELIVERED_TOTAL, "connection_id" => connection, "destination_id" => self.label.clone()).increment(1);
                     }
                     Next::RetryAt(at) => {
@@ -153,7 +187,11 @@ impl DestinationActor {
             destination_id: self.destination.id.clone(),
             attempt_number,
             trigger,
-            status: if success { AttemptStatus::Successful } else { AttemptStatus::Failed },
+            status: if success {
+                AttemptStatus::Successful
+            } else {
+                AttemptStatus::Failed
+            },
             response_status: result.response_status,
             error_code: result.error,
             duration_ms: result.duration_ms,
@@ -181,11 +219,24 @@ impl DestinationActor {
             };
             match payload {
                 Some(payload) => {
-                    client.deliver(&destination, signer.as_deref(), &entry.event_id, attempt_number, payload).await
+                    client
+                        .deliver(
+                            &destination,
+                            signer.as_deref(),
+                            &entry.event_id,
+                            attempt_number,
+                            payload,
+                        )
+                        .await
                 }
                 None => {
                     tracing::error!(event_id = %entry.event_id, request_id = %entry.request_id, "request body is missing; the attempt fails");
-                    AttemptResult { response_status: None, error: Some(DeliveryError::BadResponse), retry_after_ms: None, duration_ms: 0 }
+                    AttemptResult {
+                        response_status: None,
+                        error: Some(DeliveryError::BadResponse),
+                        retry_after_ms: None,
+                        duration_ms: 0,
+                    }
                 }
             }
         };
@@ -244,7 +295,12 @@ impl Handler<Configure> for DestinationActor {
     type Result = ();
 
     fn handle(&mut self, msg: Configure, ctx: &mut Context<Self>) {
-        self.signer = msg.0.signing_secret.as_deref().and_then(Signer::new).map(Arc::new);
+        self.signer = msg
+            .0
+            .signing_secret
+            .as_deref()
+            .and_then(Signer::new)
+            .map(Arc::new);
         self.destination = msg.0;
         let config = core_config(&self.destination, &self.deps);
         self.input(Input::Configure(config), ctx);
@@ -286,7 +342,10 @@ pub struct DestinationSnapshot {
 
 impl DestinationActor {
     fn snapshot(&self) -> DestinationSnapshot {
-        DestinationSnapshot { destination_id: self.destination.id.clone(), stats: self.core.stats() }
+        DestinationSnapshot {
+            destination_id: self.destination.id.clone(),
+            stats: self.core.stats(),
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use sha2::Digest;
 
 use crate::config::Config;
-use crate::domain::connection_core::{ConnectionCore, Route};
+use crate::domain::connection_core::{route, Route};
 use crate::domain::destination_core::QueueEntry;
 use crate::domain::*;
 use crate::store::{ops, Store, StoreError};
@@ -100,8 +100,11 @@ struct Inner {
 impl Engine {
     /// Creates the engine (not ready yet). Must run inside an actix `System`.
     pub fn new(config: Config, store: Store) -> Result<Engine> {
-        let client = DeliveryClient::new().map_err(|e| EngineError::Unavailable(format!("HTTP client: {e}")))?;
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let client = DeliveryClient::new()
+            .map_err(|e| EngineError::Unavailable(format!("HTTP client: {e}")))?;
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         let arbiters = (0..cores).map(|_| Arbiter::new().handle()).collect();
         let deps = Deps {
             store,
@@ -136,16 +139,25 @@ impl Engine {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
-        self.inner.registry.read().unwrap_or_else(|e| e.into_inner())
+        self.inner
+            .registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
-        self.inner.registry.write().unwrap_or_else(|e| e.into_inner())
+        self.inner
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Destinations are spread over the arbiters by a hash of their id.
     fn arbiter_for(&self, id: &DestinationId) -> &ArbiterHandle {
-        let hash = id.as_str().bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        let hash = id
+            .as_str()
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
         &self.inner.arbiters[(hash % self.inner.arbiters.len() as u64) as usize]
     }
 
@@ -157,7 +169,9 @@ impl Engine {
     pub fn set_paused(&self, paused: bool) {
         self.inner.paused.store(paused, Ordering::Release);
         for handle in self.read().destinations.values() {
-            handle.addr.do_send(destination_actor::SetEnginePaused(paused));
+            handle
+                .addr
+                .do_send(destination_actor::SetEnginePaused(paused));
         }
     }
 
@@ -169,7 +183,12 @@ impl Engine {
         let started = Instant::now();
         let store = self.store().clone();
         let loaded = tokio::task::spawn_blocking(move || -> crate::store::Result<_> {
-            Ok((store.all_sources()?, store.all_destinations()?, store.all_connections()?, store.load_queues()?))
+            Ok((
+                store.all_sources()?,
+                store.all_destinations()?,
+                store.all_connections()?,
+                store.load_queues()?,
+            ))
         })
         .await
         .map_err(|e| EngineError::Unavailable(format!("recovery task: {e}")))??;
@@ -186,25 +205,44 @@ impl Engine {
                 queued += entries.len();
                 let d = Arc::new(d);
                 let addr = self.start_destination(d.clone(), entries);
-                reg.destinations.insert(d.id.clone(), DestinationHandle { destination: d, addr });
+                reg.destinations.insert(
+                    d.id.clone(),
+                    DestinationHandle {
+                        destination: d,
+                        addr,
+                    },
+                );
             }
             for c in connections {
                 self.register_connection(&mut reg, c);
             }
         }
         if !queues.is_empty() {
-            tracing::warn!(destinations = queues.len(), "queue entries for deleted destinations were left in the store");
+            tracing::warn!(
+                destinations = queues.len(),
+                "queue entries for deleted destinations were left in the store"
+            );
         }
         self.inner.ready.store(true, Ordering::Release);
-        tracing::info!(queued, elapsed_ms = started.elapsed().as_millis() as u64, "recovery finished");
+        tracing::info!(
+            queued,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "recovery finished"
+        );
         Ok(())
     }
 
-    fn start_destination(&self, destination: Arc<Destination>, recovered: Vec<QueueEntry>) -> Addr<DestinationActor> {
+    fn start_destination(
+        &self,
+        destination: Arc<Destination>,
+        recovered: Vec<QueueEntry>,
+    ) -> Addr<DestinationActor> {
         let deps = self.inner.deps.clone();
         let paused = self.inner.paused.load(Ordering::Acquire);
         let arbiter = self.arbiter_for(&destination.id).clone();
-        DestinationActor::start_in_arbiter(&arbiter, move |_| DestinationActor::new(destination, deps, recovered, paused))
+        DestinationActor::start_in_arbiter(&arbiter, move |_| {
+            DestinationActor::new(destination, deps, recovered, paused)
+        })
     }
 
     fn register_connection(&self, reg: &mut Registry, c: Connection) {
@@ -216,25 +254,47 @@ impl Engine {
         let store = self.store().clone();
         let arbiter = self.arbiter_for(&c.destination_id).clone();
         let actor_conn = c.clone();
-        let addr = ConnectionActor::start_in_arbiter(&arbiter, move |_| ConnectionActor::new(actor_conn, dest_addr, store));
+        let addr = ConnectionActor::start_in_arbiter(&arbiter, move |_| {
+            ConnectionActor::new(actor_conn, dest_addr, store)
+        });
         reg.index_connection(&c);
-        reg.connections.insert(c.id.clone(), ConnectionHandle { connection: Arc::new(c), addr });
+        reg.connections.insert(
+            c.id.clone(),
+            ConnectionHandle {
+                connection: Arc::new(c),
+                addr,
+            },
+        );
     }
 
     // ---- teams and keys ----------------------------------------------------------------
 
     pub async fn create_team(&self, id: TeamId, name: String) -> Result<Team> {
         let now = Timestamp::now();
-        let team = Team { id, name, created_at: now, updated_at: now };
+        let team = Team {
+            id,
+            name,
+            created_at: now,
+            updated_at: now,
+        };
         self.store().commit(vec![ops::put_team(&team)]).await?;
         Ok(team)
     }
 
     /// Makes a key for `team` from `secret`, or a fresh secret. Returns the stored key and
     /// the secret (shown once).
-    pub async fn create_api_key(&self, team: &TeamId, secret: Option<String>) -> Result<(ApiKey, String)> {
+    pub async fn create_api_key(
+        &self,
+        team: &TeamId,
+        secret: Option<String>,
+    ) -> Result<(ApiKey, String)> {
         let secret = secret.unwrap_or_else(new_secret);
-        let key = ApiKey { id: ApiKeyId::new(), team_id: team.clone(), hash: hash_secret(&secret), created_at: Timestamp::now() };
+        let key = ApiKey {
+            id: ApiKeyId::new(),
+            team_id: team.clone(),
+            hash: hash_secret(&secret),
+            created_at: Timestamp::now(),
+        };
         self.store().commit(ops::put_api_key(&key).into()).await?;
         Ok((key, secret))
     }
@@ -242,7 +302,9 @@ impl Engine {
     pub async fn revoke_api_key(&self, team: &TeamId, id: &ApiKeyId) -> Result<()> {
         match self.store().api_key_by_id(id)? {
             Some(key) if &key.team_id == team => {
-                self.store().commit(ops::remove_api_key(&key).into()).await?;
+                self.store()
+                    .commit(ops::remove_api_key(&key).into())
+                    .await?;
                 Ok(())
             }
             _ => Err(EngineError::NotFound("api key")),
@@ -254,7 +316,10 @@ impl Engine {
     pub fn authenticate(&self, secret: &str) -> Result<Option<ApiKey>> {
         use subtle::ConstantTimeEq;
         let hash = hash_secret(secret);
-        Ok(self.store().api_key_by_hash(&hash)?.filter(|k| bool::from(k.hash.ct_eq(&hash))))
+        Ok(self
+            .store()
+            .api_key_by_hash(&hash)?
+            .filter(|k| bool::from(k.hash.ct_eq(&hash))))
     }
 
     /// `FASTHOOK_TEAM_ID`/`FASTHOOK_API_KEY` make sure that team and key exist; with no key
@@ -262,14 +327,18 @@ impl Engine {
     pub async fn bootstrap_auth(&self) -> Result<Option<(TeamId, String)>> {
         let auth = self.config().auth.clone();
         if let (Some(team), Some(key)) = (auth.team_id, auth.api_key) {
-            let team = TeamId::parse_loose(&team).map_err(|e| EngineError::Conflict(e.to_string()))?;
+            let team =
+                TeamId::parse_loose(&team).map_err(|e| EngineError::Conflict(e.to_string()))?;
             if self.store().team(&team)?.is_none() {
-                self.create_team(team.clone(), team.as_str().to_string()).await?;
+                self.create_team(team.clone(), team.as_str().to_string())
+                    .await?;
             }
             match self.authenticate(&key)? {
                 Some(existing) if existing.team_id == team => {}
                 Some(_) => {
-                    return Err(EngineError::Conflict("FASTHOOK_API_KEY already belongs to another team".into()));
+                    return Err(EngineError::Conflict(
+                        "FASTHOOK_API_KEY already belongs to another team".into(),
+                    ));
                 }
                 None => {
                     self.create_api_key(&team, Some(key)).await?;
@@ -296,13 +365,17 @@ impl Engine {
 
     pub async fn save_source(&self, source: Source) -> Result<()> {
         self.store().commit(vec![ops::put_source(&source)]).await?;
-        self.write().sources.insert(source.id.clone(), Arc::new(source));
+        self.write()
+            .sources
+            .insert(source.id.clone(), Arc::new(source));
         Ok(())
     }
 
     pub async fn delete_source(&self, id: &SourceId) -> Result<()> {
         if self.read().by_source.get(id).is_some_and(|l| !l.is_empty()) {
-            return Err(EngineError::Conflict("the source still has connections; delete them first".into()));
+            return Err(EngineError::Conflict(
+                "the source still has connections; delete them first".into(),
+            ));
         }
         self.store().commit(vec![ops::remove_source(id)]).await?;
         self.write().sources.remove(id);
@@ -312,31 +385,50 @@ impl Engine {
     // ---- destinations -------------------------------------------------------------------
 
     pub fn destination(&self, id: &DestinationId) -> Option<Arc<Destination>> {
-        self.read().destinations.get(id).map(|h| h.destination.clone())
+        self.read()
+            .destinations
+            .get(id)
+            .map(|h| h.destination.clone())
     }
 
     pub async fn save_destination(&self, destination: Destination) -> Result<()> {
-        self.store().commit(vec![ops::put_destination(&destination)]).await?;
+        self.store()
+            .commit(vec![ops::put_destination(&destination)])
+            .await?;
         let destination = Arc::new(destination);
         let mut reg = self.write();
         match reg.destinations.get_mut(&destination.id) {
             Some(handle) => {
                 handle.destination = destination.clone();
-                handle.addr.do_send(destination_actor::Configure(destination));
+                handle
+                    .addr
+                    .do_send(destination_actor::Configure(destination));
             }
             None => {
                 let addr = self.start_destination(destination.clone(), Vec::new());
-                reg.destinations.insert(destination.id.clone(), DestinationHandle { destination, addr });
+                reg.destinations.insert(
+                    destination.id.clone(),
+                    DestinationHandle { destination, addr },
+                );
             }
         }
         Ok(())
     }
 
     pub async fn delete_destination(&self, id: &DestinationId) -> Result<()> {
-        if self.read().connections.values().any(|c| &c.connection.destination_id == id) {
-            return Err(EngineError::Conflict("the destination still has connections; delete them first".into()));
+        if self
+            .read()
+            .connections
+            .values()
+            .any(|c| &c.connection.destination_id == id)
+        {
+            return Err(EngineError::Conflict(
+                "the destination still has connections; delete them first".into(),
+            ));
         }
-        self.store().commit(vec![ops::remove_destination(id)]).await?;
+        self.store()
+            .commit(vec![ops::remove_destination(id)])
+            .await?;
         if let Some(handle) = self.write().destinations.remove(id) {
             handle.addr.do_send(destination_actor::Shutdown);
         }
@@ -351,15 +443,22 @@ impl Engine {
     // ---- connections --------------------------------------------------------------------
 
     pub fn connection(&self, id: &ConnectionId) -> Option<Arc<Connection>> {
-        self.read().connections.get(id).map(|h| h.connection.clone())
+        self.read()
+            .connections
+            .get(id)
+            .map(|h| h.connection.clone())
     }
 
     pub async fn save_connection(&self, connection: Connection) -> Result<()> {
-        self.store().commit(vec![ops::put_connection(&connection)]).await?;
+        self.store()
+            .commit(vec![ops::put_connection(&connection)])
+            .await?;
         let mut reg = self.write();
         match reg.connections.get_mut(&connection.id) {
             Some(handle) => {
-                handle.addr.do_send(connection_actor::Reconfigure(connection.clone()));
+                handle
+                    .addr
+                    .do_send(connection_actor::Reconfigure(connection.clone()));
                 handle.connection = Arc::new(connection);
             }
             None => self.register_connection(&mut reg, connection),
@@ -368,7 +467,9 @@ impl Engine {
     }
 
     pub async fn delete_connection(&self, id: &ConnectionId) -> Result<()> {
-        self.store().commit(vec![ops::remove_connection(id)]).await?;
+        self.store()
+            .commit(vec![ops::remove_connection(id)])
+            .await?;
         let mut reg = self.write();
         if let Some(handle) = reg.connections.remove(id) {
             reg.unindex_connection(&handle.connection);
@@ -406,15 +507,26 @@ impl Engine {
                 })
                 .collect()
         };
-        let needs_json = routes.iter().any(|(c, _, _)| c.rules.filter.as_ref().is_some_and(|f| f.body.is_some()));
-        let json_body = if needs_json { serde_json::from_slice::<serde_json::Value>(&body).ok() } else { None };
+        let needs_json = routes
+            .iter()
+            .any(|(c, _, _)| c.rules.filter.as_ref().is_some_and(|f| f.body.is_some()));
+        let json_body = if needs_json {
+            serde_json::from_slice::<serde_json::Value>(&body).ok()
+        } else {
+            None
+        };
 
         let mut writes = Vec::with_capacity(1 + routes.len() * 2);
         let mut forwards = Vec::with_capacity(routes.len());
         let mut event_ids = Vec::with_capacity(routes.len());
         for (connection, addr, dest_disabled) in routes {
-            let core = ConnectionCore::new((*connection).clone());
-            let Route::Event { status, due_at } = core.route(dest_disabled, json_body.as_ref(), &headers, now) else {
+            let Route::Event { status, due_at } = route(
+                &connection,
+                dest_disabled,
+                json_body.as_ref(),
+                &headers,
+                now,
+            ) else {
                 continue;
             };
             let event = Event {
@@ -470,11 +582,19 @@ impl Engine {
         self.store().commit(writes).await?;
 
         if !forwards.is_empty() {
-            let payload = Arc::new(Payload { headers: request.headers, body });
+            let payload = Arc::new(Payload {
+                headers: request.headers,
+                body,
+            });
             for (addr, entry) in forwards {
-                let forward = Forward { entries: vec![entry], payload: payload.clone() };
+                let forward = Forward {
+                    entries: vec![entry],
+                    payload: payload.clone(),
+                };
                 if addr.send(forward).await.is_err() {
-                    tracing::warn!("connection actor unavailable; the event stays queued in the store");
+                    tracing::warn!(
+                        "connection actor unavailable; the event stays queued in the store"
+                    );
                 }
             }
         }
@@ -503,7 +623,9 @@ impl Engine {
             created_at: now,
             updated_at: now,
         };
-        self.store().commit(vec![ops::put_request(&request)]).await?;
+        self.store()
+            .commit(vec![ops::put_request(&request)])
+            .await?;
         Ok(request.id)
     }
 
@@ -512,7 +634,12 @@ impl Engine {
     /// Stops starting attempts everywhere and waits (at most `grace`) for those in flight.
     pub async fn shutdown(&self, grace: Duration) {
         let deadline = Instant::now() + grace;
-        let addrs: Vec<_> = self.read().destinations.values().map(|h| h.addr.clone()).collect();
+        let addrs: Vec<_> = self
+            .read()
+            .destinations
+            .values()
+            .map(|h| h.addr.clone())
+            .collect();
         for addr in &addrs {
             let _ = addr.send(destination_actor::StopDelivering).await;
         }
@@ -527,7 +654,10 @@ impl Engine {
                 break;
             }
             if Instant::now() >= deadline {
-                tracing::warn!(in_flight = busy, "shutdown grace ran out; those attempts will be made again at the next start");
+                tracing::warn!(
+                    in_flight = busy,
+                    "shutdown grace ran out; those attempts will be made again at the next start"
+                );
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -536,11 +666,18 @@ impl Engine {
 }
 
 /// Reads a request's headers and body off the actor thread.
-pub(crate) async fn load_payload(store: &Store, team: &TeamId, request: &RequestId) -> Option<Arc<Payload>> {
+pub(crate) async fn load_payload(
+    store: &Store,
+    team: &TeamId,
+    request: &RequestId,
+) -> Option<Arc<Payload>> {
     let (store, team, request) = (store.clone(), team.clone(), request.clone());
     let loaded = tokio::task::spawn_blocking(move || store.request(&team, &request)).await;
     match loaded {
-        Ok(Ok(Some(r))) => Some(Arc::new(Payload { headers: r.headers, body: Bytes::from(r.body) })),
+        Ok(Ok(Some(r))) => Some(Arc::new(Payload {
+            headers: r.headers,
+            body: Bytes::from(r.body),
+        })),
         Ok(Ok(None)) => None,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "cannot read a request body");
@@ -560,5 +697,8 @@ pub fn hash_secret(secret: &str) -> [u8; 32] {
 /// `fhp_` and 40 random alphanumerics (about 238 bits).
 pub fn new_secret() -> String {
     use rand::distributions::{Alphanumeric, DistString};
-    format!("fhp_{}", Alphanumeric.sample_string(&mut rand::rngs::OsRng, 40))
+    format!(
+        "fhp_{}",
+        Alphanumeric.sample_string(&mut rand::rngs::OsRng, 40)
+    )
 }

@@ -17,7 +17,9 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     match bytes.split_first() {
-        Some((&VERSION, rest)) => bincode::deserialize(rest).map_err(|e| StoreError::Corrupt(e.to_string())),
+        Some((&VERSION, rest)) => {
+            bincode::deserialize(rest).map_err(|e| StoreError::Corrupt(e.to_string()))
+        }
         Some((v, _)) => Err(StoreError::Corrupt(format!("unknown record version {v}"))),
         None => Err(StoreError::Corrupt("empty record".into())),
     }

@@ -113,7 +113,10 @@ pub fn parse_queue(key: &[u8]) -> Option<(DestinationId, u64)> {
     let (id, seq) = rest.split_at(rest.len() - 9);
     let seq: [u8; 8] = seq[1..].try_into().ok()?;
     let id = std::str::from_utf8(id).ok()?;
-    Some((DestinationId::parse_loose(id).ok()?, u64::from_be_bytes(seq)))
+    Some((
+        DestinationId::parse_loose(id).ok()?,
+        u64::from_be_bytes(seq),
+    ))
 }
 
 #[cfg(test)]

@@ -86,7 +86,8 @@ const MAX_SCAN_PER_PAGE: usize = 50_000;
 
 impl Store {
     pub fn open(dir: &Path, durability: Durability, linger: Duration) -> Result<Store> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
@@ -96,9 +97,21 @@ impl Store {
         // sled 0.34 keeps its log in `<dir>/db`; fdatasync of that file closes the gap that
         // sled's own `sync_file_range` leaves (no device cache flush).
         let data_file = std::fs::File::open(dir.join("db")).ok();
-        let (writer, handle) = Writer::spawn(tree.clone(), db.clone(), data_file, durability, linger);
+        let (writer, handle) = Writer::spawn(
+            tree.clone(),
+            db.clone(),
+            data_file,
+            Some(dir.join("blobs")),
+            durability,
+            linger,
+        );
         Ok(Store {
-            inner: Arc::new(Inner { db, tree, writer, writer_thread: std::sync::Mutex::new(Some(handle)) }),
+            inner: Arc::new(Inner {
+                db,
+                tree,
+                writer,
+                writer_thread: std::sync::Mutex::new(Some(handle)),
+            }),
         })
     }
 
@@ -108,7 +121,11 @@ impl Store {
 
     /// Applies `ops` atomically and waits until they are durable.
     pub async fn commit(&self, ops: Vec<Op>) -> Result<()> {
-        self.inner.writer.commit(ops).await.unwrap_or(Err(StoreError::Closed))
+        self.inner
+            .writer
+            .commit(ops)
+            .await
+            .unwrap_or(Err(StoreError::Closed))
     }
 
     /// Applies `ops` with the next group commit without waiting.
@@ -119,7 +136,12 @@ impl Store {
     /// Stops the writer after it has written and flushed everything already handed to it.
     /// Waits on a helper thread so no async runtime thread blocks.
     pub async fn close(self) {
-        let handle = self.inner.writer_thread.lock().ok().and_then(|mut h| h.take());
+        let handle = self
+            .inner
+            .writer_thread
+            .lock()
+            .ok()
+            .and_then(|mut h| h.take());
         self.inner.writer.stop();
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
@@ -138,7 +160,12 @@ impl Store {
     }
 
     fn scan_all<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<T>> {
-        self.inner.tree.scan_prefix(prefix).values().map(|v| codec::decode(&v?)).collect()
+        self.inner
+            .tree
+            .scan_prefix(prefix)
+            .values()
+            .map(|v| codec::decode(&v?))
+            .collect()
     }
 
     /// A page of records under `prefix`, keyed `prefix + id`, that satisfy `keep`.
@@ -155,7 +182,9 @@ impl Store {
         end.push(0xff);
         let cursor_key = cursor.map(|c| [prefix, c.as_bytes()].concat());
         let range = match (&cursor_key, dir) {
-            (Some(c), Direction::Desc) => (Bound::Included(prefix.to_vec()), Bound::Excluded(c.clone())),
+            (Some(c), Direction::Desc) => {
+                (Bound::Included(prefix.to_vec()), Bound::Excluded(c.clone()))
+            }
             (Some(c), Direction::Asc) => (Bound::Excluded(c.clone()), Bound::Excluded(end)),
             (None, _) => (Bound::Included(prefix.to_vec()), Bound::Excluded(end)),
         };
@@ -169,14 +198,20 @@ impl Store {
         for (scanned, kv) in iter.enumerate() {
             let (k, v) = kv?;
             if scanned >= MAX_SCAN_PER_PAGE {
-                return Ok(Page { items, next: last_key });
+                return Ok(Page {
+                    items,
+                    next: last_key,
+                });
             }
             last_key = Some(String::from_utf8_lossy(keys::last_segment(&k)).into_owned());
             let item: T = codec::decode(&v)?;
             if keep(&item) {
                 items.push(item);
                 if items.len() == limit {
-                    return Ok(Page { items, next: last_key });
+                    return Ok(Page {
+                        items,
+                        next: last_key,
+                    });
                 }
             }
         }
@@ -201,7 +236,13 @@ impl Store {
     }
 
     pub fn any_api_key(&self) -> Result<bool> {
-        Ok(self.inner.tree.scan_prefix(keys::API_KEY).next().transpose()?.is_some())
+        Ok(self
+            .inner
+            .tree
+            .scan_prefix(keys::API_KEY)
+            .next()
+            .transpose()?
+            .is_some())
     }
 
     // ---- sources, destinations, connections --------------------------------------------
@@ -230,20 +271,46 @@ impl Store {
         self.scan_all(keys::CONNECTION)
     }
 
-    pub fn list_sources(&self, q: &ListQuery, keep: impl Fn(&Source) -> bool) -> Result<Page<Source>> {
-        self.page(keys::SOURCE, q.cursor.as_deref(), q.dir, q.limit, |s: &Source| s.team_id == q.team && keep(s))
+    pub fn list_sources(
+        &self,
+        q: &ListQuery,
+        keep: impl Fn(&Source) -> bool,
+    ) -> Result<Page<Source>> {
+        self.page(
+            keys::SOURCE,
+            q.cursor.as_deref(),
+            q.dir,
+            q.limit,
+            |s: &Source| s.team_id == q.team && keep(s),
+        )
     }
 
-    pub fn list_destinations(&self, q: &ListQuery, keep: impl Fn(&Destination) -> bool) -> Result<Page<Destination>> {
-        self.page(keys::DESTINATION, q.cursor.as_deref(), q.dir, q.limit, |d: &Destination| {
-            d.team_id == q.team && keep(d)
-        })
+    pub fn list_destinations(
+        &self,
+        q: &ListQuery,
+        keep: impl Fn(&Destination) -> bool,
+    ) -> Result<Page<Destination>> {
+        self.page(
+            keys::DESTINATION,
+            q.cursor.as_deref(),
+            q.dir,
+            q.limit,
+            |d: &Destination| d.team_id == q.team && keep(d),
+        )
     }
 
-    pub fn list_connections(&self, q: &ListQuery, keep: impl Fn(&Connection) -> bool) -> Result<Page<Connection>> {
-        self.page(keys::CONNECTION, q.cursor.as_deref(), q.dir, q.limit, |c: &Connection| {
-            c.team_id == q.team && keep(c)
-        })
+    pub fn list_connections(
+        &self,
+        q: &ListQuery,
+        keep: impl Fn(&Connection) -> bool,
+    ) -> Result<Page<Connection>> {
+        self.page(
+            keys::CONNECTION,
+            q.cursor.as_deref(),
+            q.dir,
+            q.limit,
+            |c: &Connection| c.team_id == q.team && keep(c),
+        )
     }
 
     // ---- requests, events, attempts ---------------------------------------------------
@@ -252,8 +319,18 @@ impl Store {
         self.get(&keys::request(team, id))
     }
 
-    pub fn list_requests(&self, q: &ListQuery, keep: impl Fn(&Request) -> bool) -> Result<Page<Request>> {
-        self.page(&keys::team_prefix(keys::REQUEST, &q.team), q.cursor.as_deref(), q.dir, q.limit, keep)
+    pub fn list_requests(
+        &self,
+        q: &ListQuery,
+        keep: impl Fn(&Request) -> bool,
+    ) -> Result<Page<Request>> {
+        self.page(
+            &keys::team_prefix(keys::REQUEST, &q.team),
+            q.cursor.as_deref(),
+            q.dir,
+            q.limit,
+            keep,
+        )
     }
 
     pub fn event(&self, team: &TeamId, id: &EventId) -> Result<Option<Event>> {
@@ -261,7 +338,13 @@ impl Store {
     }
 
     pub fn list_events(&self, q: &ListQuery, keep: impl Fn(&Event) -> bool) -> Result<Page<Event>> {
-        self.page(&keys::team_prefix(keys::EVENT, &q.team), q.cursor.as_deref(), q.dir, q.limit, keep)
+        self.page(
+            &keys::team_prefix(keys::EVENT, &q.team),
+            q.cursor.as_deref(),
+            q.dir,
+            q.limit,
+            keep,
+        )
     }
 
     pub fn attempts(&self, event: &EventId) -> Result<Vec<Attempt>> {
@@ -282,6 +365,12 @@ impl Store {
             let entry: QueueEntry = codec::decode(&v)?;
             max_seq = max_seq.max(seq);
             queues.entry(destination).or_default().push(entry);
+        }
+        // Held entries keep their sequence numbers for when they are released.
+        for kv in self.inner.tree.scan_prefix(keys::HOLD) {
+            let (_, v) = kv?;
+            let entry: QueueEntry = codec::decode(&v)?;
+            max_seq = max_seq.max(entry.seq);
         }
         Ok((queues, max_seq))
     }
@@ -309,11 +398,17 @@ pub mod ops {
     }
 
     pub fn put_api_key(key: &ApiKey) -> [Op; 2] {
-        [put(keys::api_key(&key.hash), key), put(keys::api_key_id(&key.id), &key.hash)]
+        [
+            put(keys::api_key(&key.hash), key),
+            put(keys::api_key_id(&key.id), &key.hash),
+        ]
     }
 
     pub fn remove_api_key(key: &ApiKey) -> [Op; 2] {
-        [Op::Remove(keys::api_key(&key.hash)), Op::Remove(keys::api_key_id(&key.id))]
+        [
+            Op::Remove(keys::api_key(&key.hash)),
+            Op::Remove(keys::api_key_id(&key.id)),
+        ]
     }
 
     pub fn put_source(s: &Source) -> Op {
@@ -349,7 +444,10 @@ pub mod ops {
     }
 
     pub fn patch_event(team: &TeamId, id: &EventId, patch: EventPatch) -> Op {
-        Op::PatchEvent { key: keys::event(team, id), patch }
+        Op::PatchEvent {
+            key: keys::event(team, id),
+            patch,
+        }
     }
 
     pub fn put_attempt(a: &Attempt) -> Op {
@@ -395,7 +493,10 @@ mod tests {
     }
 
     fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
     }
 
     #[test]
@@ -405,7 +506,11 @@ mod tests {
         let e = event(&team);
         rt().block_on(async {
             let store = Store::open(dir.path(), Durability::Fsync, Duration::ZERO).unwrap();
-            let patch = |n| EventPatch { attempts: Some(n), updated_at: Timestamp(n as u64), ..Default::default() };
+            let patch = |n| EventPatch {
+                attempts: Some(n),
+                updated_at: Timestamp(n as u64),
+                ..Default::default()
+            };
             store
                 .commit(vec![
                     ops::put_event(&e),
@@ -417,29 +522,52 @@ mod tests {
             store.submit(vec![ops::patch_event(
                 &team,
                 &e.id,
-                EventPatch { status: Some(EventStatus::Successful), updated_at: Timestamp(9), ..Default::default() },
+                EventPatch {
+                    status: Some(EventStatus::Successful),
+                    updated_at: Timestamp(9),
+                    ..Default::default()
+                },
             )]);
             store.close().await;
         });
-        let store = rt().block_on(async { Store::open(dir.path(), Durability::Fsync, Duration::ZERO).unwrap() });
+        let store = rt().block_on(async {
+            Store::open(dir.path(), Durability::Fsync, Duration::ZERO).unwrap()
+        });
         let got = store.event(&team, &e.id).unwrap().unwrap();
         assert_eq!(got.attempts, 2);
-        assert_eq!(got.status, EventStatus::Successful, "a submitted change is flushed at close");
-        assert!(store.event(&TeamId::new(), &e.id).unwrap().is_none(), "another team cannot see it");
+        assert_eq!(
+            got.status,
+            EventStatus::Successful,
+            "a submitted change is flushed at close"
+        );
+        assert!(
+            store.event(&TeamId::new(), &e.id).unwrap().is_none(),
+            "another team cannot see it"
+        );
     }
 
     #[test]
     fn pages_follow_cursors_in_both_directions() {
         let dir = tempfile::tempdir().unwrap();
         let team = TeamId::new();
-        let store = rt().block_on(async { Store::open(dir.path(), Durability::Flush, Duration::ZERO).unwrap() });
+        let store = rt().block_on(async {
+            Store::open(dir.path(), Durability::Flush, Duration::ZERO).unwrap()
+        });
         let events: Vec<Event> = (0..5).map(|_| event(&team)).collect();
-        rt().block_on(store.commit(events.iter().map(ops::put_event).collect())).unwrap();
-        let q = |cursor: Option<String>, dir| ListQuery { team: team.clone(), limit: 2, cursor, dir };
+        rt().block_on(store.commit(events.iter().map(ops::put_event).collect()))
+            .unwrap();
+        let q = |cursor: Option<String>, dir| ListQuery {
+            team: team.clone(),
+            limit: 2,
+            cursor,
+            dir,
+        };
         let mut seen = Vec::new();
         let mut cursor = None;
         loop {
-            let page = store.list_events(&q(cursor, Direction::Desc), |_| true).unwrap();
+            let page = store
+                .list_events(&q(cursor, Direction::Desc), |_| true)
+                .unwrap();
             seen.extend(page.items.into_iter().map(|e| e.id));
             match page.next {
                 Some(n) => cursor = Some(n),
@@ -449,8 +577,13 @@ mod tests {
         let mut want: Vec<_> = events.iter().map(|e| e.id.clone()).collect();
         want.reverse();
         assert_eq!(seen, want);
-        let asc = store.list_events(&q(Some(events[1].id.to_string()), Direction::Asc), |_| true).unwrap();
-        assert_eq!(asc.items.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![events[2].id.clone(), events[3].id.clone()]);
+        let asc = store
+            .list_events(&q(Some(events[1].id.to_string()), Direction::Asc), |_| true)
+            .unwrap();
+        assert_eq!(
+            asc.items.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+            vec![events[2].id.clone(), events[3].id.clone()]
+        );
     }
 
     #[test]
@@ -458,10 +591,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let team = TeamId::new();
         let e = event(&team);
-        let store = rt().block_on(async { Store::open(dir.path(), Durability::Flush, Duration::ZERO).unwrap() });
-        rt().block_on(store.commit(vec![Op::Put(keys::event(&team, &e.id), vec![1, 2, 3])])).unwrap();
-        assert!(matches!(store.event(&team, &e.id), Err(StoreError::Corrupt(_))));
-        rt().block_on(store.commit(vec![Op::Put(keys::event(&team, &e.id), vec![99])])).unwrap();
-        assert!(matches!(store.event(&team, &e.id), Err(StoreError::Corrupt(_))));
+        let store = rt().block_on(async {
+            Store::open(dir.path(), Durability::Flush, Duration::ZERO).unwrap()
+        });
+        rt().block_on(store.commit(vec![Op::Put(keys::event(&team, &e.id), vec![1, 2, 3])]))
+            .unwrap();
+        assert!(matches!(
+            store.event(&team, &e.id),
+            Err(StoreError::Corrupt(_))
+        ));
+        rt().block_on(store.commit(vec![Op::Put(keys::event(&team, &e.id), vec![99])]))
+            .unwrap();
+        assert!(matches!(
+            store.event(&team, &e.id),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 }

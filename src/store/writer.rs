@@ -30,7 +30,10 @@ pub enum Op {
     Put(Vec<u8>, Vec<u8>),
     Remove(Vec<u8>),
     /// Read-modify-write of an event, done by the writer so it sees every earlier write.
-    PatchEvent { key: Vec<u8>, patch: EventPatch },
+    PatchEvent {
+        key: Vec<u8>,
+        patch: EventPatch,
+    },
 }
 
 struct Message {
@@ -63,6 +66,7 @@ impl Writer {
         tree: sled::Tree,
         db: sled::Db,
         data_file: Option<File>,
+        blob_dir: Option<std::path::PathBuf>,
         durability: Durability,
         linger: Duration,
     ) -> (Writer, std::thread::JoinHandle<()>) {
@@ -71,7 +75,22 @@ impl Writer {
         let thread_stats = stats.clone();
         let handle = std::thread::Builder::new()
             .name("fasthook-writer".into())
-            .spawn(move || run(tree, db, data_file, durability, linger, rx, &thread_stats))
+            .spawn(move || {
+                let blobs = BlobSync {
+                    dir: blob_dir,
+                    since: std::time::SystemTime::now(),
+                };
+                run(
+                    tree,
+                    db,
+                    data_file,
+                    blobs,
+                    durability,
+                    linger,
+                    rx,
+                    &thread_stats,
+                )
+            })
             .expect("spawn the store writer thread");
         (Writer { tx, stats }, handle)
     }
@@ -79,7 +98,11 @@ impl Writer {
     /// Applies `ops` atomically and resolves once they are durable.
     pub fn commit(&self, ops: Vec<Op>) -> oneshot::Receiver<Result<(), StoreError>> {
         let (ack, rx) = oneshot::channel();
-        if let Err(mpsc::SendError(msg)) = self.tx.send(Message { ops, ack: Some(ack), stop: false }) {
+        if let Err(mpsc::SendError(msg)) = self.tx.send(Message {
+            ops,
+            ack: Some(ack),
+            stop: false,
+        }) {
             if let Some(ack) = msg.ack {
                 let _ = ack.send(Err(StoreError::Closed));
             }
@@ -89,7 +112,11 @@ impl Writer {
 
     /// Asks the thread to finish: everything sent before is written and flushed first.
     pub fn stop(&self) {
-        let _ = self.tx.send(Message { ops: Vec::new(), ack: None, stop: true });
+        let _ = self.tx.send(Message {
+            ops: Vec::new(),
+            ack: None,
+            stop: true,
+        });
     }
 
     /// Applies `ops` atomically with the next group; nobody waits for the flush.
@@ -97,16 +124,26 @@ impl Writer {
         if ops.is_empty() {
             return;
         }
-        if self.tx.send(Message { ops, ack: None, stop: false }).is_err() {
+        if self
+            .tx
+            .send(Message {
+                ops,
+                ack: None,
+                stop: false,
+            })
+            .is_err()
+        {
             tracing::error!("store writer is gone; a state change was not recorded");
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     tree: sled::Tree,
     db: sled::Db,
     data_file: Option<File>,
+    mut blobs: BlobSync,
     durability: Durability,
     linger: Duration,
     rx: mpsc::Receiver<Message>,
@@ -137,7 +174,9 @@ fn run(
                     stopping = m.stop;
                     group.push(m);
                 }
-                Err(mpsc::TryRecvError::Empty) if Instant::now() < deadline => std::hint::spin_loop(),
+                Err(mpsc::TryRecvError::Empty) if Instant::now() < deadline => {
+                    std::hint::spin_loop()
+                }
                 Err(_) => break,
             }
         }
@@ -151,6 +190,9 @@ fn run(
             acks.extend(message.ack);
         }
         let mut batch = sled::Batch::default();
+        let large = overlay
+            .values()
+            .any(|v| v.as_ref().is_some_and(|v| v.len() >= LARGE_VALUE));
         for (key, value) in overlay {
             match value {
                 Some(v) => batch.insert(key, v),
@@ -162,6 +204,9 @@ fn run(
         dirty = true;
         if result.is_ok() && !acks.is_empty() && durability != Durability::None {
             result = make_durable(&db, data_file.as_ref(), durability);
+            if large && durability == Durability::Fsync && result.is_ok() {
+                result = blobs.sync_new();
+            }
             stats.flushes.fetch_add(1, Relaxed);
             dirty = false;
         }
@@ -180,11 +225,54 @@ fn run(
     }
 }
 
-fn make_durable(db: &sled::Db, data_file: Option<&File>, durability: Durability) -> Result<(), StoreError> {
+/// sled writes values too large for its log segments to separate blob files and never
+/// syncs them; a group holding a value this large syncs the new blob files too.
+const LARGE_VALUE: usize = 16 * 1024;
+
+/// Tracks which blob files have been synced.
+struct BlobSync {
+    dir: Option<std::path::PathBuf>,
+    since: std::time::SystemTime,
+}
+
+impl BlobSync {
+    fn sync_new(&mut self) -> Result<(), StoreError> {
+        let Some(dir) = &self.dir else { return Ok(()) };
+        let started = std::time::SystemTime::now();
+        let io = |e: std::io::Error| StoreError::Io(format!("{}: {e}", dir.display()));
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io)?;
+            let fresh = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map_or(true, |t| t + Duration::from_secs(2) >= self.since);
+            if fresh {
+                File::open(entry.path())
+                    .and_then(|f| f.sync_all())
+                    .map_err(io)?;
+            }
+        }
+        File::open(dir).and_then(|f| f.sync_all()).map_err(io)?;
+        self.since = started;
+        Ok(())
+    }
+}
+
+fn make_durable(
+    db: &sled::Db,
+    data_file: Option<&File>,
+    durability: Durability,
+) -> Result<(), StoreError> {
     db.flush()?;
     if durability == Durability::Fsync {
         if let Some(file) = data_file {
-            file.sync_data().map_err(|e| StoreError::Io(e.to_string()))?;
+            file.sync_data()
+                .map_err(|e| StoreError::Io(e.to_string()))?;
         }
     }
     Ok(())
