@@ -7,6 +7,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "fasthook", version, about)]
 struct Cli {
+    /// Client commands: print the JSON answer instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -19,6 +22,8 @@ enum Command {
         #[arg(long, env = "FASTHOOK_CONFIG")]
         config: Option<PathBuf>,
     },
+    #[command(flatten)]
+    Client(fasthook::cli::client::Resource),
     /// Run a local receiver that answers 200 and prints every delivery.
     DevReceiver {
         #[arg(long, default_value = "127.0.0.1:9000")]
@@ -43,6 +48,18 @@ fn main() -> ExitCode {
                     }
                 };
             match fasthook::server::run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("fasthook: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Client(resource) => {
+            match fasthook::cli::client::run(fasthook::cli::client::ClientArgs {
+                json: cli.json,
+                resource,
+            }) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("fasthook: {e}");

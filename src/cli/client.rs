@@ -1,0 +1,475 @@
+//! The `fasthook` client commands: thin HTTP calls to the API, printed as a table on a
+//! terminal or as JSON with `--json`. Reads `FASTHOOK_API_URL`, `FASTHOOK_API_KEY`,
+//! `FASTHOOK_TEAM_ID` (and `FASTHOOK_ADMIN_KEY` for `engine`).
+
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0} is not set")]
+    MissingEnv(&'static str),
+    #[error("cannot reach {url}: {source}")]
+    Http { url: String, source: reqwest::Error },
+    #[error("{status} {code}: {message}")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+}
+
+/// One client command and how to print its answer.
+#[derive(Debug)]
+pub struct ClientArgs {
+    pub json: bool,
+    pub resource: Resource,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Resource {
+    /// Sources: list, get.
+    Sources {
+        #[command(subcommand)]
+        action: SimpleAction,
+    },
+    /// Destinations: list, get, circuit, reset-circuit.
+    Destinations {
+        #[command(subcommand)]
+        action: DestinationAction,
+    },
+    /// Connections: list, get, pause, unpause, disable, enable.
+    Connections {
+        #[command(subcommand)]
+        action: ConnectionAction,
+    },
+    /// Events: list, get, retry.
+    Events {
+        #[command(subcommand)]
+        action: EventAction,
+    },
+    /// Attempts of one event.
+    Attempts {
+        #[arg(long = "event_id", alias = "event-id")]
+        event_id: String,
+    },
+    /// Requests: list, get.
+    Requests {
+        #[command(subcommand)]
+        action: SimpleAction,
+    },
+    /// Event metrics over time.
+    Metrics {
+        #[command(subcommand)]
+        action: MetricsAction,
+    },
+    /// Whole-engine pause (needs FASTHOOK_ADMIN_KEY).
+    Engine {
+        #[command(subcommand)]
+        action: EngineAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimpleAction {
+    List(ListArgs),
+    Get { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DestinationAction {
+    List(ListArgs),
+    Get { id: String },
+    Circuit { id: String },
+    ResetCircuit { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectionAction {
+    List(ListArgs),
+    Get { id: String },
+    Pause { id: String },
+    Unpause { id: String },
+    Disable { id: String },
+    Enable { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventAction {
+    List(ListArgs),
+    Get { id: String },
+    Retry { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MetricsAction {
+    Events {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long, default_value = "1h")]
+        granularity: String,
+        #[arg(long = "connection_id", alias = "connection-id")]
+        connection_id: Option<String>,
+        #[arg(long = "destination_id", alias = "destination-id")]
+        destination_id: Option<String>,
+        #[arg(long = "source_id", alias = "source-id")]
+        source_id: Option<String>,
+        #[arg(long = "measures[]", alias = "measures")]
+        measures: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EngineAction {
+    Pause,
+    Resume,
+    Status,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ListArgs {
+    #[arg(long = "connection_id", alias = "connection-id")]
+    connection_id: Option<String>,
+    #[arg(long = "destination_id", alias = "destination-id")]
+    destination_id: Option<String>,
+    #[arg(long = "source_id", alias = "source-id")]
+    source_id: Option<String>,
+    /// Repeatable.
+    #[arg(long)]
+    status: Vec<String>,
+    #[arg(long)]
+    limit: Option<u32>,
+    #[arg(long)]
+    next: Option<String>,
+    #[arg(long)]
+    dir: Option<String>,
+}
+
+impl ListArgs {
+    fn query(&self) -> Vec<(&'static str, String)> {
+        let mut q = Vec::new();
+        let pairs = [
+            ("connection_id", &self.connection_id),
+            ("destination_id", &self.destination_id),
+            ("source_id", &self.source_id),
+            ("next", &self.next),
+            ("dir", &self.dir),
+        ];
+        for (k, v) in pairs {
+            if let Some(v) = v {
+                q.push((k, v.clone()));
+            }
+        }
+        q.extend(self.status.iter().map(|s| ("status", s.clone())));
+        if let Some(l) = self.limit {
+            q.push(("limit", l.to_string()));
+        }
+        q
+    }
+}
+
+struct Call {
+    method: reqwest::Method,
+    path: String,
+    query: Vec<(&'static str, String)>,
+    admin: bool,
+    columns: &'static [&'static str],
+}
+
+fn call(method: reqwest::Method, path: String, columns: &'static [&'static str]) -> Call {
+    Call {
+        method,
+        path,
+        query: Vec::new(),
+        admin: false,
+        columns,
+    }
+}
+
+const SOURCE_COLS: &[&str] = &["id", "name", "url", "disabled_at"];
+const DEST_COLS: &[&str] = &["id", "name", "url", "rate_limit", "disabled_at"];
+const CONN_COLS: &[&str] = &[
+    "id",
+    "name",
+    "source_id",
+    "destination_id",
+    "paused_at",
+    "disabled_at",
+];
+const EVENT_COLS: &[&str] = &[
+    "id",
+    "status",
+    "attempts",
+    "response_status",
+    "error_code",
+    "created_at",
+];
+const ATTEMPT_COLS: &[&str] = &[
+    "attempt_number",
+    "trigger",
+    "status",
+    "response_status",
+    "error_code",
+    "duration_ms",
+];
+const REQUEST_COLS: &[&str] = &["id", "source_id", "rejection_cause", "created_at"];
+
+fn plan(resource: Resource) -> Call {
+    use reqwest::Method as M;
+    let list = |path: &str, args: ListArgs, columns| Call {
+        query: args.query(),
+        ..call(M::GET, path.into(), columns)
+    };
+    match resource {
+        Resource::Sources { action } => match action {
+            SimpleAction::List(a) => list("/v1/sources", a, SOURCE_COLS),
+            SimpleAction::Get { id } => call(M::GET, format!("/v1/sources/{id}"), SOURCE_COLS),
+        },
+        Resource::Requests { action } => match action {
+            SimpleAction::List(a) => list("/v1/requests", a, REQUEST_COLS),
+            SimpleAction::Get { id } => call(M::GET, format!("/v1/requests/{id}"), REQUEST_COLS),
+        },
+        Resource::Destinations { action } => match action {
+            DestinationAction::List(a) => list("/v1/destinations", a, DEST_COLS),
+            DestinationAction::Get { id } => {
+                call(M::GET, format!("/v1/destinations/{id}"), DEST_COLS)
+            }
+            DestinationAction::Circuit { id } => {
+                call(M::GET, format!("/v1/destinations/{id}/circuit"), &[])
+            }
+            DestinationAction::ResetCircuit { id } => {
+                call(M::POST, format!("/v1/destinations/{id}/circuit/reset"), &[])
+            }
+        },
+        Resource::Connections { action } => match action {
+            ConnectionAction::List(a) => list("/v1/connections", a, CONN_COLS),
+            ConnectionAction::Get { id } => {
+                call(M::GET, format!("/v1/connections/{id}"), CONN_COLS)
+            }
+            ConnectionAction::Pause { id } => {
+                call(M::PUT, format!("/v1/connections/{id}/pause"), CONN_COLS)
+            }
+            ConnectionAction::Unpause { id } => {
+                call(M::PUT, format!("/v1/connections/{id}/unpause"), CONN_COLS)
+            }
+            ConnectionAction::Disable { id } => {
+                call(M::PUT, format!("/v1/connections/{id}/disable"), CONN_COLS)
+            }
+            ConnectionAction::Enable { id } => {
+                call(M::PUT, format!("/v1/connections/{id}/enable"), CONN_COLS)
+            }
+        },
+        Resource::Events { action } => match action {
+            EventAction::List(a) => list("/v1/events", a, EVENT_COLS),
+            EventAction::Get { id } => call(M::GET, format!("/v1/events/{id}"), EVENT_COLS),
+            EventAction::Retry { id } => {
+                call(M::POST, format!("/v1/events/{id}/retry"), EVENT_COLS)
+            }
+        },
+        Resource::Attempts { event_id } => Call {
+            query: vec![("event_id", event_id)],
+            ..call(M::GET, "/v1/attempts".into(), ATTEMPT_COLS)
+        },
+        Resource::Metrics { action } => match action {
+            MetricsAction::Events {
+                from,
+                to,
+                granularity,
+                connection_id,
+                destination_id,
+                source_id,
+                measures,
+            } => {
+                let mut query = vec![("from", from), ("to", to), ("granularity", granularity)];
+                for (k, v) in [
+                    ("connection_id", connection_id),
+                    ("destination_id", destination_id),
+                    ("source_id", source_id),
+                ] {
+                    query.extend(v.map(|v| (k, v)));
+                }
+                query.extend(measures.into_iter().map(|m| ("measures[]", m)));
+                Call {
+                    query,
+                    ..call(M::GET, "/v1/metrics/events".into(), &[])
+                }
+            }
+        },
+        Resource::Engine { action } => {
+            let (method, path) = match action {
+                EngineAction::Pause => (M::PUT, "/admin/engine/pause"),
+                EngineAction::Resume => (M::PUT, "/admin/engine/resume"),
+                EngineAction::Status => (M::GET, "/admin/engine"),
+            };
+            Call {
+                admin: true,
+                ..call(method, path.into(), &[])
+            }
+        }
+    }
+}
+
+/// Runs one client command; the JSON or table goes to stdout.
+pub fn run(args: ClientArgs) -> Result<(), ClientError> {
+    let env = |k: &'static str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let base = env("FASTHOOK_API_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into());
+    let json = args.json;
+    let plan = plan(args.resource);
+    let mut headers = reqwest::header::HeaderMap::new();
+    let bearer = if plan.admin {
+        env("FASTHOOK_ADMIN_KEY").ok_or(ClientError::MissingEnv("FASTHOOK_ADMIN_KEY"))?
+    } else {
+        let team = env("FASTHOOK_TEAM_ID").ok_or(ClientError::MissingEnv("FASTHOOK_TEAM_ID"))?;
+        if let Ok(v) = reqwest::header::HeaderValue::from_str(&team) {
+            headers.insert("x-team-id", v);
+        }
+        env("FASTHOOK_API_KEY").ok_or(ClientError::MissingEnv("FASTHOOK_API_KEY"))?
+    };
+    let url = format!("{}{}", base.trim_end_matches('/'), plan.path);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let (status, body) = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let resp = client
+            .request(plan.method.clone(), &url)
+            .headers(headers)
+            .bearer_auth(bearer)
+            .query(&plan.query)
+            .send()
+            .await
+            .map_err(|source| ClientError::Http {
+                url: url.clone(),
+                source,
+            })?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|source| ClientError::Http {
+            url: url.clone(),
+            source,
+        })?;
+        Ok::<_, ClientError>((
+            status,
+            serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+        ))
+    })?;
+    if !(200..300).contains(&status) {
+        return Err(ClientError::Api {
+            status,
+            code: body["code"].as_str().unwrap_or("ERROR").to_string(),
+            message: body["message"].as_str().unwrap_or("no message").to_string(),
+        });
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&body).unwrap_or_default()
+        );
+    } else {
+        print!("{}", render(&body, plan.columns));
+    }
+    Ok(())
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A list as an aligned table of `columns`; one object as `key  value` lines.
+pub fn render(body: &Value, columns: &[&str]) -> String {
+    let mut out = String::new();
+    if let Some(models) = body.get("models").and_then(Value::as_array) {
+        let columns: Vec<&str> = if columns.is_empty() {
+            models
+                .first()
+                .and_then(Value::as_object)
+                .map(|o| o.keys().map(String::as_str).collect())
+                .unwrap_or_default()
+        } else {
+            columns.to_vec()
+        };
+        let rows: Vec<Vec<String>> = models
+            .iter()
+            .map(|m| columns.iter().map(|c| cell(&m[*c])).collect())
+            .collect();
+        let widths: Vec<usize> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                rows.iter()
+                    .map(|r| r[i].len())
+                    .chain([c.len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: Vec<String>| {
+            cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+                + "\n"
+        };
+        out += &line(columns.iter().map(|c| c.to_uppercase()).collect());
+        for row in rows {
+            out += &line(row);
+        }
+        if let Some(next) = body["pagination"]["next"].as_str() {
+            out += &format!("(more: --next {next})\n");
+        }
+    } else if let Some(obj) = body.as_object() {
+        let width = obj.keys().map(String::len).max().unwrap_or(0);
+        for (k, v) in obj {
+            out += &format!("{k:<width$}  {}\n", cell(v));
+        }
+    } else {
+        out += &format!("{}\n", cell(body));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn lists_render_as_aligned_tables() {
+        let body = json!({"models": [{"id": "evt_1", "status": "HOLD", "attempts": 0}, {"id": "evt_22", "status": "QUEUED", "attempts": 3}],
+            "pagination": {"next": "evt_22"}});
+        let text = render(&body, &["id", "status", "attempts"]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "ID      STATUS  ATTEMPTS");
+        assert_eq!(lines[1], "evt_1   HOLD    0");
+        assert_eq!(lines[2], "evt_22  QUEUED  3");
+        assert_eq!(lines[3], "(more: --next evt_22)");
+    }
+
+    #[test]
+    fn list_flags_become_the_query() {
+        let args = ListArgs {
+            connection_id: Some("web_1".into()),
+            status: vec!["HOLD".into()],
+            limit: Some(50),
+            ..Default::default()
+        };
+        assert_eq!(
+            args.query(),
+            vec![
+                ("connection_id", "web_1".to_string()),
+                ("status", "HOLD".into()),
+                ("limit", "50".into())
+            ]
+        );
+    }
+}
