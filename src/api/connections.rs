@@ -166,15 +166,12 @@ fn build(
             ));
         }
     }
-    if !engine
-        .source(&source_id)
-        .is_some_and(|s| &s.team_id == team)
-    {
+    if engine.source(&source_id).is_none_or(|s| &s.team_id != team) {
         return Err(ApiError::validation("source_id", "no such source"));
     }
-    if !engine
+    if engine
         .destination(&destination_id)
-        .is_some_and(|d| &d.team_id == team)
+        .is_none_or(|d| &d.team_id != team)
     {
         return Err(ApiError::validation(
             "destination_id",

@@ -119,7 +119,11 @@ impl DeliveryClient {
             .request(method, &destination.url)
             .timeout(Duration::from_millis(destination.timeout_ms));
         for (name, value) in &payload.headers {
-            if !is_gateway_header(name) && !(signer.is_some() && name.starts_with("webhook-")) {
+            // Our own headers, and the provider's Standard Webhooks headers when we sign, are
+            // replaced below.
+            let replaced =
+                is_gateway_header(name) || (signer.is_some() && name.starts_with("webhook-"));
+            if !replaced {
                 req = req.header(name, value);
             }
         }

@@ -1,0 +1,11 @@
+//! FastHook integration tests: one binary, the real `fasthook serve` process, a real receiver.
+
+mod auth;
+mod bad_input;
+mod common;
+mod crash;
+mod delivery;
+mod quickstart;
+mod retry;
+mod shutdown;
+mod signatures;
