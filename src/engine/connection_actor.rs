@@ -73,17 +73,23 @@ impl Handler<Forward> for ConnectionActor {
             self.hold(&msg.entries);
             return Box::pin(async {});
         }
-        let destination = self.destination.clone();
-        // `send` waits for room in the destination's mailbox: backpressure reaches ingress.
-        Box::pin(async move {
-            if let Err(e) = destination
-                .send(Enqueue {
-                    entries: msg.entries,
-                    payload: Some(msg.payload),
-                })
-                .await
-            {
+        let enqueue = Enqueue {
+            entries: msg.entries,
+            payload: Some(msg.payload),
+        };
+        let enqueue = match self.destination.try_send(enqueue) {
+            Ok(()) => return Box::pin(async {}),
+            Err(SendError::Full(enqueue)) => enqueue,
+            Err(SendError::Closed(_)) => {
                 // The destination actor is gone (deleted): the entries stay in the store.
+                tracing::warn!("destination actor unavailable; events stay queued in the store");
+                return Box::pin(async {});
+            }
+        };
+        // A full destination mailbox: wait for room, so backpressure reaches ingress.
+        let destination = self.destination.clone();
+        Box::pin(async move {
+            if let Err(e) = destination.send(enqueue).await {
                 tracing::warn!(error = %e, "destination actor unavailable; events stay queued in the store");
             }
         })

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use actix::prelude::{Actor, Addr, Arbiter, ArbiterHandle};
+use actix::prelude::{Actor, Addr, Arbiter, ArbiterHandle, SendError};
 use bytes::Bytes;
 use sha2::Digest;
 
@@ -591,7 +591,14 @@ impl Engine {
                     entries: vec![entry],
                     payload: payload.clone(),
                 };
-                if addr.send(forward).await.is_err() {
+                // The common case costs no round trip; a full mailbox makes ingress wait
+                // (backpressure) instead of growing an unbounded queue.
+                let sent = match addr.try_send(forward) {
+                    Ok(()) => Ok(()),
+                    Err(SendError::Full(forward)) => addr.send(forward).await.map_err(|_| ()),
+                    Err(SendError::Closed(_)) => Err(()),
+                };
+                if sent.is_err() {
                     tracing::warn!(
                         "connection actor unavailable; the event stays queued in the store"
                     );
