@@ -1,0 +1,359 @@
+//! Command line.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+use std::path::PathBuf;
+
+const AFTER_HELP: &str = "\
+MODES (run side by side, alternating, medians of the repetitions):
+  ceiling         generator POSTs straight to the receiver: the machine's HTTP ceiling
+  forward         generator -> no-storage relay (same hyper stack, child process) -> receiver
+  gateway         generator -> fasthook ingress -> durable store -> destination actor -> receiver
+  gateway-nosync  the same with [store] durability = \"none\": the durability tax
+
+WORKLOADS (1 KiB JSON bodies unless stated):
+  w1  one source -> one destination: max sustained rate (closed loop), latency at 50 % of it (open loop)
+  w2  fan-out: one source -> 10 connections/destinations
+  w3  the W1 load spread over 10,000 sources/destinations (--w3-destinations)
+  w4  one destination answering after 200 ms beside 100 healthy ones, vs 101 healthy
+  w6  RSS per idle destination with 100,000 destinations (--w6-destinations; gateway modes)
+  w7  restart with 1,000,000 waiting events, receiver down: time to /readyz (--w7-events; gateway modes)
+  w8  64 KiB and 1 MiB bodies
+  w9  bytes on disk per retained 1 KiB event (--w9-events; gateway modes)
+
+Every run ends with a ledger: accepted = delivered (unique ids) + dead-lettered + waiting at
+cutoff, duplicates shown. A run whose ledger does not balance is VOID, left out of the
+medians, and makes the exit status 1.
+
+EXAMPLES:
+  fasthook-bench --quick                                  # CI smoke test: W1, all modes, seconds
+  fasthook-bench --workloads w1,w2,w4,w8                  # the traffic workloads, 3 repetitions
+  fasthook-bench --workloads all --json > bench.json
+  fasthook-bench --quick --modes ceiling,forward --receiver-drop-nth 100   # must say VOID";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "fasthook-bench",
+    version,
+    about = "FastHook benchmark: the gateway beside the machine's own HTTP ceiling, in one run.",
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub bench: BenchArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// The forward mode's relay (started by the bench itself).
+    #[command(hide = true)]
+    Relay {
+        #[arg(long)]
+        target: String,
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// generator POSTs straight to the receiver (the machine's HTTP ceiling)
+    Ceiling,
+    /// generator -> no-storage relay (same hyper stack) -> receiver
+    Forward,
+    /// generator -> fasthook (durable store, default durability) -> receiver
+    Gateway,
+    /// as gateway, with [store] durability = "none"
+    GatewayNosync,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 4] = [
+        Mode::Ceiling,
+        Mode::Forward,
+        Mode::Gateway,
+        Mode::GatewayNosync,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Ceiling => "ceiling",
+            Mode::Forward => "forward",
+            Mode::Gateway => "gateway",
+            Mode::GatewayNosync => "gateway-nosync",
+        }
+    }
+
+    pub fn is_gateway(self) -> bool {
+        matches!(self, Mode::Gateway | Mode::GatewayNosync)
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    /// one source -> one destination: max rate, latency at 50 % of it
+    W1,
+    /// fan-out: one source -> 10 destinations
+    W2,
+    /// the W1 load over 10,000 destinations
+    W3,
+    /// one 200 ms destination beside 100 healthy ones
+    W4,
+    /// RSS per idle destination, 100,000 destinations
+    W6,
+    /// restart with 1,000,000 waiting events: time to /readyz
+    W7,
+    /// 64 KiB and 1 MiB bodies
+    W8,
+    /// bytes on disk per retained 1 KiB event
+    W9,
+    /// every workload above
+    All,
+}
+
+impl Workload {
+    pub const EACH: [Workload; 8] = [
+        Workload::W1,
+        Workload::W2,
+        Workload::W3,
+        Workload::W4,
+        Workload::W6,
+        Workload::W7,
+        Workload::W8,
+        Workload::W9,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::W1 => "w1",
+            Workload::W2 => "w2",
+            Workload::W3 => "w3",
+            Workload::W4 => "w4",
+            Workload::W6 => "w6",
+            Workload::W7 => "w7",
+            Workload::W8 => "w8",
+            Workload::W9 => "w9",
+            Workload::All => "all",
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Modes to compare [default: all four; with --quick, those available]
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub modes: Option<Vec<Mode>>,
+
+    /// Workloads to run [default: w1]
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub workloads: Option<Vec<Workload>>,
+
+    /// CI smoke test: one short repetition, small counts, no thresholds (W1 unless --workloads)
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Repetitions of each measurement (alternating modes) [default: 3; --quick: 1]
+    #[arg(long)]
+    pub reps: Option<usize>,
+
+    /// Measured seconds of each run [default: 10; --quick: 1]
+    #[arg(long)]
+    pub duration: Option<f64>,
+
+    /// Seconds of load before the measurement window opens [default: 2; --quick: 0.3]
+    #[arg(long)]
+    pub warmup: Option<f64>,
+
+    /// Requests in flight for closed-loop runs
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+
+    /// Open-loop rate, requests/s (default: 50 % of each mode's measured W1 maximum)
+    #[arg(long)]
+    pub rate: Option<f64>,
+
+    /// Most requests outstanding in open loop, like a sender's bounded connection pool
+    /// (waiting for a slot counts as latency)
+    #[arg(long, default_value_t = 256)]
+    pub max_inflight: usize,
+
+    /// Body size of W1-W4 in bytes (a JSON document)
+    #[arg(long, default_value_t = 1024)]
+    pub body_bytes: usize,
+
+    /// max_concurrency given to each gateway destination
+    #[arg(long, default_value_t = 64)]
+    pub dest_concurrency: u32,
+
+    /// Longest wait after the load stops for deliveries to catch up, seconds [default: 60; --quick: 15]
+    #[arg(long)]
+    pub drain_timeout: Option<f64>,
+
+    /// The fasthook binary [default: `fasthook` next to this executable]
+    #[arg(long)]
+    pub fasthook_bin: Option<PathBuf>,
+
+    /// Print the report as JSON on stdout (tables go to stderr)
+    #[arg(long)]
+    pub json: bool,
+
+    /// W3: destinations to spread the load over [default: 10,000; --quick: 200]
+    #[arg(long)]
+    pub w3_destinations: Option<usize>,
+
+    /// W6: idle destinations to create [default: 100,000; --quick: 2,000]
+    #[arg(long)]
+    pub w6_destinations: Option<usize>,
+
+    /// W7: events waiting when the gateway restarts [default: 1,000,000; --quick: 20,000]
+    #[arg(long)]
+    pub w7_events: Option<u64>,
+
+    /// W9: events to ingest and retain [default: 50,000; --quick: 5,000]
+    #[arg(long)]
+    pub w9_events: Option<u64>,
+
+    /// Self-check: the receiver answers 200 to its N-th delivery but forgets it, as if the
+    /// event were lost; every run must then be reported VOID
+    #[arg(long)]
+    pub receiver_drop_nth: Option<u64>,
+}
+
+/// The arguments with --quick and the defaults applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub modes: Vec<Mode>,
+    pub modes_explicit: bool,
+    pub workloads: Vec<Workload>,
+    pub quick: bool,
+    pub reps: usize,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub concurrency: usize,
+    pub rate: Option<f64>,
+    pub max_inflight: usize,
+    pub body_bytes: usize,
+    pub dest_concurrency: u32,
+    pub drain_timeout_s: f64,
+    #[serde(skip)]
+    pub fasthook_bin: Option<PathBuf>,
+    pub json: bool,
+    pub w3_destinations: usize,
+    pub w6_destinations: usize,
+    pub w7_events: u64,
+    pub w9_events: u64,
+    pub receiver_drop_nth: Option<u64>,
+}
+
+impl BenchArgs {
+    pub fn settings(&self) -> Settings {
+        let q = self.quick;
+        let mut workloads: Vec<Workload> = match (&self.workloads, q) {
+            (Some(w), _) => w.clone(),
+            (None, _) => vec![Workload::W1],
+        };
+        if workloads.contains(&Workload::All) {
+            workloads = Workload::EACH.to_vec();
+        }
+        workloads.sort();
+        workloads.dedup();
+        let mut modes = self.modes.clone().unwrap_or_else(|| Mode::ALL.to_vec());
+        modes.sort();
+        modes.dedup();
+        Settings {
+            modes,
+            modes_explicit: self.modes.is_some(),
+            workloads,
+            quick: q,
+            reps: self.reps.unwrap_or(if q { 1 } else { 3 }).max(1),
+            duration_s: self.duration.unwrap_or(if q { 1.0 } else { 10.0 }),
+            warmup_s: self.warmup.unwrap_or(if q { 0.3 } else { 2.0 }),
+            concurrency: self.concurrency.max(1),
+            rate: self.rate,
+            max_inflight: self.max_inflight,
+            body_bytes: self.body_bytes,
+            dest_concurrency: self.dest_concurrency,
+            drain_timeout_s: self.drain_timeout.unwrap_or(if q { 15.0 } else { 60.0 }),
+            fasthook_bin: self.fasthook_bin.clone(),
+            json: self.json,
+            w3_destinations: self.w3_destinations.unwrap_or(if q { 200 } else { 10_000 }),
+            w6_destinations: self
+                .w6_destinations
+                .unwrap_or(if q { 2_000 } else { 100_000 }),
+            w7_events: self.w7_events.unwrap_or(if q { 20_000 } else { 1_000_000 }),
+            w9_events: self.w9_events.unwrap_or(if q { 5_000 } else { 50_000 }),
+            receiver_drop_nth: self.receiver_drop_nth,
+        }
+    }
+}
+
+#[cfg(test)]
+impl BenchArgs {
+    /// The settings of a bare `fasthook-bench` invocation.
+    pub fn default_settings_for_tests() -> Settings {
+        Cli::parse_from(["fasthook-bench"]).bench.settings()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn quick_defaults() {
+        let c = Cli::parse_from(["fasthook-bench", "--quick"]);
+        let s = c.bench.settings();
+        assert!(s.quick && !s.modes_explicit);
+        assert_eq!(s.workloads, vec![Workload::W1]);
+        assert_eq!(s.modes, Mode::ALL.to_vec());
+        assert_eq!(s.reps, 1);
+    }
+
+    #[test]
+    fn lists_and_all() {
+        let c = Cli::parse_from([
+            "fasthook-bench",
+            "--modes",
+            "gateway-nosync,ceiling",
+            "--workloads",
+            "all",
+        ]);
+        let s = c.bench.settings();
+        assert_eq!(s.modes, vec![Mode::Ceiling, Mode::GatewayNosync]);
+        assert_eq!(s.workloads.len(), 8);
+        assert_eq!(s.reps, 3);
+    }
+
+    #[test]
+    fn help_lists_modes_and_workloads() {
+        let help = Cli::command().render_long_help().to_string();
+        for word in [
+            "ceiling",
+            "forward",
+            "gateway-nosync",
+            "w1",
+            "w4",
+            "w9",
+            "VOID",
+        ] {
+            assert!(help.contains(word), "--help lacks {word}");
+        }
+    }
+
+    #[test]
+    fn relay_subcommand_parses() {
+        let c = Cli::parse_from(["fasthook-bench", "relay", "--target", "http://127.0.0.1:1"]);
+        assert!(matches!(c.command, Some(Command::Relay { .. })));
+    }
+}

@@ -1,0 +1,418 @@
+//! The real `fasthook` binary as a child process on a temporary data directory, and the
+//! public API calls the bench needs (routes, backlog, dead letters, engine pause).
+
+use crate::child::{self, ManagedChild};
+use crate::httpc::{self, HttpClient};
+use crate::metrics_text;
+use anyhow::{anyhow, bail, Context, Result};
+use hyper::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use tokio::process::Command;
+
+pub const LISTEN_MARKER: &str = "fasthook listening on";
+pub const TEAM_ID: &str = "tm_bench";
+
+/// Where to find the gateway: `--fasthook-bin`, else `fasthook` next to this executable.
+pub fn locate_binary(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("fasthook"),
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "the fasthook binary was not found at {}: build it with cargo build --release \
+             (or pass --fasthook-bin PATH, or --modes ceiling,forward)",
+            path.display()
+        ))
+    }
+}
+
+/// `[store] durability` of the gateway's config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Default: ingress answers after the group commit's flush.
+    Fsync,
+    /// Ingress answers before the flush.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewayOpts {
+    pub durability: Durability,
+    pub max_body_bytes: Option<u64>,
+    /// `[telemetry] per_id_labels`; `false` for very many destinations.
+    pub per_id_labels: bool,
+}
+
+/// The gateway's config file as TOML.
+pub fn config_toml(o: &GatewayOpts) -> String {
+    let mut s = format!(
+        "[store]\ndurability = \"{}\"\n",
+        match o.durability {
+            Durability::Fsync => "fsync",
+            Durability::None => "none",
+        }
+    );
+    if let Some(n) = o.max_body_bytes {
+        s += &format!("\n[ingress]\nmax_body_bytes = {n}\n");
+    }
+    if !o.per_id_labels {
+        s += "\n[telemetry]\nper_id_labels = false\n";
+    }
+    s
+}
+
+fn token(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    // Mix time and pid; a bench key only has to be unguessable enough for loopback.
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut x =
+        nanos as u64 ^ ((std::process::id() as u64) << 32) ^ n.wrapping_mul(0x9e3779b97f4a7c15);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51afd7ed558ccd);
+    x ^= x >> 33;
+    format!(
+        "{prefix}{x:016x}{:08x}",
+        (nanos >> 64) as u32 ^ (nanos as u32)
+    )
+}
+
+/// A data directory, config file and keys that outlive restarts of the gateway.
+pub struct GatewayHome {
+    pub dir: TempDir,
+    pub data_dir: PathBuf,
+    pub config_path: PathBuf,
+    pub api_key: String,
+    pub admin_key: String,
+}
+
+impl GatewayHome {
+    pub fn new(opts: &GatewayOpts) -> Result<GatewayHome> {
+        let dir = tempfile::Builder::new()
+            .prefix("fasthook-bench-")
+            .tempdir()?;
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir_all(&data_dir)?;
+        let config_path = dir.path().join("fasthook.toml");
+        std::fs::write(&config_path, config_toml(opts))?;
+        Ok(GatewayHome {
+            dir,
+            data_dir,
+            config_path,
+            api_key: token("fhp_bench_"),
+            admin_key: token("fha_bench_"),
+        })
+    }
+}
+
+/// A client of one running gateway's HTTP API.
+#[derive(Clone)]
+pub struct Api {
+    pub client: HttpClient,
+    pub base: String,
+    api_key: String,
+    admin_key: String,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        admin: bool,
+    ) -> Result<(StatusCode, Value)> {
+        let url = format!("{}{}", self.base, path);
+        let auth = format!(
+            "Bearer {}",
+            if admin {
+                &self.admin_key
+            } else {
+                &self.api_key
+            }
+        );
+        httpc::json_call(
+            &self.client,
+            method,
+            &url,
+            &[("authorization", &auth), ("x-team-id", TEAM_ID)],
+            body,
+        )
+        .await
+    }
+
+    /// A `/v1` call that must succeed.
+    pub async fn v1(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
+        let (s, v) = self.call(method.clone(), path, body, false).await?;
+        if !s.is_success() {
+            bail!("{method} {path} answered {s}: {v}");
+        }
+        Ok(v)
+    }
+
+    fn id_of(v: &Value, what: &str) -> Result<String> {
+        v.get("id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("creating a {what}: no id in {v}"))
+    }
+
+    pub async fn create_source(&self, name: &str) -> Result<String> {
+        let v = self
+            .v1(Method::POST, "/v1/sources", Some(&json!({ "name": name })))
+            .await?;
+        Self::id_of(&v, "source")
+    }
+
+    pub async fn create_destination(
+        &self,
+        name: &str,
+        url: &str,
+        max_concurrency: Option<u32>,
+    ) -> Result<String> {
+        let mut body = json!({ "name": name, "url": url, "timeout_ms": 10000 });
+        if let Some(c) = max_concurrency {
+            body["max_concurrency"] = json!(c);
+        }
+        let v = self
+            .v1(Method::POST, "/v1/destinations", Some(&body))
+            .await?;
+        Self::id_of(&v, "destination")
+    }
+
+    pub async fn create_connection(
+        &self,
+        name: &str,
+        source_id: &str,
+        destination_id: &str,
+    ) -> Result<String> {
+        let body = json!({
+            "name": name,
+            "source_id": source_id,
+            "destination_id": destination_id,
+            "rules": [{"type": "retry", "strategy": "linear", "count": 1000, "interval": 1000}],
+        });
+        let v = self
+            .v1(Method::POST, "/v1/connections", Some(&body))
+            .await?;
+        Self::id_of(&v, "connection")
+    }
+
+    /// `GET /metrics` as text.
+    pub async fn metrics_text(&self) -> Result<String> {
+        let req = hyper::Request::get(format!("{}/metrics", self.base))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))?;
+        let (s, b) = httpc::send(&self.client, req, Duration::from_secs(30)).await?;
+        if !s.is_success() {
+            bail!("GET /metrics answered {s}");
+        }
+        Ok(String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// Events still waiting (sum of the backlog gauges of `/metrics`); `None` when the
+    /// gateway exposes none of them.
+    pub async fn waiting(&self) -> Option<u64> {
+        let t = self.metrics_text().await.ok()?;
+        metrics_text::sum_metrics(&t, metrics_text::WAITING_GAUGES).map(|v| v.max(0.0) as u64)
+    }
+
+    /// The store's flush count, if `/metrics` has one.
+    pub async fn flush_count(&self) -> Option<(String, f64)> {
+        let t = self.metrics_text().await.ok()?;
+        metrics_text::flush_count(&t)
+    }
+
+    /// Every dead-lettered event id (`GET /v1/events?dead_lettered=true`, 250 a page).
+    pub async fn dead_letter_ids(&self) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        let mut next: Option<String> = None;
+        for _ in 0..100_000 {
+            let mut path = "/v1/events?dead_lettered=true&limit=250".to_string();
+            if let Some(n) = &next {
+                path += &format!("&next={n}");
+            }
+            let v = self.v1(Method::GET, &path, None).await?;
+            let models = v
+                .get("models")
+                .and_then(Value::as_array)
+                .ok_or_else(|| anyhow!("no models in {v}"))?;
+            ids.extend(
+                models
+                    .iter()
+                    .filter_map(|m| m.get("id").and_then(Value::as_str).map(str::to_owned)),
+            );
+            next = v
+                .pointer("/pagination/next")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if next.is_none() || models.is_empty() {
+                break;
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Pauses the whole engine (no new attempts), so the backlog can be read without races.
+    pub async fn pause_engine(&self) -> bool {
+        matches!(self.call(Method::PUT, "/admin/engine/pause", None, true).await, Ok((s, _)) if s.is_success())
+    }
+
+    async fn status_of(&self, path: &str) -> Option<StatusCode> {
+        let req = hyper::Request::get(format!("{}{}", self.base, path))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .ok()?;
+        httpc::send(&self.client, req, Duration::from_secs(5))
+            .await
+            .ok()
+            .map(|(s, _)| s)
+    }
+}
+
+/// How long a start took.
+#[derive(Debug, Clone, Copy)]
+pub struct StartTimings {
+    pub listening: Duration,
+    pub healthy: Duration,
+    pub ready: Duration,
+}
+
+pub struct Gateway {
+    pub child: ManagedChild,
+    pub api: Api,
+    pub timings: StartTimings,
+}
+
+impl Gateway {
+    /// Starts `fasthook serve` on `home` and waits for `/readyz` (at most `ready_timeout`).
+    pub async fn start(
+        bin: &Path,
+        home: &GatewayHome,
+        client: &HttpClient,
+        ready_timeout: Duration,
+    ) -> Result<Gateway> {
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&home.config_path)
+            .env("FASTHOOK_LISTEN", "127.0.0.1:0")
+            .env("FASTHOOK_DATA_DIR", &home.data_dir)
+            .env("FASTHOOK_TEAM_ID", TEAM_ID)
+            .env("FASTHOOK_API_KEY", &home.api_key)
+            .env("FASTHOOK_ADMIN_KEY", &home.admin_key)
+            .env("FASTHOOK_LOG", "warn");
+        let t0 = Instant::now();
+        let started = child::spawn(
+            cmd,
+            "fasthook",
+            LISTEN_MARKER,
+            ready_timeout.max(Duration::from_secs(30)),
+        )
+        .await
+        .context("starting the gateway")?;
+        let mut child = started.child;
+        let api = Api {
+            client: client.clone(),
+            base: started.base_url,
+            api_key: home.api_key.clone(),
+            admin_key: home.admin_key.clone(),
+        };
+        let deadline = t0 + ready_timeout;
+        let mut healthy = None;
+        let ready = loop {
+            if let Some(st) = child.exited() {
+                bail!("fasthook exited while starting ({st}){}", child.tail_text());
+            }
+            if healthy.is_none() && api.status_of("/healthz").await == Some(StatusCode::OK) {
+                healthy = Some(t0.elapsed());
+            }
+            if api.status_of("/readyz").await == Some(StatusCode::OK) {
+                break t0.elapsed();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill().await;
+                bail!(
+                    "fasthook not ready after {ready_timeout:?}{}",
+                    child.tail_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        Ok(Gateway {
+            child,
+            api,
+            timings: StartTimings {
+                listening: started.listening_after,
+                healthy: healthy.unwrap_or(ready),
+                ready,
+            },
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.pid
+    }
+
+    /// SIGTERM and wait (the gateway snapshots and exits 0); SIGKILL after `grace`.
+    pub async fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        self.child.stop(grace).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_files() {
+        let c = config_toml(&GatewayOpts {
+            durability: Durability::Fsync,
+            max_body_bytes: None,
+            per_id_labels: true,
+        });
+        assert_eq!(c, "[store]\ndurability = \"fsync\"\n");
+        let c = config_toml(&GatewayOpts {
+            durability: Durability::None,
+            max_body_bytes: Some(2_097_152),
+            per_id_labels: false,
+        });
+        assert!(c.contains("durability = \"none\""));
+        assert!(c.contains("[ingress]\nmax_body_bytes = 2097152"));
+        assert!(c.contains("[telemetry]\nper_id_labels = false"));
+        let parsed: std::collections::BTreeMap<String, serde_json::Value> = c
+            .lines()
+            .filter(|l| l.contains('='))
+            .map(|l| {
+                let (k, v) = l.split_once('=').unwrap();
+                (
+                    k.trim().to_string(),
+                    serde_json::Value::String(v.trim().to_string()),
+                )
+            })
+            .collect();
+        assert_eq!(parsed.len(), 3);
+    }
+
+    #[test]
+    fn tokens_are_prefixed_and_distinct() {
+        let a = token("fhp_bench_");
+        assert!(a.starts_with("fhp_bench_") && a.len() > 20);
+        assert_ne!(token("x"), token("x"));
+    }
+
+    #[test]
+    fn missing_binary_says_how_to_build_it() {
+        let e = locate_binary(Some(Path::new("/nonexistent/fasthook"))).unwrap_err();
+        assert!(e.contains("cargo build --release"), "{e}");
+    }
+}

@@ -1,0 +1,602 @@
+//! The report: medians per workload × variant × mode over the runs whose ledger balanced,
+//! the ratios, the W1 per-stage breakdown; as text tables or JSON.
+
+use crate::cli::{Mode, Settings};
+use crate::procfs;
+use crate::runner::RunRecord;
+use crate::stats;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub workload: String,
+    pub variant: String,
+    pub mode: Mode,
+    pub runs: usize,
+    /// Runs that completed and balanced their ledger; only these make the medians.
+    pub valid: usize,
+    pub medians: BTreeMap<String, f64>,
+    /// Why the other runs do not count.
+    pub discarded: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Ratio {
+    pub key: String,
+    pub label: String,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stage {
+    pub stage: String,
+    pub mode: Mode,
+    /// Machine time per event at the maximum sustained rate: 1e6 / rate.
+    pub us_per_event: f64,
+    /// This stage's share: the difference with the previous stage.
+    pub added_us_per_event: Option<f64>,
+    /// CPU time of the server process per event (ms), when there is one.
+    pub server_cpu_ms_per_event: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub tool: &'static str,
+    pub version: &'static str,
+    pub machine: serde_json::Value,
+    pub settings: Settings,
+    pub modes: Vec<Mode>,
+    pub notes: Vec<String>,
+    /// Every run's ledger balanced and no run failed.
+    pub all_balanced: bool,
+    pub summaries: Vec<Summary>,
+    pub ratios: Vec<Ratio>,
+    pub w1_stages: Vec<Stage>,
+    pub runs: Vec<RunRecord>,
+}
+
+/// Groups runs by (workload, variant, mode) in order of first appearance.
+pub fn summarize(runs: &[RunRecord]) -> Vec<Summary> {
+    let mut keys: Vec<(String, String, Mode)> = Vec::new();
+    for r in runs {
+        let k = (r.workload.clone(), r.variant.clone(), r.mode);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    // Order: by workload, then variant as first seen, then mode.
+    keys.sort_by(|a, b| {
+        let pos = |k: &(String, String, Mode)| {
+            runs.iter()
+                .position(|r| r.workload == k.0 && r.variant == k.1)
+                .unwrap_or(0)
+        };
+        (a.0.clone(), pos(a), a.2).cmp(&(b.0.clone(), pos(b), b.2))
+    });
+    keys.into_iter()
+        .map(|(w, v, m)| {
+            let group: Vec<&RunRecord> = runs
+                .iter()
+                .filter(|r| r.workload == w && r.variant == v && r.mode == m)
+                .collect();
+            let valid: Vec<&&RunRecord> = group.iter().filter(|r| r.valid()).collect();
+            let mut names: Vec<&String> = valid.iter().flat_map(|r| r.metrics.keys()).collect();
+            names.sort();
+            names.dedup();
+            let medians = names
+                .into_iter()
+                .filter_map(|k| {
+                    let xs: Vec<f64> = valid
+                        .iter()
+                        .filter_map(|r| r.metrics.get(k).copied())
+                        .collect();
+                    stats::median(&xs).map(|x| (k.clone(), x))
+                })
+                .collect();
+            let discarded = group
+                .iter()
+                .filter(|r| !r.valid())
+                .map(|r| match &r.error {
+                    Some(e) => format!("{}: FAILED: {}", r.label(), first_line(e)),
+                    None => format!("{}: VOID: {}", r.label(), r.ledger.void_reasons.join("; ")),
+                })
+                .collect();
+            Summary {
+                workload: w,
+                variant: v,
+                mode: m,
+                runs: group.len(),
+                valid: valid.len(),
+                medians,
+                discarded,
+            }
+        })
+        .collect()
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+fn find<'a>(s: &'a [Summary], w: &str, v: &str, m: Mode) -> Option<&'a Summary> {
+    s.iter()
+        .find(|x| x.workload == w && x.variant == v && x.mode == m && x.valid > 0)
+}
+
+fn metric(s: &[Summary], w: &str, v: &str, m: Mode, key: &str) -> Option<f64> {
+    find(s, w, v, m).and_then(|x| x.medians.get(key).copied())
+}
+
+fn first_variant(s: &[Summary], w: &str) -> Option<String> {
+    s.iter()
+        .find(|x| x.workload == w)
+        .map(|x| x.variant.clone())
+}
+
+/// The ratios of the issue, from the medians.
+pub fn ratios(s: &[Summary]) -> Vec<Ratio> {
+    let mut out = Vec::new();
+    let mut push = |key: String, label: String, v: Option<f64>| {
+        if let Some(v) = v.filter(|v| v.is_finite()) {
+            out.push(Ratio {
+                key,
+                label,
+                value: v,
+            });
+        }
+    };
+    let w1 = |m: Mode| metric(s, "w1", "max", m, "sustained_per_s");
+    let div = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    for (num, den) in [
+        (Mode::Gateway, Mode::Ceiling),
+        (Mode::Gateway, Mode::Forward),
+        (Mode::GatewayNosync, Mode::Ceiling),
+        (Mode::Forward, Mode::Ceiling),
+    ] {
+        push(
+            format!("w1.{}_over_{}", num.name(), den.name()),
+            format!("W1 {} ÷ {} (sustained events/s)", num.name(), den.name()),
+            div(w1(num), w1(den)),
+        );
+    }
+    push(
+        "w1.durability_tax".into(),
+        "W1 durability tax = 1 − gateway ÷ gateway-nosync".into(),
+        div(w1(Mode::Gateway), w1(Mode::GatewayNosync)).map(|r| 1.0 - r),
+    );
+    if let Some(v3) = first_variant(s, "w3") {
+        for m in Mode::ALL {
+            push(
+                format!("w3_over_w1.{}", m.name()),
+                format!("W3 ÷ W1 {} (sustained events/s)", m.name()),
+                div(metric(s, "w3", &v3, m, "sustained_per_s"), w1(m)),
+            );
+        }
+    }
+    for m in Mode::ALL {
+        push(
+            format!("w4.healthy_with_over_without_slow.{}", m.name()),
+            format!(
+                "W4 {} healthy delivered/s with ÷ without the slow destination",
+                m.name()
+            ),
+            div(
+                metric(
+                    s,
+                    "w4",
+                    "100 healthy + 1 slow",
+                    m,
+                    "healthy_delivered_per_s",
+                ),
+                metric(s, "w4", "101 healthy", m, "healthy_delivered_per_s"),
+            ),
+        );
+    }
+    out
+}
+
+/// W1 cost per event, stage by stage: ceiling → + relay hop → + gateway without flush →
+/// + flush.
+pub fn w1_stages(s: &[Summary]) -> Vec<Stage> {
+    let stages = [
+        (
+            Mode::Ceiling,
+            "HTTP exchange generator → receiver (ceiling)",
+        ),
+        (Mode::Forward, "+ a relay hop, no storage (forward)"),
+        (
+            Mode::GatewayNosync,
+            "+ gateway: store without flush, actors (gateway-nosync)",
+        ),
+        (Mode::Gateway, "+ durable flush (gateway)"),
+    ];
+    let mut out = Vec::new();
+    let mut prev: Option<f64> = None;
+    for (m, label) in stages {
+        let Some(rate) = metric(s, "w1", "max", m, "sustained_per_s").filter(|r| *r > 0.0) else {
+            continue;
+        };
+        let us = 1e6 / rate;
+        out.push(Stage {
+            stage: label.into(),
+            mode: m,
+            us_per_event: us,
+            added_us_per_event: prev.map(|p| us - p),
+            server_cpu_ms_per_event: metric(s, "w1", "max", m, "server_cpu_s_per_1k"),
+        });
+        prev = Some(us);
+    }
+    out
+}
+
+pub fn build(
+    settings: Settings,
+    modes: Vec<Mode>,
+    runs: Vec<RunRecord>,
+    notes: Vec<String>,
+) -> Report {
+    let summaries = summarize(&runs);
+    Report {
+        tool: "fasthook-bench",
+        version: env!("CARGO_PKG_VERSION"),
+        machine: procfs::machine_summary(),
+        all_balanced: runs.iter().all(|r| r.valid()),
+        ratios: ratios(&summaries),
+        w1_stages: w1_stages(&summaries),
+        summaries,
+        settings,
+        modes,
+        notes,
+        runs,
+    }
+}
+
+/// How a column prints.
+#[derive(Clone, Copy)]
+enum Fmt {
+    Int,
+    Ms,
+    Secs,
+    F1,
+    F3,
+}
+
+fn fmt_value(v: f64, f: Fmt) -> String {
+    match f {
+        Fmt::Int => {
+            let s = format!("{:.0}", v);
+            let neg = s.starts_with('-');
+            let digits = s.trim_start_matches('-');
+            let mut out = String::new();
+            for (i, c) in digits.chars().enumerate() {
+                if i > 0 && (digits.len() - i) % 3 == 0 {
+                    out.push(',');
+                }
+                out.push(c);
+            }
+            if neg {
+                format!("-{out}")
+            } else {
+                out
+            }
+        }
+        Fmt::Ms => format!("{v:.2}"),
+        Fmt::Secs => format!("{v:.2}"),
+        Fmt::F1 => format!("{v:.1}"),
+        Fmt::F3 => format!("{v:.3}"),
+    }
+}
+
+type Col = (&'static str, &'static str, Fmt);
+
+fn columns(workload: &str, open_loop: bool) -> Vec<Col> {
+    let mut c: Vec<Col> = Vec::new();
+    match workload {
+        "w6" => c.extend([
+            ("destinations", "destinations", Fmt::Int),
+            ("created/s", "create_per_s", Fmt::Int),
+            ("RSS empty MiB", "rss_base_mib", Fmt::F1),
+            ("RSS live MiB", "rss_live_mib", Fmt::F1),
+            ("RSS restarted MiB", "rss_restart_mib", Fmt::F1),
+            ("KiB/dest live", "kib_per_destination_live", Fmt::F3),
+            ("KiB/dest restarted", "kib_per_destination_restart", Fmt::F3),
+            ("start→ready s", "ready_s", Fmt::Secs),
+        ]),
+        "w7" => c.extend([
+            ("events waiting", "events", Fmt::Int),
+            ("ingest/s", "ingest_per_s", Fmt::Int),
+            ("stop s", "stop_s", Fmt::Secs),
+            ("start→listening s", "listening_s", Fmt::Secs),
+            ("start→healthz s", "healthy_s", Fmt::Secs),
+            ("start→readyz s", "ready_s", Fmt::Secs),
+            ("start→backlog in gauges s", "backlog_visible_s", Fmt::Secs),
+            ("peak RSS MiB", "server_peak_rss_mib", Fmt::F1),
+        ]),
+        "w9" => c.extend([
+            ("events", "events", Fmt::Int),
+            ("ingest/s", "ingest_per_s", Fmt::Int),
+            ("B/event on disk", "bytes_per_event_live", Fmt::Int),
+            (
+                "B/event apparent",
+                "apparent_bytes_per_event_live",
+                Fmt::Int,
+            ),
+            ("B/event after stop", "bytes_per_event_stopped", Fmt::Int),
+            (
+                "apparent after stop",
+                "apparent_bytes_per_event_stopped",
+                Fmt::Int,
+            ),
+        ]),
+        _ => {
+            if open_loop {
+                c.push(("offered/s", "offered_per_s", Fmt::Int));
+                c.push(("gen lag p99 ms", "gen_lag_p99_ms", Fmt::Ms));
+            }
+            c.extend([
+                ("accepted/s", "accepted_per_s", Fmt::Int),
+                ("delivered/s", "delivered_per_s", Fmt::Int),
+                ("ingest p50 ms", "ingest_p50_ms", Fmt::Ms),
+                ("ingest p99 ms", "ingest_p99_ms", Fmt::Ms),
+                ("e2e p50 ms", "e2e_p50_ms", Fmt::Ms),
+                ("e2e p99 ms", "e2e_p99_ms", Fmt::Ms),
+            ]);
+            if workload == "w4" {
+                c.extend([
+                    ("healthy del/s", "healthy_delivered_per_s", Fmt::Int),
+                    ("healthy e2e p99", "healthy_e2e_p99_ms", Fmt::Ms),
+                    ("dest #0 del/s", "dest0_delivered_per_s", Fmt::Int),
+                ]);
+            }
+            if workload == "w8" {
+                c.push(("MiB/s", "mib_per_s", Fmt::F1));
+            }
+            c.extend([
+                ("srv CPU-s/1k ev", "server_cpu_s_per_1k", Fmt::F3),
+                ("bench CPU-s/1k ev", "bench_cpu_s_per_1k", Fmt::F3),
+                ("srv peak RSS MiB", "server_peak_rss_mib", Fmt::F1),
+                ("ev/flush", "events_per_flush", Fmt::F1),
+                ("drain s", "drain_s", Fmt::Secs),
+            ]);
+        }
+    }
+    c
+}
+
+fn table(out: &mut String, header: &[String], rows: &[Vec<String>]) {
+    let n = header.len();
+    let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate().take(n) {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut s = String::from("|");
+        for (i, c) in cells.iter().enumerate() {
+            let pad = w[i] - c.chars().count();
+            if i == 0 {
+                s += &format!(" {c}{} |", " ".repeat(pad));
+            } else {
+                s += &format!(" {}{c} |", " ".repeat(pad));
+            }
+        }
+        s
+    };
+    let _ = writeln!(out, "{}", line(header));
+    let mut sep = String::from("|");
+    for (i, wi) in w.iter().enumerate() {
+        sep += &if i == 0 {
+            format!("{}|", "-".repeat(wi + 2))
+        } else {
+            format!("{}:|", "-".repeat(wi + 1))
+        };
+    }
+    let _ = writeln!(out, "{sep}");
+    for r in rows {
+        let _ = writeln!(out, "{}", line(r));
+    }
+}
+
+/// The report as Markdown-compatible text tables.
+pub fn render_text(r: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "fasthook-bench {} — {} cores, {}, kernel {}; reps {}, {} s runs after {} s warm-up, {} in flight (closed loop)",
+        r.version,
+        r.machine["cores"],
+        r.machine["cpu"].as_str().unwrap_or("?"),
+        r.machine["kernel"].as_str().unwrap_or("?"),
+        r.settings.reps,
+        r.settings.duration_s,
+        r.settings.warmup_s,
+        r.settings.concurrency,
+    );
+    let mut workloads: Vec<&str> = r.summaries.iter().map(|s| s.workload.as_str()).collect();
+    workloads.dedup();
+    for w in workloads {
+        let mut variants: Vec<&str> = r
+            .summaries
+            .iter()
+            .filter(|s| s.workload == w)
+            .map(|s| s.variant.as_str())
+            .collect();
+        variants.dedup();
+        for v in variants {
+            let open = v.starts_with("latency");
+            let cols = columns(w, open);
+            let _ = writeln!(out, "\n### {} — {v} (medians)\n", w.to_uppercase());
+            let mut header = vec!["mode".to_string(), "ok runs".to_string()];
+            header.extend(cols.iter().map(|c| c.0.to_string()));
+            let mut rows = Vec::new();
+            for s in r
+                .summaries
+                .iter()
+                .filter(|s| s.workload == w && s.variant == v)
+            {
+                let mut row = vec![s.mode.name().to_string(), format!("{}/{}", s.valid, s.runs)];
+                for (_, key, f) in &cols {
+                    row.push(match (s.valid, s.medians.get(*key)) {
+                        (0, _) => "VOID".into(),
+                        (_, Some(x)) => fmt_value(*x, *f),
+                        (_, None) => "—".into(),
+                    });
+                }
+                rows.push(row);
+            }
+            table(&mut out, &header, &rows);
+            for s in r
+                .summaries
+                .iter()
+                .filter(|s| s.workload == w && s.variant == v)
+            {
+                for d in &s.discarded {
+                    let _ = writeln!(out, "  not counted: {d}");
+                }
+            }
+        }
+    }
+    if !r.ratios.is_empty() {
+        let _ = writeln!(out, "\n### Ratios\n");
+        let rows: Vec<Vec<String>> = r
+            .ratios
+            .iter()
+            .map(|x| vec![x.label.clone(), format!("{:.3}", x.value)])
+            .collect();
+        table(&mut out, &["ratio".into(), "value".into()], &rows);
+    }
+    if !r.w1_stages.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n### W1 per-stage cost (machine µs per event at the maximum sustained rate)\n"
+        );
+        let rows: Vec<Vec<String>> = r
+            .w1_stages
+            .iter()
+            .map(|s| {
+                vec![
+                    s.stage.clone(),
+                    format!("{:.2}", s.us_per_event),
+                    s.added_us_per_event
+                        .map(|a| format!("{a:+.2}"))
+                        .unwrap_or_else(|| "—".into()),
+                    s.server_cpu_ms_per_event
+                        .map(|c| format!("{c:.3}"))
+                        .unwrap_or_else(|| "—".into()),
+                ]
+            })
+            .collect();
+        table(
+            &mut out,
+            &[
+                "stage".into(),
+                "µs/event".into(),
+                "added µs".into(),
+                "server CPU ms/event".into(),
+            ],
+            &rows,
+        );
+    }
+    let _ = writeln!(out, "\n### Ledgers\n");
+    for run in &r.runs {
+        let status = match &run.error {
+            Some(e) => format!("FAILED: {}", first_line(e)),
+            None => run.ledger.to_string(),
+        };
+        let _ = writeln!(out, "- {}: {status}", run.label());
+        for n in &run.notes {
+            let _ = writeln!(out, "  - {n}");
+        }
+    }
+    for n in &r.notes {
+        let _ = writeln!(out, "\nnote: {n}");
+    }
+    let void = r.runs.iter().filter(|x| !x.valid()).count();
+    if void > 0 {
+        let _ = writeln!(
+            out,
+            "\n{void} of {} runs VOID or FAILED: their figures are not reported.",
+            r.runs.len()
+        );
+    } else {
+        let _ = writeln!(out, "\nall {} runs balanced their ledgers.", r.runs.len());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{self, Waiting};
+
+    fn run(w: &str, v: &str, m: Mode, rep: usize, rate: f64, ok: bool) -> RunRecord {
+        let mut r = RunRecord::new(w, v, m, rep);
+        r.set("sustained_per_s", rate);
+        r.set("accepted_per_s", rate);
+        r.set("healthy_delivered_per_s", rate);
+        if !ok {
+            r.ledger = ledger::compute(["a"], [], [], Waiting::NoQueue);
+        }
+        r
+    }
+
+    #[test]
+    fn medians_skip_void_runs_and_ratios_follow() {
+        let runs = vec![
+            run("w1", "max", Mode::Ceiling, 0, 100.0, true),
+            run("w1", "max", Mode::Gateway, 0, 40.0, true),
+            run("w1", "max", Mode::GatewayNosync, 0, 50.0, true),
+            run("w1", "max", Mode::Ceiling, 1, 120.0, true),
+            run("w1", "max", Mode::Gateway, 1, 1000.0, false),
+            run("w1", "max", Mode::GatewayNosync, 1, 50.0, true),
+            run("w1", "max", Mode::Ceiling, 2, 80.0, true),
+            run("w1", "max", Mode::Gateway, 2, 40.0, true),
+            run("w1", "max", Mode::GatewayNosync, 2, 50.0, true),
+        ];
+        let s = summarize(&runs);
+        assert_eq!(s.len(), 3);
+        let g = s.iter().find(|x| x.mode == Mode::Gateway).unwrap();
+        assert_eq!((g.runs, g.valid), (3, 2));
+        assert_eq!(g.medians["sustained_per_s"], 40.0);
+        assert_eq!(g.discarded.len(), 1);
+        let r = ratios(&s);
+        let get = |k: &str| r.iter().find(|x| x.key == k).map(|x| x.value);
+        assert_eq!(get("w1.gateway_over_ceiling"), Some(0.4));
+        assert!((get("w1.durability_tax").unwrap() - 0.2).abs() < 1e-9);
+        assert_eq!(get("w1.gateway_over_forward"), None);
+        let st = w1_stages(&s);
+        assert_eq!(st.len(), 3);
+        assert_eq!(st[0].us_per_event, 1e6 / 100.0);
+        assert!(st[0].added_us_per_event.is_none());
+    }
+
+    #[test]
+    fn text_report_marks_void_groups() {
+        let runs = vec![run("w1", "max", Mode::Ceiling, 0, 100.0, false)];
+        let rep = build(
+            crate::cli::BenchArgs::default_settings_for_tests(),
+            vec![Mode::Ceiling],
+            runs,
+            vec![],
+        );
+        assert!(!rep.all_balanced);
+        let t = render_text(&rep);
+        assert!(t.contains("VOID"), "{t}");
+        assert!(t.contains("not counted"), "{t}");
+        let json = serde_json::to_value(&rep).unwrap();
+        assert_eq!(json["all_balanced"], false);
+    }
+
+    #[test]
+    fn number_formats() {
+        assert_eq!(fmt_value(1234567.0, Fmt::Int), "1,234,567");
+        assert_eq!(fmt_value(-1234.0, Fmt::Int), "-1,234");
+        assert_eq!(fmt_value(1.23456, Fmt::Ms), "1.23");
+    }
+}
