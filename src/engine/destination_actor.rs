@@ -29,8 +29,58 @@ pub struct DestinationActor {
     timer: Option<SpawnHandle>,
     /// Entries loaded from the store at boot, fed to the core once the actor runs.
     recovered: Vec<QueueEntry>,
-    queued_gauge: metrics::Gauge,
+    metrics: DestinationMetrics,
+}
+
+/// Metric handles registered once per actor, so the hot path only increments.
+struct DestinationMetrics {
     label: String,
+    per_id_labels: bool,
+    queued: metrics::Gauge,
+    duration: metrics::Histogram,
+    attempts: HashMap<(Trigger, bool), metrics::Counter>,
+    delivered: HashMap<ConnectionId, metrics::Counter>,
+}
+
+impl DestinationMetrics {
+    fn new(destination: &DestinationId, per_id_labels: bool) -> Self {
+        let label = if per_id_labels {
+            destination.to_string()
+        } else {
+            telemetry::ALL.to_string()
+        };
+        DestinationMetrics {
+            queued: metrics::gauge!(telemetry::EVENTS_QUEUED, "destination_id" => label.clone()),
+            duration: metrics::histogram!(telemetry::DELIVERY_DURATION_SECONDS, "destination_id" => label.clone()),
+            attempts: HashMap::new(),
+            delivered: HashMap::new(),
+            per_id_labels,
+            label,
+        }
+    }
+
+    fn attempt(&mut self, trigger: Trigger, success: bool, duration_ms: u64) {
+        let label = &self.label;
+        self.attempts
+            .entry((trigger, success))
+            .or_insert_with(|| {
+                let outcome = if success { "success" } else { "failure" };
+                metrics::counter!(telemetry::DELIVERY_ATTEMPTS_TOTAL, "destination_id" => label.clone(), "trigger" => trigger.as_str(), "outcome" => outcome)
+            })
+            .increment(1);
+        self.duration.record(duration_ms as f64 / 1000.0);
+    }
+
+    fn delivered(&mut self, connection: &ConnectionId) {
+        let (label, per_id) = (&self.label, self.per_id_labels);
+        self.delivered
+            .entry(connection.clone())
+            .or_insert_with(|| {
+                let connection = if per_id { connection.to_string() } else { telemetry::ALL.to_string() };
+                metrics::counter!(telemetry::EVENTS_DELIVERED_TOTAL, "connection_id" => connection, "destination_id" => label.clone())
+            })
+            .increment(1);
+    }
 }
 
 impl DestinationActor {
@@ -40,11 +90,7 @@ impl DestinationActor {
         recovered: Vec<QueueEntry>,
         engine_paused: bool,
     ) -> Self {
-        let label = if deps.per_id_labels {
-            destination.id.to_string()
-        } else {
-            telemetry::ALL.to_string()
-        };
+        let metrics = DestinationMetrics::new(&destination.id, deps.per_id_labels);
         let mut core = DestinationCore::new(core_config(&destination, &deps));
         core.handle(Input::EnginePaused(engine_paused), Timestamp::now());
         DestinationActor {
@@ -59,8 +105,7 @@ impl DestinationActor {
             payloads: HashMap::new(),
             timer: None,
             recovered,
-            queued_gauge: metrics::gauge!(telemetry::EVENTS_QUEUED, "destination_id" => label.clone()),
-            label,
+            metrics,
         }
     }
 
@@ -73,7 +118,8 @@ impl DestinationActor {
         }
         self.deps.store.submit(writes);
         let s = self.core.stats();
-        self.queued_gauge
+        self.metrics
+            .queued
             .set((s.ready + s.scheduled + s.in_flight) as f64);
     }
 
@@ -84,7 +130,8 @@ impl DestinationActor {
         writes: &mut Vec<Op>,
         ctx: &mut Context<Self>,
     ) {
-        let team = &self.destination.team_id;
+        let destination = self.destination.clone();
+        let team = &destination.team_id;
         match command {
             Command::Start {
                 entry,
@@ -112,12 +159,7 @@ impl DestinationActor {
                         patch.next_attempt_at = Some(None);
                         writes.push(ops::remove_queue_entry(&self.destination.id, entry.seq));
                         self.payloads.remove(&entry.seq);
-                        let connection = if self.deps.per_id_labels {
-                            entry.connection_id.to_string()
-                        } else {
-                            telemetry::ALL.into()
-                        };
-                        metrics::counter!(telemetry::EVENTS_DELIVERED_TOTAL, "connection_id" => connection, "destination_id" => self.label.clone()).increment(1);
+                        self.metrics.delivered(&entry.connection_id);
                     }
                     Next::RetryAt(at) => {
                         patch.status = Some(EventStatus::Scheduled);
@@ -171,7 +213,7 @@ impl DestinationActor {
     }
 
     fn record_attempt(
-        &self,
+        &mut self,
         entry: &QueueEntry,
         attempt_number: u32,
         trigger: Trigger,
@@ -199,10 +241,7 @@ impl DestinationActor {
             updated_at: now,
         };
         writes.push(ops::put_attempt(&attempt));
-        let outcome = if success { "success" } else { "failure" };
-        metrics::counter!(telemetry::DELIVERY_ATTEMPTS_TOTAL, "destination_id" => self.label.clone(), "trigger" => trigger.as_str(), "outcome" => outcome).increment(1);
-        metrics::histogram!(telemetry::DELIVERY_DURATION_SECONDS, "destination_id" => self.label.clone())
-            .record(result.duration_ms as f64 / 1000.0);
+        self.metrics.attempt(trigger, success, result.duration_ms);
     }
 
     fn start(&mut self, entry: QueueEntry, attempt_number: u32, ctx: &mut Context<Self>) {

@@ -91,6 +91,9 @@ impl Store {
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
+            // The writer flushes every group that anyone waits for, and idle changes within
+            // 200 ms; sled's own periodic flusher would only add wake-ups.
+            .flush_every_ms(None)
             .cache_capacity(256 * 1024 * 1024)
             .open()?;
         let tree = db.open_tree("fasthook")?;
