@@ -18,6 +18,10 @@ use crate::domain::*;
 use crate::store::{ops, Op};
 use crate::telemetry;
 
+/// Bodies kept in memory per destination for entries not yet attempted. A destination
+/// with a deep backlog (receiver down, breaker open, paused) reads the rest from the store.
+const MAX_CACHED_PAYLOADS: usize = 1024;
+
 pub struct DestinationActor {
     core: DestinationCore,
     destination: Arc<Destination>,
@@ -165,6 +169,9 @@ impl DestinationActor {
                         patch.status = Some(EventStatus::Scheduled);
                         patch.next_attempt_at = Some(Some(at));
                         writes.push(ops::put_queue_entry(&self.destination.id, &entry));
+                        // A failing receiver must not pin bodies in memory; the retry reads
+                        // it from the store.
+                        self.payloads.remove(&entry.seq);
                     }
                     Next::DeadLettered => {
                         patch.status = Some(EventStatus::Failed);
@@ -318,7 +325,10 @@ impl Handler<Enqueue> for DestinationActor {
     fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) {
         if let Some(payload) = msg.payload {
             for entry in &msg.entries {
-                self.payloads.insert(entry.seq, payload.clone());
+                // Beyond this many, a backlog's bodies stay in the store until their turn.
+                if self.payloads.len() < MAX_CACHED_PAYLOADS {
+                    self.payloads.insert(entry.seq, payload.clone());
+                }
             }
         }
         self.input(Input::Enqueue(msg.entries), ctx);
