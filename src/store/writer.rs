@@ -229,7 +229,11 @@ fn run(
 /// syncs them; a group holding a value this large syncs the new blob files too.
 const LARGE_VALUE: usize = 16 * 1024;
 
-/// Tracks which blob files have been synced.
+/// File times come from the kernel's coarse clock, a few milliseconds behind; a file
+/// written just after the last sync began may carry an earlier time than it.
+const BLOB_MTIME_SLACK: Duration = Duration::from_millis(20);
+
+/// Tracks which blob files have been synced: those modified since the last sync began.
 struct BlobSync {
     dir: Option<std::path::PathBuf>,
     since: std::time::SystemTime,
@@ -250,7 +254,7 @@ impl BlobSync {
             let fresh = entry
                 .metadata()
                 .and_then(|m| m.modified())
-                .map_or(true, |t| t + Duration::from_secs(2) >= self.since);
+                .map_or(true, |t| t + BLOB_MTIME_SLACK >= self.since);
             if fresh {
                 File::open(entry.path())
                     .and_then(|f| f.sync_all())
