@@ -223,6 +223,18 @@ impl Engine {
                 "queue entries for deleted destinations were left in the store"
             );
         }
+        // Ready means every actor has taken in its recovered queue: a message answered after
+        // `started` proves it (the actor handles its mailbox only once started has run).
+        let addrs: Vec<_> = self
+            .read()
+            .destinations
+            .values()
+            .map(|h| h.addr.clone())
+            .collect();
+        futures_util::future::join_all(
+            addrs.iter().map(|a| a.send(destination_actor::GetSnapshot)),
+        )
+        .await;
         self.inner.ready.store(true, Ordering::Release);
         tracing::info!(
             queued,
