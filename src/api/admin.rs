@@ -25,7 +25,7 @@ async fn create_team(
     let team = engine
         .create_team(TeamId::new(), check_name("name", &input.name)?)
         .await?;
-    Ok(HttpResponse::Created().json(team))
+    Ok(HttpResponse::Ok().json(team))
 }
 
 fn team(engine: &Engine, id: &str) -> Result<TeamId, ApiError> {
@@ -44,7 +44,7 @@ async fn create_key(
 ) -> Result<HttpResponse, ApiError> {
     let team = team(&engine, &id)?;
     let (key, secret) = engine.create_api_key(&team, None).await?;
-    Ok(HttpResponse::Created()
+    Ok(HttpResponse::Ok()
         .json(json!({"id": key.id, "team_id": team, "key": secret, "created_at": key.created_at})))
 }
 

@@ -233,7 +233,7 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let connection = build(&engine, json::parse(&body)?, None, &auth.team)?;
     engine.save_connection(connection.clone()).await?;
-    Ok(HttpResponse::Created().json(render(&connection)))
+    Ok(HttpResponse::Ok().json(render(&connection)))
 }
 
 async fn list(

@@ -222,7 +222,7 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let destination = build(json::parse(&body)?, None, &auth.team)?;
     engine.save_destination(destination.clone()).await?;
-    Ok(HttpResponse::Created().json(render(&destination)))
+    Ok(HttpResponse::Ok().json(render(&destination)))
 }
 
 async fn list(

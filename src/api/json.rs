@@ -101,16 +101,17 @@ impl QueryParams {
         }
     }
 
-    /// `limit` (1..=250, default 100), `next` and `dir` for a team's list.
+    /// `limit` (1..=250, default 100, larger clamped), `next` and `dir` for a team's list.
     pub fn list_query(&self, team: &TeamId) -> Result<ListQuery, ApiError> {
+        // Above 250 is clamped, not refused: a client asking for more gets the most a page holds.
         let limit = match self.get("limit") {
             None => 100,
             Some(v) => match v.parse::<usize>() {
-                Ok(n) if (1..=250).contains(&n) => n,
+                Ok(n) if n >= 1 => n.min(250),
                 _ => {
                     return Err(ApiError::validation(
                         "limit",
-                        "must be a number from 1 to 250",
+                        "must be a whole number from 1 to 250",
                     ))
                 }
             },
@@ -166,4 +167,65 @@ pub fn check_name(field: &str, name: &str) -> Result<String, ApiError> {
         return Err(ApiError::validation(field, "must be 1 to 255 characters"));
     }
     Ok(name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn team() -> TeamId {
+        TeamId::parse_loose("tm_test").unwrap()
+    }
+
+    #[test]
+    fn list_paging_defaults_clamps_and_refuses() {
+        let q = QueryParams::parse("").unwrap().list_query(&team()).unwrap();
+        assert_eq!((q.limit, q.dir, q.cursor), (100, Direction::Desc, None));
+        let q = QueryParams::parse("limit=1000&dir=asc&next=evt_1")
+            .unwrap()
+            .list_query(&team())
+            .unwrap();
+        assert_eq!(
+            (q.limit, q.dir, q.cursor.as_deref()),
+            (250, Direction::Asc, Some("evt_1"))
+        );
+        for bad in ["limit=0", "limit=ten", "dir=up", "next=a/b"] {
+            assert!(
+                QueryParams::parse(bad)
+                    .unwrap()
+                    .list_query(&team())
+                    .is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_and_comma_separated_values_are_all_kept() {
+        let p = QueryParams::parse("status=HOLD&status=QUEUED,FAILED&status[]=SCHEDULED").unwrap();
+        assert_eq!(
+            p.all("status"),
+            vec!["HOLD", "QUEUED", "FAILED", "SCHEDULED"]
+        );
+    }
+
+    #[test]
+    fn shape_errors_name_the_field_and_syntax_errors_are_400() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct In {
+            name: String,
+            n: Option<u32>,
+        }
+        assert!(matches!(parse::<In>(b"{"), Err(ApiError::InvalidJson(_))));
+        let e = parse::<In>(br#"{"name": "x", "n": "seven"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("n:"), "{e}");
+        let e = parse::<In>(br#"{"name": "x", "colour": 1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("colour"), "{e}");
+    }
 }

@@ -223,7 +223,7 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let source = build(json::parse(&body)?, None, &auth.team)?;
     engine.save_source(source.clone()).await?;
-    Ok(HttpResponse::Created().json(render(&source, &engine)))
+    Ok(HttpResponse::Ok().json(render(&source, &engine)))
 }
 
 async fn list(
