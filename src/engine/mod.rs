@@ -161,6 +161,15 @@ impl Engine {
         &self.inner.arbiters[(hash % self.inner.arbiters.len() as u64) as usize]
     }
 
+    /// Every destination actor, for broadcasts (pause, shutdown, readiness).
+    fn destination_addrs(&self) -> Vec<Addr<DestinationActor>> {
+        self.read()
+            .destinations
+            .values()
+            .map(|h| h.addr.clone())
+            .collect()
+    }
+
     pub fn is_paused(&self) -> bool {
         self.inner.paused.load(Ordering::Acquire)
     }
@@ -168,10 +177,8 @@ impl Engine {
     /// Pauses or resumes every delivery at once. Nothing is reloaded: actors keep their state.
     pub fn set_paused(&self, paused: bool) {
         self.inner.paused.store(paused, Ordering::Release);
-        for handle in self.read().destinations.values() {
-            handle
-                .addr
-                .do_send(destination_actor::SetEnginePaused(paused));
+        for addr in self.destination_addrs() {
+            addr.do_send(destination_actor::SetEnginePaused(paused));
         }
     }
 
@@ -225,12 +232,7 @@ impl Engine {
         }
         // Ready means every actor has taken in its recovered queue: a message answered after
         // `started` proves it (the actor handles its mailbox only once started has run).
-        let addrs: Vec<_> = self
-            .read()
-            .destinations
-            .values()
-            .map(|h| h.addr.clone())
-            .collect();
+        let addrs = self.destination_addrs();
         futures_util::future::join_all(
             addrs.iter().map(|a| a.send(destination_actor::GetSnapshot)),
         )
@@ -653,12 +655,7 @@ impl Engine {
     /// Stops starting attempts everywhere and waits (at most `grace`) for those in flight.
     pub async fn shutdown(&self, grace: Duration) {
         let deadline = Instant::now() + grace;
-        let addrs: Vec<_> = self
-            .read()
-            .destinations
-            .values()
-            .map(|h| h.addr.clone())
-            .collect();
+        let addrs = self.destination_addrs();
         for addr in &addrs {
             let _ = addr.send(destination_actor::StopDelivering).await;
         }
