@@ -291,8 +291,45 @@ async fn delete(
     Ok(HttpResponse::Ok().json(json!({"id": current.id})))
 }
 
+/// Disabling clears `paused_at` too (a disabled branch builds no held work); held events
+/// already stored stay `HOLD`. Enabling clears `disabled_at`.
+async fn set_disabled(
+    engine: &Engine,
+    auth: &Auth,
+    id: &str,
+    disabled: bool,
+) -> Result<HttpResponse, ApiError> {
+    let mut connection = (*owned(engine, auth, id)?).clone();
+    let now = Timestamp::now();
+    connection.disabled_at = toggled(connection.disabled_at, disabled, now);
+    if disabled {
+        connection.paused_at = None;
+    }
+    connection.updated_at = now;
+    engine.save_connection(connection.clone()).await?;
+    Ok(HttpResponse::Ok().json(render(&connection)))
+}
+
+async fn disable(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_disabled(&engine, &auth, &id, true).await
+}
+
+async fn enable(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_disabled(&engine, &auth, &id, false).await
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/connections", web::post().to(create))
+    cfg.route("/v1/connections/{id}/disable", web::put().to(disable))
+        .route("/v1/connections/{id}/enable", web::put().to(enable))
+        .route("/v1/connections", web::post().to(create))
         .route("/v1/connections", web::get().to(list))
         .route("/v1/connections/{id}", web::get().to(get))
         .route("/v1/connections/{id}", web::patch().to(update))

@@ -281,11 +281,7 @@ async fn set_disabled(
 ) -> Result<HttpResponse, ApiError> {
     let mut destination = (*owned(engine, auth, id)?).clone();
     let now = Timestamp::now();
-    destination.disabled_at = if disabled {
-        destination.disabled_at.or(Some(now))
-    } else {
-        None
-    };
+    destination.disabled_at = toggled(destination.disabled_at, disabled, now);
     destination.updated_at = now;
     engine.save_destination(destination.clone()).await?;
     Ok(HttpResponse::Ok().json(render(&destination)))

@@ -282,11 +282,7 @@ async fn set_disabled(
 ) -> Result<HttpResponse, ApiError> {
     let mut source = (*owned(engine, auth, id)?).clone();
     let now = Timestamp::now();
-    source.disabled_at = if disabled {
-        source.disabled_at.or(Some(now))
-    } else {
-        None
-    };
+    source.disabled_at = toggled(source.disabled_at, disabled, now);
     source.updated_at = now;
     engine.save_source(source.clone()).await?;
     Ok(HttpResponse::Ok().json(render(&source, engine)))

@@ -8,6 +8,15 @@ use super::ids::*;
 use super::rules::Rules;
 use super::time::Timestamp;
 
+/// A `disabled_at`/`paused_at` stamp after switching it on (the first stamp is kept) or off.
+pub fn toggled(at: Option<Timestamp>, on: bool, now: Timestamp) -> Option<Timestamp> {
+    if on {
+        at.or(Some(now))
+    } else {
+        None
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Team {
     pub id: TeamId,

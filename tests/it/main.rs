@@ -8,5 +8,6 @@ mod crash;
 mod delivery;
 mod quickstart;
 mod retry;
+mod routing;
 mod shutdown;
 mod signatures;
