@@ -40,21 +40,38 @@ pub fn random_token(len: usize) -> String {
         .collect()
 }
 
-/// Polls `condition` every 50 ms until it holds; panics naming `what` after `deadline`.
+/// Polls `probe` every 50 ms until it yields a value; `None` once `deadline` has passed.
+/// The one place the harness waits: everything else polls through it.
+pub async fn poll<T, F, Fut>(deadline: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = probe().await {
+            return Some(value);
+        }
+        if start.elapsed() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `condition` until it holds; panics naming `what` after `deadline`.
 pub async fn eventually<F, Fut>(deadline: Duration, what: &str, mut condition: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let start = Instant::now();
-    loop {
-        if condition().await {
-            return;
-        }
-        if start.elapsed() > deadline {
-            panic!("condition not met within {deadline:?}: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let met = poll(deadline, || {
+        let fut = condition();
+        async move { fut.await.then_some(()) }
+    })
+    .await;
+    if met.is_none() {
+        panic!("condition not met within {deadline:?}: {what}");
     }
 }
 
@@ -216,24 +233,26 @@ impl TestServer {
         };
         self.base = format!("http://{addr}");
 
-        let start = Instant::now();
-        loop {
-            if let Ok(resp) = self.client.get(self.url("/readyz")).send().await {
-                if resp.status().as_u16() == 200 {
-                    return;
-                }
-            }
-            if let Some(status) = self
+        let url = self.url("/readyz");
+        let ready = poll(START_DEADLINE, || {
+            let exited = self
                 .child
                 .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("fasthook exited ({status}) before /readyz answered 200 (stderr below)");
+                .and_then(|c| c.try_wait().ok().flatten());
+            let request = self.client.get(&url).send();
+            async move {
+                if let Some(status) = exited {
+                    panic!("fasthook exited ({status}) before /readyz answered 200 (stderr below)");
+                }
+                match request.await {
+                    Ok(resp) if resp.status().as_u16() == 200 => Some(()),
+                    _ => None,
+                }
             }
-            if start.elapsed() > START_DEADLINE {
-                panic!("GET /readyz did not answer 200 within {START_DEADLINE:?} (stderr below)");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        })
+        .await;
+        if ready.is_none() {
+            panic!("GET /readyz did not answer 200 within {START_DEADLINE:?} (stderr below)");
         }
     }
 
@@ -280,17 +299,13 @@ impl TestServer {
 
     /// Waits for the child to exit; panics after `deadline`.
     pub async fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            let child = self.child.as_mut().expect("no child");
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if start.elapsed() > deadline {
-                panic!("fasthook did not exit within {deadline:?} (stderr below)");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let child = self.child.as_mut().expect("no child");
+        let status = poll(deadline, || {
+            let status = child.try_wait().expect("try_wait");
+            async move { status }
+        })
+        .await;
+        status.unwrap_or_else(|| panic!("fasthook did not exit within {deadline:?} (stderr below)"))
     }
 
     /// Runs `fasthook serve` with `opts` and expects it to exit by itself (a start failure).
@@ -330,17 +345,17 @@ impl TestServer {
             let _ = stderr.read_to_string(&mut s);
             s
         });
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                break status;
-            }
-            if start.elapsed() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("fasthook serve was expected to exit by itself but still ran after {deadline:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let exited = poll(deadline, || {
+            let status = child.try_wait().expect("try_wait");
+            async move { status }
+        })
+        .await;
+        let Some(status) = exited else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "fasthook serve was expected to exit by itself but still ran after {deadline:?}"
+            );
         };
         (status, out.join().unwrap(), err.join().unwrap())
     }
