@@ -61,10 +61,9 @@ async fn revoke_key(
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/teams", web::post().to(create_team))
-        .route("/admin/teams/{id}/api-keys", web::post().to(create_key))
-        .route(
-            "/admin/teams/{id}/api-keys/{key_id}",
-            web::delete().to(revoke_key),
-        );
+    cfg.service(super::resource("/admin/teams").route(web::post().to(create_team)));
+    cfg.service(super::resource("/admin/teams/{id}/api-keys").route(web::post().to(create_key)));
+    cfg.service(
+        super::resource("/admin/teams/{id}/api-keys/{key_id}").route(web::delete().to(revoke_key)),
+    );
 }

@@ -327,13 +327,19 @@ async fn enable(
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/connections/{id}/disable", web::put().to(disable))
-        .route("/v1/connections/{id}/enable", web::put().to(enable))
-        .route("/v1/connections", web::post().to(create))
-        .route("/v1/connections", web::get().to(list))
-        .route("/v1/connections/{id}", web::get().to(get))
-        .route("/v1/connections/{id}", web::patch().to(update))
-        .route("/v1/connections/{id}", web::delete().to(delete));
+    cfg.service(super::resource("/v1/connections/{id}/disable").route(web::put().to(disable)));
+    cfg.service(super::resource("/v1/connections/{id}/enable").route(web::put().to(enable)));
+    cfg.service(
+        super::resource("/v1/connections")
+            .route(web::post().to(create))
+            .route(web::get().to(list)),
+    );
+    cfg.service(
+        super::resource("/v1/connections/{id}")
+            .route(web::get().to(get))
+            .route(web::patch().to(update))
+            .route(web::delete().to(delete)),
+    );
 }
 
 #[cfg(test)]

@@ -304,11 +304,17 @@ async fn enable(
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/destinations", web::post().to(create))
-        .route("/v1/destinations", web::get().to(list))
-        .route("/v1/destinations/{id}", web::get().to(get))
-        .route("/v1/destinations/{id}", web::patch().to(update))
-        .route("/v1/destinations/{id}", web::delete().to(delete))
-        .route("/v1/destinations/{id}/disable", web::put().to(disable))
-        .route("/v1/destinations/{id}/enable", web::put().to(enable));
+    cfg.service(
+        super::resource("/v1/destinations")
+            .route(web::post().to(create))
+            .route(web::get().to(list)),
+    );
+    cfg.service(
+        super::resource("/v1/destinations/{id}")
+            .route(web::get().to(get))
+            .route(web::patch().to(update))
+            .route(web::delete().to(delete)),
+    );
+    cfg.service(super::resource("/v1/destinations/{id}/disable").route(web::put().to(disable)));
+    cfg.service(super::resource("/v1/destinations/{id}/enable").route(web::put().to(enable)));
 }

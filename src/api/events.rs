@@ -153,9 +153,9 @@ async fn get_request(
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/events", web::get().to(list_events))
-        .route("/v1/events/{id}", web::get().to(get_event))
-        .route("/v1/attempts", web::get().to(list_attempts))
-        .route("/v1/requests", web::get().to(list_requests))
-        .route("/v1/requests/{id}", web::get().to(get_request));
+    cfg.service(super::resource("/v1/events").route(web::get().to(list_events)));
+    cfg.service(super::resource("/v1/events/{id}").route(web::get().to(get_event)));
+    cfg.service(super::resource("/v1/attempts").route(web::get().to(list_attempts)));
+    cfg.service(super::resource("/v1/requests").route(web::get().to(list_requests)));
+    cfg.service(super::resource("/v1/requests/{id}").route(web::get().to(get_request)));
 }

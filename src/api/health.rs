@@ -41,7 +41,7 @@ async fn metrics(
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+    cfg.service(super::resource("/healthz").route(web::get().to(healthz)));
+    cfg.service(super::resource("/readyz").route(web::get().to(readyz)));
+    cfg.service(super::resource("/metrics").route(web::get().to(metrics)));
 }

@@ -305,11 +305,17 @@ async fn enable(
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/sources", web::post().to(create))
-        .route("/v1/sources", web::get().to(list))
-        .route("/v1/sources/{id}", web::get().to(get))
-        .route("/v1/sources/{id}", web::patch().to(update))
-        .route("/v1/sources/{id}", web::delete().to(delete))
-        .route("/v1/sources/{id}/disable", web::put().to(disable))
-        .route("/v1/sources/{id}/enable", web::put().to(enable));
+    cfg.service(
+        super::resource("/v1/sources")
+            .route(web::post().to(create))
+            .route(web::get().to(list)),
+    );
+    cfg.service(
+        super::resource("/v1/sources/{id}")
+            .route(web::get().to(get))
+            .route(web::patch().to(update))
+            .route(web::delete().to(delete)),
+    );
+    cfg.service(super::resource("/v1/sources/{id}/disable").route(web::put().to(disable)));
+    cfg.service(super::resource("/v1/sources/{id}/enable").route(web::put().to(enable)));
 }

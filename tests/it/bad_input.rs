@@ -250,3 +250,14 @@ async fn an_unknown_config_key_stops_the_start() {
         "must not start listening with a bad config; stdout:\n{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_methods_and_unknown_routes_answer_json_errors() {
+    let server = TestServer::start().await;
+    let (status, v) = server.api().delete("/v1/sources").await;
+    assert_eq!(status, 405, "{v}");
+    assert_eq!(v["code"], "METHOD_NOT_ALLOWED", "{v}");
+    let (status, v) = server.api().get("/v1/nothing-here").await;
+    assert_eq!(status, 404, "{v}");
+    assert_eq!(v["code"], "NOT_FOUND", "{v}");
+}
