@@ -34,6 +34,9 @@ pub struct Config {
     /// Filled from the environment only: secrets do not belong in a config file.
     #[serde(skip)]
     pub auth: AuthConfig,
+    /// The file this was read from, watched for `[engine] paused`.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -181,6 +184,7 @@ impl Config {
             }
             None => Config::default(),
         };
+        config.source = path.map(Path::to_owned);
         if let Some(v) = env("FASTHOOK_LISTEN") {
             config.server.listen = v;
         }

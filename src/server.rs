@@ -88,6 +88,14 @@ async fn serve(
     }
     engine.recover().await?;
     tracing::info!(%bound, "ready");
+    if let Some(path) = config.source.clone() {
+        actix_web::rt::spawn(watch_engine_pause(
+            engine.clone(),
+            path,
+            config.engine.paused,
+            config.engine.config_poll_interval,
+        ));
+    }
 
     wait_for_signal().await;
     tracing::info!("shutting down: intake stopped, waiting for attempts in flight");
@@ -97,6 +105,41 @@ async fn serve(
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Applies `[engine] paused` from the config file while running. Only a change of the file's
+/// value is applied, so an API pause is not undone by a file that still says `false`: the
+/// last change, from either side, wins.
+async fn watch_engine_pause(
+    engine: Engine,
+    path: std::path::PathBuf,
+    mut last: bool,
+    every: std::time::Duration,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        let read_path = path.clone();
+        let text = match tokio::task::spawn_blocking(move || std::fs::read_to_string(read_path))
+            .await
+        {
+            Ok(Ok(text)) => text,
+            Ok(Err(e)) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read the config file; engine pause unchanged");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        match Config::parse(&text) {
+            Ok(c) if c.engine.paused != last => {
+                last = c.engine.paused;
+                engine.set_paused(last, crate::domain::PauseSource::Config);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "config file does not parse; engine pause unchanged")
+            }
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::auth::Admin;
 use super::error::ApiError;
 use super::json::{self, check_name};
-use crate::domain::{ApiKeyId, TeamId};
+use crate::domain::{ApiKeyId, PauseSource, TeamId};
 use crate::engine::Engine;
 
 #[derive(Deserialize)]
@@ -60,7 +60,22 @@ async fn revoke_key(
     Ok(HttpResponse::NoContent().finish())
 }
 
+async fn engine_state(engine: web::Data<Engine>, _: Admin) -> HttpResponse {
+    HttpResponse::Ok().json(engine.pause_state())
+}
+
+async fn engine_pause(engine: web::Data<Engine>, _: Admin) -> HttpResponse {
+    HttpResponse::Ok().json(engine.set_paused(true, PauseSource::Api))
+}
+
+async fn engine_resume(engine: web::Data<Engine>, _: Admin) -> HttpResponse {
+    HttpResponse::Ok().json(engine.set_paused(false, PauseSource::Api))
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(super::resource("/admin/engine").route(web::get().to(engine_state)));
+    cfg.service(super::resource("/admin/engine/pause").route(web::put().to(engine_pause)));
+    cfg.service(super::resource("/admin/engine/resume").route(web::put().to(engine_resume)));
     cfg.service(super::resource("/admin/teams").route(web::post().to(create_team)));
     cfg.service(super::resource("/admin/teams/{id}/api-keys").route(web::post().to(create_key)));
     cfg.service(

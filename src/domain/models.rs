@@ -8,6 +8,33 @@ use super::ids::*;
 use super::rules::Rules;
 use super::time::Timestamp;
 
+/// Who changed the whole-engine pause last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PauseSource {
+    Api,
+    Config,
+}
+
+/// The whole-engine pause (`GET /admin/engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnginePause {
+    pub paused: bool,
+    pub paused_at: Option<Timestamp>,
+    pub changed_by: PauseSource,
+}
+
+impl EnginePause {
+    /// The state after a pause or resume from `by`; pausing twice keeps the first `paused_at`.
+    pub fn switch(self, paused: bool, by: PauseSource, now: Timestamp) -> EnginePause {
+        EnginePause {
+            paused,
+            paused_at: toggled(self.paused_at, paused, now),
+            changed_by: by,
+        }
+    }
+}
+
 /// A `disabled_at`/`paused_at` stamp after switching it on (the first stamp is kept) or off.
 pub fn toggled(at: Option<Timestamp>, on: bool, now: Timestamp) -> Option<Timestamp> {
     if on {

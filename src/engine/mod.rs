@@ -94,7 +94,9 @@ struct Inner {
     /// Next queue position; positions are global so one counter serves every destination.
     seq: AtomicU64,
     ready: AtomicBool,
+    /// Read on every actor start; `pause` is the full state behind it.
     paused: AtomicBool,
+    pause: std::sync::Mutex<EnginePause>,
 }
 
 impl Engine {
@@ -122,6 +124,11 @@ impl Engine {
                 seq: AtomicU64::new(1),
                 ready: AtomicBool::new(false),
                 paused: AtomicBool::new(paused),
+                pause: std::sync::Mutex::new(EnginePause {
+                    paused,
+                    paused_at: paused.then(Timestamp::now),
+                    changed_by: PauseSource::Config,
+                }),
             }),
         })
     }
@@ -174,12 +181,25 @@ impl Engine {
         self.inner.paused.load(Ordering::Acquire)
     }
 
-    /// Pauses or resumes every delivery at once. Nothing is reloaded: actors keep their state.
-    pub fn set_paused(&self, paused: bool) {
-        self.inner.paused.store(paused, Ordering::Release);
+    pub fn pause_state(&self) -> EnginePause {
+        *self.inner.pause.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Pauses or resumes every delivery at once; ingress keeps accepting. Nothing is
+    /// reloaded: each actor keeps its queue and only stops or resumes starting attempts.
+    pub fn set_paused(&self, paused: bool, by: PauseSource) -> EnginePause {
+        let state = {
+            let mut guard = self.inner.pause.lock().unwrap_or_else(|e| e.into_inner());
+            *guard = guard.switch(paused, by, Timestamp::now());
+            self.inner.paused.store(paused, Ordering::Release);
+            *guard
+        };
+        metrics::gauge!(crate::telemetry::ENGINE_PAUSED).set(if paused { 1.0 } else { 0.0 });
         for addr in self.destination_addrs() {
             addr.do_send(destination_actor::SetEnginePaused(paused));
         }
+        tracing::info!(paused, by = ?by, "engine pause changed");
+        state
     }
 
     // ---- boot ------------------------------------------------------------------------

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod crash;
 mod delivery;
+mod engine_pause;
 mod quickstart;
 mod retry;
 mod routing;

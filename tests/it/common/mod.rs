@@ -144,7 +144,7 @@ impl TestServer {
         self.root.path().join("data")
     }
 
-    fn config_path(&self) -> PathBuf {
+    pub fn config_path(&self) -> PathBuf {
         self.root.path().join("fasthook.toml")
     }
 
