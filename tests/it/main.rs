@@ -2,6 +2,7 @@
 
 mod auth;
 mod bad_input;
+mod bootstrap;
 mod cli;
 mod common;
 mod crash;

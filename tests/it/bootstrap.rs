@@ -1,0 +1,83 @@
+//! First start without keys: team `tm_default` and one API key, printed once; later starts
+//! print nothing secret.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::common::poll;
+
+/// Starts `fasthook serve` with no key configured; answers the child and its stdout lines
+/// up to the point where `/readyz` answers 200.
+async fn start(data: &std::path::Path) -> (Child, String, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fasthook"))
+        .arg("serve")
+        .current_dir(data)
+        .env("FASTHOOK_LISTEN", "127.0.0.1:0")
+        .env("FASTHOOK_DATA_DIR", data.join("data"))
+        .env("FASTHOOK_LOG", "warn")
+        .env_remove("FASTHOOK_TEAM_ID")
+        .env_remove("FASTHOOK_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn fasthook");
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a first stdout line");
+    let base = first
+        .strip_prefix("fasthook listening on ")
+        .expect("the listening line")
+        .to_string();
+    let client = reqwest::Client::new();
+    let ready = poll(Duration::from_secs(30), || {
+        let req = client.get(format!("{base}/readyz")).send();
+        async move { req.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
+    })
+    .await;
+    assert!(ready.is_some(), "not ready");
+    // The key is printed before recovery starts, so every line of it is in by now.
+    let lines: Vec<String> = rx.try_iter().collect();
+    (child, base, lines)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_start_prints_a_working_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base, lines) = start(dir.path()).await;
+    let key = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("FASTHOOK_API_KEY="))
+        .unwrap_or_else(|| panic!("no key printed: {lines:?}"))
+        .to_string();
+    assert!(
+        lines.iter().any(|l| l == "FASTHOOK_TEAM_ID=tm_default"),
+        "{lines:?}"
+    );
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/v1/sources"))
+        .bearer_auth(&key)
+        .header("x-team-id", "tm_default")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "the printed key works");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let (mut child, _, lines) = start(dir.path()).await;
+    assert!(
+        !lines.iter().any(|l| l.contains("fhp_")),
+        "a later start printed a secret: {lines:?}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
