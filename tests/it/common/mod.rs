@@ -221,7 +221,17 @@ impl TestServer {
         let addr = match tokio::time::timeout(START_DEADLINE, rx).await {
             Ok(Ok(addr)) => addr,
             Ok(Err(_)) => {
-                let status = self.wait_exit_blocking(Duration::from_secs(5));
+                let child = self.child.as_mut();
+                let status = match child {
+                    Some(child) => {
+                        poll(Duration::from_secs(5), || {
+                            let status = child.try_wait().ok().flatten();
+                            async move { status }
+                        })
+                        .await
+                    }
+                    None => None,
+                };
                 let status = status.map_or("still running".to_string(), |s| s.to_string());
                 panic!(
                     "fasthook exited ({status}) before printing `{LISTEN_PREFIX}…` (stderr below)"
@@ -281,20 +291,6 @@ impl TestServer {
     pub fn sigterm(&self) {
         let rc = unsafe { libc::kill(self.pid(), libc::SIGTERM) };
         assert_eq!(rc, 0, "kill(SIGTERM) failed");
-    }
-
-    fn wait_exit_blocking(&mut self, deadline: Duration) -> Option<ExitStatus> {
-        let start = Instant::now();
-        let child = self.child.as_mut()?;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            if start.elapsed() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 
     /// Waits for the child to exit; panics after `deadline`.
