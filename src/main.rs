@@ -3,6 +3,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// glibc's allocator spent a sixth of the gateway's CPU at full load (malloc, free,
+/// consolidation and page faults from returning memory); mimalloc's thread-local heaps fit
+/// the writer thread's and the actors' short-lived buffers far better (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// FastHook: a self-hosted webhook gateway.
 #[derive(Parser)]
 #[command(name = "fasthook", version, about)]

@@ -7,16 +7,66 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::domain::destination_core::AttemptResult;
 use crate::domain::verify::hmac_digest;
 use crate::domain::{DeliveryError, Destination, EventId, HmacAlgorithm, Timestamp};
 
 /// What is delivered: the provider's headers and body, shared by every event of a request.
+/// The headers are validated into a `HeaderMap` once, not on every attempt.
 #[derive(Debug)]
 pub struct Payload {
-    pub headers: Vec<(String, String)>,
+    headers: HeaderMap,
     pub body: Bytes,
+}
+
+impl Payload {
+    pub fn new(headers: &[(String, String)], body: Bytes) -> Payload {
+        let mut map = HeaderMap::with_capacity(headers.len());
+        for (name, value) in headers {
+            // Stored headers came through an HTTP parser, so they are valid; skip, never fail.
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                map.append(name, value);
+            }
+        }
+        Payload { headers: map, body }
+    }
+}
+
+/// Everything about a destination that a delivery needs, parsed once when the destination is
+/// configured: its URL, method, extra headers and signing key.
+pub struct Target {
+    pub destination: Arc<Destination>,
+    url: Option<reqwest::Url>,
+    method: reqwest::Method,
+    headers: HeaderMap,
+    signer: Option<Signer>,
+}
+
+impl Target {
+    pub fn new(destination: Arc<Destination>) -> Target {
+        let mut headers = HeaderMap::with_capacity(destination.headers.len());
+        for (name, value) in &destination.headers {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                headers.append(name, value);
+            }
+        }
+        Target {
+            url: reqwest::Url::parse(&destination.url).ok(),
+            method: reqwest::Method::from_bytes(destination.http_method.as_bytes())
+                .unwrap_or(reqwest::Method::POST),
+            signer: destination.signing_secret.as_deref().and_then(Signer::new),
+            headers,
+            destination,
+        }
+    }
 }
 
 /// Headers that describe one hop, not the message: never stored, never forwarded.
@@ -44,9 +94,9 @@ fn is_gateway_header(name: &str) -> bool {
 }
 
 /// Standard Webhooks signing key of one destination.
-#[derive(Debug)]
 pub struct Signer {
     key: Vec<u8>,
+    webhook: Option<standardwebhooks::Webhook>,
 }
 
 impl Signer {
@@ -56,14 +106,19 @@ impl Signer {
         base64::engine::general_purpose::STANDARD
             .decode(b64)
             .ok()
-            .map(|key| Signer { key })
+            .map(|key| Signer {
+                webhook: standardwebhooks::Webhook::from_bytes(key.clone()).ok(),
+                key,
+            })
     }
 
     /// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`.
     pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
-        match standardwebhooks::Webhook::from_bytes(self.key.clone())
-            .and_then(|w| w.sign(id, timestamp, body))
-        {
+        let signed = match &self.webhook {
+            Some(w) => w.sign(id, timestamp, body),
+            None => Err(standardwebhooks::WebhookError::InvalidPayload),
+        };
+        match signed {
             Ok(sig) => sig,
             // The crate signs UTF-8 payloads only; the spec signs bytes, so do that for the rest.
             Err(_) => {
@@ -105,44 +160,54 @@ impl DeliveryClient {
     /// Makes one attempt. Never fails: every outcome is an `AttemptResult`.
     pub async fn deliver(
         &self,
-        destination: &Destination,
-        signer: Option<&Signer>,
+        target: &Target,
         event_id: &EventId,
         attempt_number: u32,
         payload: Arc<Payload>,
     ) -> AttemptResult {
         let started = Instant::now();
-        let method = reqwest::Method::from_bytes(destination.http_method.as_bytes())
-            .unwrap_or(reqwest::Method::POST);
-        let mut req = self
-            .client
-            .request(method, &destination.url)
-            .timeout(Duration::from_millis(destination.timeout_ms));
+        let Some(url) = target.url.clone() else {
+            // Saved URLs are validated, so this is a record from an older, laxer version.
+            return AttemptResult {
+                response_status: None,
+                error: Some(DeliveryError::BadResponse),
+                retry_after_ms: None,
+                duration_ms: 0,
+            };
+        };
+        let signer = target.signer.as_ref();
+        let mut headers =
+            HeaderMap::with_capacity(payload.headers.len() + target.headers.len() + 5);
         for (name, value) in &payload.headers {
             // Our own headers, and the provider's Standard Webhooks headers when we sign, are
             // replaced below.
-            let replaced =
-                is_gateway_header(name) || (signer.is_some() && name.starts_with("webhook-"));
+            let name_str = name.as_str();
+            let replaced = is_gateway_header(name_str)
+                || (signer.is_some() && name_str.starts_with("webhook-"));
             if !replaced {
-                req = req.header(name, value);
+                headers.append(name.clone(), value.clone());
             }
         }
-        for (name, value) in &destination.headers {
-            req = req.header(name, value);
+        for (name, value) in &target.headers {
+            headers.append(name.clone(), value.clone());
         }
-        req = req
-            .header("x-fasthook-event-id", event_id.as_str())
-            .header("x-fasthook-attempt", attempt_number);
+        let id_value = HeaderValue::from_str(event_id.as_str()).expect("ids are ASCII");
+        headers.insert("x-fasthook-event-id", id_value.clone());
+        headers.insert("x-fasthook-attempt", HeaderValue::from(attempt_number));
         if let Some(signer) = signer {
             let ts = (Timestamp::now().millis() / 1000) as i64;
-            req = req
-                .header("webhook-id", event_id.as_str())
-                .header("webhook-timestamp", ts)
-                .header(
-                    "webhook-signature",
-                    signer.sign(event_id.as_str(), ts, &payload.body),
-                );
+            let signature = signer.sign(event_id.as_str(), ts, &payload.body);
+            headers.insert("webhook-id", id_value);
+            headers.insert("webhook-timestamp", HeaderValue::from(ts));
+            if let Ok(value) = HeaderValue::from_str(&signature) {
+                headers.insert("webhook-signature", value);
+            }
         }
+        let req = self
+            .client
+            .request(target.method.clone(), url)
+            .timeout(Duration::from_millis(target.destination.timeout_ms))
+            .headers(headers);
         let outcome = async {
             let mut resp = req.body(payload.body.clone()).send().await?;
             let status = resp.status().as_u16();

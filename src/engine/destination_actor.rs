@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::delivery::{Payload, Signer};
+use super::delivery::{Payload, Target};
 use super::Deps;
 use crate::domain::destination_core::{
     AttemptResult, Command, CoreConfig, CoreStats, DestinationCore, Input, Next, QueueEntry,
@@ -25,7 +25,8 @@ const MAX_CACHED_PAYLOADS: usize = 1024;
 pub struct DestinationActor {
     core: DestinationCore,
     destination: Arc<Destination>,
-    signer: Option<Arc<Signer>>,
+    /// The destination parsed for delivery (URL, headers, signing key), rebuilt on update.
+    target: Arc<Target>,
     deps: Deps,
     /// Bodies handed over by ingress for entries not yet attempted; others are read from the
     /// store when their attempt starts.
@@ -99,11 +100,7 @@ impl DestinationActor {
         core.handle(Input::EnginePaused(engine_paused), Timestamp::now());
         DestinationActor {
             core,
-            signer: destination
-                .signing_secret
-                .as_deref()
-                .and_then(Signer::new)
-                .map(Arc::new),
+            target: Arc::new(Target::new(destination.clone())),
             destination,
             deps,
             payloads: HashMap::new(),
@@ -256,23 +253,19 @@ impl DestinationActor {
         let payload = self.payloads.get(&seq).cloned();
         let store = self.deps.store.clone();
         let client = self.deps.client.clone();
-        let destination = self.destination.clone();
-        let signer = self.signer.clone();
+        let target = self.target.clone();
         let attempt = async move {
             let payload = match payload {
                 Some(p) => Some(p),
-                None => super::load_payload(&store, &destination.team_id, &entry.request_id).await,
+                None => {
+                    let team = &target.destination.team_id;
+                    super::load_payload(&store, team, &entry.request_id).await
+                }
             };
             match payload {
                 Some(payload) => {
                     client
-                        .deliver(
-                            &destination,
-                            signer.as_deref(),
-                            &entry.event_id,
-                            attempt_number,
-                            payload,
-                        )
+                        .deliver(&target, &entry.event_id, attempt_number, payload)
                         .await
                 }
                 None => {
@@ -344,12 +337,7 @@ impl Handler<Configure> for DestinationActor {
     type Result = ();
 
     fn handle(&mut self, msg: Configure, ctx: &mut Context<Self>) {
-        self.signer = msg
-            .0
-            .signing_secret
-            .as_deref()
-            .and_then(Signer::new)
-            .map(Arc::new);
+        self.target = Arc::new(Target::new(msg.0.clone()));
         self.destination = msg.0;
         let config = core_config(&self.destination, &self.deps);
         self.input(Input::Configure(config), ctx);

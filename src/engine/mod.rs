@@ -616,10 +616,7 @@ impl Engine {
         self.store().commit(writes).await?;
 
         if !forwards.is_empty() {
-            let payload = Arc::new(Payload {
-                headers: request.headers,
-                body,
-            });
+            let payload = Arc::new(Payload::new(&request.headers, body));
             for (addr, entry) in forwards {
                 let forward = Forward {
                     entries: vec![entry],
@@ -710,10 +707,7 @@ pub(crate) async fn load_payload(
     let (store, team, request) = (store.clone(), team.clone(), request.clone());
     let loaded = tokio::task::spawn_blocking(move || store.request(&team, &request)).await;
     match loaded {
-        Ok(Ok(Some(r))) => Some(Arc::new(Payload {
-            headers: r.headers,
-            body: Bytes::from(r.body),
-        })),
+        Ok(Ok(Some(r))) => Some(Arc::new(Payload::new(&r.headers, Bytes::from(r.body)))),
         Ok(Ok(None)) => None,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "cannot read a request body");
