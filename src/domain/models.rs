@@ -313,7 +313,7 @@ pub struct Event {
 }
 
 /// One try to deliver an event.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attempt {
     pub id: AttemptId,
     pub team_id: TeamId,
@@ -340,6 +340,8 @@ pub struct EventPatch {
     pub response: Option<(Option<u16>, Option<DeliveryError>)>,
     pub dead_lettered_at: Option<Option<Timestamp>>,
     pub updated_at: Timestamp,
+    /// The attempt this change records, stored with the event (see `store`).
+    pub attempt: Option<Attempt>,
 }
 
 impl EventPatch {

@@ -35,7 +35,7 @@ impl ConnectionActor {
         let now = Timestamp::now();
         let mut writes = Vec::with_capacity(entries.len() * 3);
         for entry in entries {
-            writes.push(ops::remove_queue_entry(&c.destination_id, entry.seq));
+            writes.push(ops::dequeue(&c.destination_id, entry.seq));
             writes.push(ops::put_hold(&c.id, entry));
             let patch = EventPatch {
                 status: Some(EventStatus::Hold),

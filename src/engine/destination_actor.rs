@@ -146,8 +146,9 @@ impl DestinationActor {
                 result,
                 next,
             } => {
-                self.record_attempt(&entry, attempt_number, trigger, &result, now, writes);
+                let attempt = self.record_attempt(&entry, attempt_number, trigger, &result, now);
                 let mut patch = EventPatch {
+                    attempt: Some(attempt),
                     attempts: Some(attempt_number),
                     last_attempt_at: Some(now),
                     response: Some((result.response_status, result.error)),
@@ -158,14 +159,14 @@ impl DestinationActor {
                     Next::Delivered => {
                         patch.status = Some(EventStatus::Successful);
                         patch.next_attempt_at = Some(None);
-                        writes.push(ops::remove_queue_entry(&self.destination.id, entry.seq));
+                        writes.push(ops::dequeue(&self.destination.id, entry.seq));
                         self.payloads.remove(&entry.seq);
                         self.metrics.delivered(&entry.connection_id);
                     }
                     Next::RetryAt(at) => {
                         patch.status = Some(EventStatus::Scheduled);
                         patch.next_attempt_at = Some(Some(at));
-                        writes.push(ops::put_queue_entry(&self.destination.id, &entry));
+                        writes.push(ops::requeue(&self.destination.id, &entry));
                         // A failing receiver must not pin bodies in memory; the retry reads
                         // it from the store.
                         self.payloads.remove(&entry.seq);
@@ -174,7 +175,7 @@ impl DestinationActor {
                         patch.status = Some(EventStatus::Failed);
                         patch.next_attempt_at = Some(None);
                         patch.dead_lettered_at = Some(Some(now));
-                        writes.push(ops::remove_queue_entry(&self.destination.id, entry.seq));
+                        writes.push(ops::dequeue(&self.destination.id, entry.seq));
                         self.payloads.remove(&entry.seq);
                     }
                 }
@@ -198,7 +199,7 @@ impl DestinationActor {
                     ..Default::default()
                 };
                 writes.push(ops::patch_event(team, &entry.event_id, patch));
-                writes.push(ops::remove_queue_entry(&self.destination.id, entry.seq));
+                writes.push(ops::dequeue(&self.destination.id, entry.seq));
                 self.payloads.remove(&entry.seq);
             }
             Command::SetTimer { at } => {
@@ -223,8 +224,7 @@ impl DestinationActor {
         trigger: Trigger,
         result: &AttemptResult,
         now: Timestamp,
-        writes: &mut Vec<Op>,
-    ) {
+    ) -> Attempt {
         let success = result.is_success();
         let attempt = Attempt {
             id: AttemptId::new(),
@@ -244,8 +244,8 @@ impl DestinationActor {
             created_at: Timestamp(now.millis().saturating_sub(result.duration_ms)),
             updated_at: now,
         };
-        writes.push(ops::put_attempt(&attempt));
         self.metrics.attempt(trigger, success, result.duration_ms);
+        attempt
     }
 
     fn start(&mut self, entry: QueueEntry, attempt_number: u32, ctx: &mut Context<Self>) {

@@ -595,7 +595,7 @@ impl Engine {
             if status == EventStatus::Hold {
                 writes.push(ops::put_hold(&connection.id, &entry));
             } else {
-                writes.push(ops::put_queue_entry(&connection.destination_id, &entry));
+                writes.push(ops::enqueue(&connection.destination_id, &entry));
                 forwards.push((addr, entry));
             }
             event_ids.push(event.id);

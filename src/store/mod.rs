@@ -19,7 +19,9 @@
 //! Reads go straight to sled; they never block on the writer.
 
 mod codec;
+mod event_record;
 pub mod keys;
+mod queue_records;
 mod writer;
 
 use std::collections::HashMap;
@@ -32,6 +34,7 @@ use serde::Serialize;
 
 use crate::domain::destination_core::QueueEntry;
 use crate::domain::*;
+use event_record::{EventRecord, NewEventRecord};
 pub use writer::{Durability, Op, Writer, WriterStats};
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -337,37 +340,70 @@ impl Store {
     }
 
     pub fn event(&self, team: &TeamId, id: &EventId) -> Result<Option<Event>> {
+        Ok(self.event_record(team, id)?.map(|r| r.event))
+    }
+
+    fn event_record(&self, team: &TeamId, id: &EventId) -> Result<Option<EventRecord>> {
         self.get(&keys::event(team, id))
     }
 
     pub fn list_events(&self, q: &ListQuery, keep: impl Fn(&Event) -> bool) -> Result<Page<Event>> {
-        self.page(
+        let page = self.page(
             &keys::team_prefix(keys::EVENT, &q.team),
             q.cursor.as_deref(),
             q.dir,
             q.limit,
-            keep,
-        )
+            |r: &EventRecord| keep(&r.event),
+        )?;
+        Ok(Page {
+            items: page.items.into_iter().map(|r| r.event).collect(),
+            next: page.next,
+        })
     }
 
-    pub fn attempts(&self, event: &EventId) -> Result<Vec<Attempt>> {
-        self.scan_all(&keys::attempt_prefix(event))
+    /// The team's event's attempts in order (empty for an unknown event): the first ones
+    /// are inside the event record, later ones under their own keys.
+    pub fn attempts(&self, team: &TeamId, event: &EventId) -> Result<Vec<Attempt>> {
+        let Some(record) = self.event_record(team, event)? else {
+            return Ok(Vec::new());
+        };
+        let mut attempts: Vec<Attempt> = record
+            .attempts
+            .iter()
+            .map(|a| a.attempt(&record.event))
+            .collect();
+        if attempts.len() == event_record::INLINE_ATTEMPTS {
+            attempts.extend(self.scan_all::<Attempt>(&keys::attempt_prefix(event))?);
+        }
+        Ok(attempts)
     }
 
     // ---- recovery -------------------------------------------------------------------
 
-    /// Every destination's queue, in order, and the highest sequence number in use.
+    /// Every destination's queue, in order, and the highest sequence number in use. Also
+    /// hands the writer the index of where each entry is stored, so call it once, at boot,
+    /// before any queue change.
     pub fn load_queues(&self) -> Result<(HashMap<DestinationId, Vec<QueueEntry>>, u64)> {
         let mut queues: HashMap<DestinationId, Vec<QueueEntry>> = HashMap::new();
+        let mut index = queue_records::QueueIndex::default();
         let mut max_seq = 0;
         for kv in self.inner.tree.scan_prefix(keys::QUEUE) {
             let (k, v) = kv?;
-            let Some((destination, seq)) = keys::parse_queue(&k) else {
+            let Some((destination, record)) = keys::parse_queue(&k) else {
                 return Err(StoreError::Corrupt("bad queue key".into()));
             };
-            let entry: QueueEntry = codec::decode(&v)?;
-            max_seq = max_seq.max(seq);
-            queues.entry(destination).or_default().push(entry);
+            let entries = queue_records::decode(&v)?;
+            let queue = queues.entry(destination.clone()).or_default();
+            for entry in entries {
+                max_seq = max_seq.max(entry.seq);
+                index.insert(&destination, entry.seq, record);
+                queue.push(entry);
+            }
+        }
+        // Records are in the order their groups committed, which can differ a little from
+        // the order sequence numbers were handed out; FIFO is by sequence.
+        for queue in queues.values_mut() {
+            queue.sort_by_key(|e| e.seq);
         }
         // Held entries keep their sequence numbers for when they are released.
         for kv in self.inner.tree.scan_prefix(keys::HOLD) {
@@ -375,7 +411,13 @@ impl Store {
             let entry: QueueEntry = codec::decode(&v)?;
             max_seq = max_seq.max(entry.seq);
         }
+        self.inner.writer.set_queue_index(index);
         Ok((queues, max_seq))
+    }
+
+    #[cfg(test)]
+    fn count_keys(&self, prefix: &[u8]) -> usize {
+        self.inner.tree.scan_prefix(prefix).count()
     }
 }
 
@@ -443,7 +485,11 @@ pub mod ops {
     }
 
     pub fn put_event(e: &Event) -> Op {
-        put(keys::event(&e.team_id, &e.id), e)
+        let record = NewEventRecord {
+            event: e,
+            attempts: &[],
+        };
+        put(keys::event(&e.team_id, &e.id), &record)
     }
 
     pub fn patch_event(team: &TeamId, id: &EventId, patch: EventPatch) -> Op {
@@ -453,16 +499,25 @@ pub mod ops {
         }
     }
 
-    pub fn put_attempt(a: &Attempt) -> Op {
-        put(keys::attempt(&a.event_id, a.attempt_number), a)
+    pub fn enqueue(destination: &DestinationId, entry: &QueueEntry) -> Op {
+        Op::Enqueue {
+            destination: destination.clone(),
+            entry: entry.clone(),
+        }
     }
 
-    pub fn put_queue_entry(destination: &DestinationId, entry: &QueueEntry) -> Op {
-        put(keys::queue(destination, entry.seq), entry)
+    pub fn requeue(destination: &DestinationId, entry: &QueueEntry) -> Op {
+        Op::Requeue {
+            destination: destination.clone(),
+            entry: entry.clone(),
+        }
     }
 
-    pub fn remove_queue_entry(destination: &DestinationId, seq: u64) -> Op {
-        Op::Remove(keys::queue(destination, seq))
+    pub fn dequeue(destination: &DestinationId, seq: u64) -> Op {
+        Op::Dequeue {
+            destination: destination.clone(),
+            seq,
+        }
     }
 
     pub fn put_hold(connection: &ConnectionId, entry: &QueueEntry) -> Op {
@@ -609,5 +664,146 @@ mod tests {
             store.event(&team, &e.id),
             Err(StoreError::Corrupt(_))
         ));
+    }
+
+    fn entry(seq: u64) -> QueueEntry {
+        QueueEntry {
+            seq,
+            event_id: EventId::new(),
+            request_id: RequestId::new(),
+            connection_id: ConnectionId::new(),
+            attempts: 0,
+            next_trigger: Trigger::Initial,
+            due_at: None,
+            retry: Default::default(),
+            created_at: Timestamp(seq),
+        }
+    }
+
+    #[test]
+    fn a_group_of_queue_entries_shares_one_record_and_survives_changes_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d1, d2) = (DestinationId::new(), DestinationId::new());
+        rt().block_on(async {
+            let store = Store::open(dir.path(), Durability::Flush, Duration::ZERO).unwrap();
+            // Sequence numbers are handed out before commit, so groups can land out of order.
+            store
+                .commit(vec![
+                    ops::enqueue(&d1, &entry(5)),
+                    ops::enqueue(&d1, &entry(7)),
+                    ops::enqueue(&d2, &entry(6)),
+                ])
+                .await
+                .unwrap();
+            store
+                .commit((1..=4).map(|s| ops::enqueue(&d1, &entry(s))).collect())
+                .await
+                .unwrap();
+            assert_eq!(
+                store.count_keys(keys::QUEUE),
+                3,
+                "one record per destination per group"
+            );
+            let mut retried = entry(7);
+            retried.attempts = 1;
+            retried.next_trigger = Trigger::Automatic;
+            store
+                .commit(vec![
+                    ops::dequeue(&d1, 5),
+                    ops::requeue(&d1, &retried),
+                    ops::dequeue(&d2, 6),
+                    ops::dequeue(&d2, 99),
+                ])
+                .await
+                .unwrap();
+            assert_eq!(
+                store.count_keys(keys::QUEUE),
+                2,
+                "an emptied record is removed"
+            );
+            store.close().await;
+        });
+        let store = rt().block_on(async {
+            Store::open(dir.path(), Durability::Flush, Duration::ZERO).unwrap()
+        });
+        let (queues, max_seq) = store.load_queues().unwrap();
+        assert_eq!(max_seq, 7);
+        let d1_queue = &queues[&d1];
+        assert_eq!(
+            d1_queue.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 7],
+            "FIFO by sequence, whatever the order of the groups"
+        );
+        assert_eq!(
+            d1_queue[4].attempts, 1,
+            "the requeued entry replaced the old one"
+        );
+        assert!(!queues.contains_key(&d2));
+        // The index rebuilt at boot lets the writer find entries stored before the restart.
+        rt().block_on(async {
+            store
+                .commit((1..=4).map(|s| ops::dequeue(&d1, s)).collect())
+                .await
+                .unwrap();
+        });
+        let (queues, _) = store.load_queues().unwrap();
+        assert_eq!(
+            queues[&d1].iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![7]
+        );
+    }
+
+    #[test]
+    fn attempts_are_listed_in_order_inline_and_spilled() {
+        let dir = tempfile::tempdir().unwrap();
+        let team = TeamId::new();
+        let e = event(&team);
+        let store = rt().block_on(async {
+            Store::open(dir.path(), Durability::Flush, Duration::ZERO).unwrap()
+        });
+        let attempt = |n: u32| Attempt {
+            id: AttemptId::new(),
+            team_id: team.clone(),
+            event_id: e.id.clone(),
+            destination_id: e.destination_id.clone(),
+            attempt_number: n,
+            trigger: if n == 1 {
+                Trigger::Initial
+            } else {
+                Trigger::Automatic
+            },
+            status: AttemptStatus::Failed,
+            response_status: Some(503),
+            error_code: None,
+            duration_ms: 1,
+            created_at: Timestamp(n as u64),
+            updated_at: Timestamp(n as u64),
+        };
+        let total = event_record::INLINE_ATTEMPTS as u32 + 3;
+        let mut writes = vec![ops::put_event(&e)];
+        for n in 1..=total {
+            let patch = EventPatch {
+                attempts: Some(n),
+                attempt: Some(attempt(n)),
+                updated_at: Timestamp(n as u64),
+                ..Default::default()
+            };
+            writes.push(ops::patch_event(&team, &e.id, patch));
+        }
+        rt().block_on(store.commit(writes)).unwrap();
+        let listed = store.attempts(&team, &e.id).unwrap();
+        assert_eq!(
+            listed.iter().map(|a| a.attempt_number).collect::<Vec<_>>(),
+            (1..=total).collect::<Vec<_>>()
+        );
+        assert!(listed
+            .iter()
+            .all(|a| a.event_id == e.id && a.team_id == team));
+        assert_eq!(listed[0].trigger, Trigger::Initial);
+        assert_eq!(store.event(&team, &e.id).unwrap().unwrap().attempts, total);
+        assert!(
+            store.attempts(&TeamId::new(), &e.id).unwrap().is_empty(),
+            "another team sees none"
+        );
     }
 }

@@ -11,8 +11,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::codec;
+use super::event_record::EventRecord;
+use super::keys;
+use super::queue_records::{GroupQueues, QueueIndex};
 use super::StoreError;
-use crate::domain::{Event, EventPatch};
+use crate::domain::destination_core::QueueEntry;
+use crate::domain::{DestinationId, EventPatch};
 
 /// What "durable" means when a commit is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -34,11 +38,28 @@ pub enum Op {
         key: Vec<u8>,
         patch: EventPatch,
     },
+    /// Adds an entry to a destination's durable queue (see `queue_records`).
+    Enqueue {
+        destination: DestinationId,
+        entry: QueueEntry,
+    },
+    /// Replaces a queued entry: its retry was scheduled.
+    Requeue {
+        destination: DestinationId,
+        entry: QueueEntry,
+    },
+    /// Takes an entry off its destination's queue: delivered, dead-lettered or held.
+    Dequeue {
+        destination: DestinationId,
+        seq: u64,
+    },
 }
 
 struct Message {
     ops: Vec<Op>,
     ack: Option<oneshot::Sender<Result<(), StoreError>>>,
+    /// Where each queue entry found at boot is stored; sent once, before any queue change.
+    index: Option<QueueIndex>,
     /// The last message: write what came before, flush, and end the thread.
     stop: bool,
 }
@@ -101,6 +122,7 @@ impl Writer {
         if let Err(mpsc::SendError(msg)) = self.tx.send(Message {
             ops,
             ack: Some(ack),
+            index: None,
             stop: false,
         }) {
             if let Some(ack) = msg.ack {
@@ -115,7 +137,18 @@ impl Writer {
         let _ = self.tx.send(Message {
             ops: Vec::new(),
             ack: None,
+            index: None,
             stop: true,
+        });
+    }
+
+    /// Hands the writer the queue index rebuilt at boot.
+    pub(super) fn set_queue_index(&self, index: QueueIndex) {
+        let _ = self.tx.send(Message {
+            ops: Vec::new(),
+            ack: None,
+            index: Some(index),
+            stop: false,
         });
     }
 
@@ -129,6 +162,7 @@ impl Writer {
             .send(Message {
                 ops,
                 ack: None,
+                index: None,
                 stop: false,
             })
             .is_err()
@@ -151,6 +185,7 @@ fn run(
 ) {
     use std::sync::atomic::Ordering::Relaxed;
     let mut dirty = false;
+    let mut queue_index = QueueIndex::default();
     loop {
         // Block for the first message; if the channel is closed, flush what is left and stop.
         let first = match rx.recv_timeout(Duration::from_millis(200)) {
@@ -183,12 +218,17 @@ fn run(
         stats.messages.fetch_add(group.len() as u64, Relaxed);
         let mut acks = Vec::new();
         let mut overlay: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
+        let mut queues = GroupQueues::default();
         for message in group {
+            if let Some(index) = message.index {
+                queue_index = index;
+            }
             for op in message.ops {
-                apply_op(&tree, &mut overlay, op);
+                apply_op(&tree, &mut overlay, &mut queues, &mut queue_index, op);
             }
             acks.extend(message.ack);
         }
+        overlay.extend(queues.finish());
         let mut batch = sled::Batch::default();
         let large = overlay
             .values()
@@ -282,8 +322,19 @@ fn make_durable(
     Ok(())
 }
 
-fn apply_op(tree: &sled::Tree, overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>, op: Op) {
+fn apply_op(
+    tree: &sled::Tree,
+    overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
+    queues: &mut GroupQueues,
+    queue_index: &mut QueueIndex,
+    op: Op,
+) {
+    // Queue records are written only at the end of a group, so earlier groups' are in sled.
+    let read = |key: &[u8]| tree.get(key).ok().flatten().map(|v| v.to_vec());
     match op {
+        Op::Enqueue { destination, entry } => queues.enqueue(queue_index, destination, entry),
+        Op::Requeue { destination, entry } => queues.requeue(queue_index, destination, entry, read),
+        Op::Dequeue { destination, seq } => queues.dequeue(queue_index, destination, seq, read),
         Op::Put(k, v) => {
             overlay.insert(k, Some(v));
         }
@@ -297,10 +348,13 @@ fn apply_op(tree: &sled::Tree, overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>, 
             };
             // A patch for an event that no longer exists (purged) is dropped.
             let Some(bytes) = current else { return };
-            match codec::decode::<Event>(&bytes) {
-                Ok(mut event) => {
-                    patch.apply(&mut event);
-                    overlay.insert(key, Some(codec::encode(&event)));
+            match codec::decode::<EventRecord>(&bytes) {
+                Ok(mut record) => {
+                    if let Some(spilled) = record.apply(patch) {
+                        let attempt_key = keys::attempt(&spilled.event_id, spilled.attempt_number);
+                        overlay.insert(attempt_key, Some(codec::encode(&spilled)));
+                    }
+                    overlay.insert(key, Some(codec::encode(&record)));
                 }
                 Err(e) => tracing::error!(error = %e, "cannot decode an event to patch it"),
             }
