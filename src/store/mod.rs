@@ -3,8 +3,15 @@
 //! **Layout.** One sled tree, `fasthook`, holds every record under a one-letter kind prefix
 //! (see `keys`): `T/` teams, `K/` API keys by secret hash, `I/` key ids, `S/` `D/` `C/`
 //! sources, destinations, connections (global, carrying their team), `R/{team}/` requests
-//! (with the body, stored once), `E/{team}/` events, `A/{event}/{n}` attempts,
-//! `Q/{destination}/{seq}` destination queues, `H/{connection}/{seq}` held events.
+//! (with the body, stored once), `E/{team}/` events with their first attempts
+//! (`event_record`), `A/{event}/{n}` attempts beyond those, `Q/{destination}/{seq}` queue
+//! records, each holding the entries one group added to that destination (`queue_records`),
+//! `H/{connection}/{seq}` held events.
+//!
+//! **Fewer keys.** sled 0.34 copies a whole leaf (up to 16 entries) on every insert, so the
+//! number of keys written per event matters more than their size: a delivered event costs
+//! three inserts (request, event, the event again with its attempt) and a share of its
+//! group's queue record.
 //!
 //! **Why one tree.** sled's `Batch` is atomic within one tree only. With one tree, a whole
 //! group commit — every request, event and queue entry that arrived together — is a single
