@@ -45,5 +45,19 @@ pub fn init_metrics() -> Option<PrometheusHandle> {
     let recorder = builder.build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).ok()?;
+    // Histogram samples pile up until they are folded into buckets, which rendering does;
+    // without a scraper they would grow without bound, so fold them on a timer too.
+    let upkeep = handle.clone();
+    let spawned = std::thread::Builder::new()
+        .name("fasthook-metrics".into())
+        .spawn(move || loop {
+            std::thread::sleep(METRICS_UPKEEP_EVERY);
+            upkeep.run_upkeep();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the metrics upkeep thread");
+    }
     Some(handle)
 }
+
+const METRICS_UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
