@@ -35,6 +35,16 @@ impl Payload {
         }
         Payload { headers: map, body }
     }
+
+    /// Roughly the memory it holds.
+    pub fn size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum();
+        self.body.len() + headers + std::mem::size_of::<Payload>()
+    }
 }
 
 /// Everything about a destination that a delivery needs, parsed once when the destination is

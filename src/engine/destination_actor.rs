@@ -10,6 +10,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::delivery::{Payload, Target};
+use super::payload_cache::PayloadCache;
 use super::Deps;
 use crate::domain::destination_core::{
     AttemptResult, Command, CoreConfig, CoreStats, DestinationCore, Input, Next, QueueEntry,
@@ -17,10 +18,6 @@ use crate::domain::destination_core::{
 use crate::domain::*;
 use crate::store::{ops, Op};
 use crate::telemetry;
-
-/// Bodies kept in memory per destination for entries not yet attempted. A destination
-/// with a deep backlog (receiver down, breaker open, paused) reads the rest from the store.
-const MAX_CACHED_PAYLOADS: usize = 1024;
 
 pub struct DestinationActor {
     core: DestinationCore,
@@ -30,7 +27,7 @@ pub struct DestinationActor {
     deps: Deps,
     /// Bodies handed over by ingress for entries not yet attempted; others are read from the
     /// store when their attempt starts.
-    payloads: HashMap<u64, Arc<Payload>>,
+    payloads: PayloadCache,
     timer: Option<SpawnHandle>,
     /// Entries loaded from the store at boot, fed to the core once the actor runs.
     recovered: Vec<QueueEntry>,
@@ -102,8 +99,8 @@ impl DestinationActor {
             core,
             target: Arc::new(Target::new(destination.clone())),
             destination,
+            payloads: PayloadCache::new(deps.payload_budget.clone()),
             deps,
-            payloads: HashMap::new(),
             timer: None,
             recovered,
             metrics,
@@ -160,7 +157,7 @@ impl DestinationActor {
                         patch.status = Some(EventStatus::Successful);
                         patch.next_attempt_at = Some(None);
                         writes.push(ops::dequeue(&self.destination.id, entry.seq));
-                        self.payloads.remove(&entry.seq);
+                        self.payloads.remove(entry.seq);
                         self.metrics.delivered(&entry.connection_id);
                     }
                     Next::RetryAt(at) => {
@@ -169,14 +166,14 @@ impl DestinationActor {
                         writes.push(ops::requeue(&self.destination.id, &entry));
                         // A failing receiver must not pin bodies in memory; the retry reads
                         // it from the store.
-                        self.payloads.remove(&entry.seq);
+                        self.payloads.remove(entry.seq);
                     }
                     Next::DeadLettered => {
                         patch.status = Some(EventStatus::Failed);
                         patch.next_attempt_at = Some(None);
                         patch.dead_lettered_at = Some(Some(now));
                         writes.push(ops::dequeue(&self.destination.id, entry.seq));
-                        self.payloads.remove(&entry.seq);
+                        self.payloads.remove(entry.seq);
                     }
                 }
                 writes.push(ops::patch_event(team, &entry.event_id, patch));
@@ -200,7 +197,7 @@ impl DestinationActor {
                 };
                 writes.push(ops::patch_event(team, &entry.event_id, patch));
                 writes.push(ops::dequeue(&self.destination.id, entry.seq));
-                self.payloads.remove(&entry.seq);
+                self.payloads.remove(entry.seq);
             }
             Command::SetTimer { at } => {
                 if let Some(handle) = self.timer.take() {
@@ -250,7 +247,7 @@ impl DestinationActor {
 
     fn start(&mut self, entry: QueueEntry, attempt_number: u32, ctx: &mut Context<Self>) {
         let seq = entry.seq;
-        let payload = self.payloads.get(&seq).cloned();
+        let payload = self.payloads.get(seq);
         let store = self.deps.store.clone();
         let client = self.deps.client.clone();
         let target = self.target.clone();
@@ -318,10 +315,7 @@ impl Handler<Enqueue> for DestinationActor {
     fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) {
         if let Some(payload) = msg.payload {
             for entry in &msg.entries {
-                // Beyond this many, a backlog's bodies stay in the store until their turn.
-                if self.payloads.len() < MAX_CACHED_PAYLOADS {
-                    self.payloads.insert(entry.seq, payload.clone());
-                }
+                self.payloads.insert(entry.seq, &payload);
             }
         }
         self.input(Input::Enqueue(msg.entries), ctx);

@@ -6,6 +6,7 @@
 pub mod connection_actor;
 pub mod delivery;
 pub mod destination_actor;
+mod payload_cache;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,6 +45,8 @@ pub type Result<T> = std::result::Result<T, EngineError>;
 pub struct Deps {
     pub store: Store,
     pub client: DeliveryClient,
+    /// Memory for bodies of events not yet attempted, shared by every destination.
+    pub payload_budget: Arc<payload_cache::PayloadBudget>,
     pub max_event_age_ms: u64,
     pub per_id_labels: bool,
 }
@@ -111,6 +114,7 @@ impl Engine {
         let deps = Deps {
             store,
             client,
+            payload_budget: payload_cache::PayloadBudget::new(payload_cache::PAYLOAD_CACHE_BYTES),
             max_event_age_ms: config.delivery.max_event_age.as_millis() as u64,
             per_id_labels: config.telemetry.per_id_labels,
         };
