@@ -180,3 +180,36 @@ async fn a_4xx_is_retried_by_the_rules() {
     );
     assert_eq!(receiver.hit_count(), 3);
 }
+
+/// The first attempts are stored inside the event's record and later ones under their own
+/// keys; the list must read as one sequence, before and after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_attempts_list_in_order_across_a_restart() {
+    let receiver = TestReceiver::start().await;
+    receiver.set_status(503);
+    let mut server = TestServer::start().await;
+    let rules = json!([{ "type": "retry", "strategy": "linear", "count": 11, "interval": 20 }]);
+    let (src, _, _) = server.pipeline(&receiver.url(), json!({}), rules).await;
+    let id = server
+        .ingest_ok(&src, sample_body("many", 0), "application/json")
+        .await[0]
+        .clone();
+
+    let event = wait_status(&server, &id, "FAILED", Duration::from_secs(20)).await;
+    assert_eq!(event["attempts"], 12, "{event}");
+    let mut triggers = vec!["AUTOMATIC"; 12];
+    triggers[0] = "INITIAL";
+    let before = server.attempts(&id).await;
+    assert_attempts(&before, &triggers, &["FAILED"; 12], &[503; 12]);
+    assert!(
+        before.iter().all(|a| a["event_id"] == id.as_str()),
+        "every attempt names its event: {before:#?}"
+    );
+
+    server.sigterm();
+    let status = server.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "clean exit: {status:?}");
+    server.restart().await;
+    let after = server.attempts(&id).await;
+    assert_eq!(after, before, "the same attempts after a restart");
+}
