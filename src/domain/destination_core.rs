@@ -327,19 +327,7 @@ mod tests {
         }
     }
 
-    fn entry(seq: u64, retry: RetryPolicy) -> QueueEntry {
-        QueueEntry {
-            seq,
-            event_id: EventId::new(),
-            request_id: RequestId::new(),
-            connection_id: ConnectionId::new(),
-            attempts: 0,
-            next_trigger: Trigger::Initial,
-            due_at: None,
-            retry,
-            created_at: Timestamp(0),
-        }
-    }
+    use crate::domain::fixtures::queue_entry as entry;
 
     fn linear(count: u32, interval_ms: u64) -> RetryPolicy {
         RetryPolicy {

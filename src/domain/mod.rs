@@ -2,6 +2,8 @@
 
 pub mod connection_core;
 pub mod destination_core;
+#[cfg(test)]
+pub mod fixtures;
 pub mod ids;
 pub mod models;
 pub mod rules;

@@ -21,8 +21,8 @@ use crate::telemetry;
 
 pub struct DestinationActor {
     core: DestinationCore,
-    destination: Arc<Destination>,
-    /// The destination parsed for delivery (URL, headers, signing key), rebuilt on update.
+    /// The destination, and what delivery parsed from it (URL, headers, signing key); rebuilt
+    /// on update.
     target: Arc<Target>,
     deps: Deps,
     /// Bodies handed over by ingress for entries not yet attempted; others are read from the
@@ -97,8 +97,7 @@ impl DestinationActor {
         core.handle(Input::EnginePaused(engine_paused), Timestamp::now());
         DestinationActor {
             core,
-            target: Arc::new(Target::new(destination.clone())),
-            destination,
+            target: Arc::new(Target::new(destination)),
             payloads: PayloadCache::new(deps.payload_budget.clone()),
             deps,
             timer: None,
@@ -128,7 +127,7 @@ impl DestinationActor {
         writes: &mut Vec<Op>,
         ctx: &mut Context<Self>,
     ) {
-        let destination = self.destination.clone();
+        let destination = self.target.destination.clone();
         let team = &destination.team_id;
         match command {
             Command::Start {
@@ -156,14 +155,14 @@ impl DestinationActor {
                     Next::Delivered => {
                         patch.status = Some(EventStatus::Successful);
                         patch.next_attempt_at = Some(None);
-                        writes.push(ops::dequeue(&self.destination.id, entry.seq));
+                        writes.push(ops::dequeue(&self.target.destination.id, entry.seq));
                         self.payloads.remove(entry.seq);
                         self.metrics.delivered(&entry.connection_id);
                     }
                     Next::RetryAt(at) => {
                         patch.status = Some(EventStatus::Scheduled);
                         patch.next_attempt_at = Some(Some(at));
-                        writes.push(ops::requeue(&self.destination.id, &entry));
+                        writes.push(ops::requeue(&self.target.destination.id, &entry));
                         // A failing receiver must not pin bodies in memory; the retry reads
                         // it from the store.
                         self.payloads.remove(entry.seq);
@@ -172,7 +171,7 @@ impl DestinationActor {
                         patch.status = Some(EventStatus::Failed);
                         patch.next_attempt_at = Some(None);
                         patch.dead_lettered_at = Some(Some(now));
-                        writes.push(ops::dequeue(&self.destination.id, entry.seq));
+                        writes.push(ops::dequeue(&self.target.destination.id, entry.seq));
                         self.payloads.remove(entry.seq);
                     }
                 }
@@ -196,7 +195,7 @@ impl DestinationActor {
                     ..Default::default()
                 };
                 writes.push(ops::patch_event(team, &entry.event_id, patch));
-                writes.push(ops::dequeue(&self.destination.id, entry.seq));
+                writes.push(ops::dequeue(&self.target.destination.id, entry.seq));
                 self.payloads.remove(entry.seq);
             }
             Command::SetTimer { at } => {
@@ -225,9 +224,9 @@ impl DestinationActor {
         let success = result.is_success();
         let attempt = Attempt {
             id: AttemptId::new(),
-            team_id: self.destination.team_id.clone(),
+            team_id: self.target.destination.team_id.clone(),
             event_id: entry.event_id.clone(),
-            destination_id: self.destination.id.clone(),
+            destination_id: self.target.destination.id.clone(),
             attempt_number,
             trigger,
             status: if success {
@@ -331,9 +330,8 @@ impl Handler<Configure> for DestinationActor {
     type Result = ();
 
     fn handle(&mut self, msg: Configure, ctx: &mut Context<Self>) {
-        self.target = Arc::new(Target::new(msg.0.clone()));
-        self.destination = msg.0;
-        let config = core_config(&self.destination, &self.deps);
+        self.target = Arc::new(Target::new(msg.0));
+        let config = core_config(&self.target.destination, &self.deps);
         self.input(Input::Configure(config), ctx);
     }
 }
@@ -374,7 +372,7 @@ pub struct DestinationSnapshot {
 impl DestinationActor {
     fn snapshot(&self) -> DestinationSnapshot {
         DestinationSnapshot {
-            destination_id: self.destination.id.clone(),
+            destination_id: self.target.destination.id.clone(),
             stats: self.core.stats(),
         }
     }

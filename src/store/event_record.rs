@@ -95,23 +95,7 @@ mod tests {
     #[test]
     fn the_first_attempts_stay_inline_and_later_ones_spill() {
         let now = Timestamp(5);
-        let event = Event {
-            id: EventId::new(),
-            team_id: TeamId::new(),
-            connection_id: ConnectionId::new(),
-            source_id: SourceId::new(),
-            destination_id: DestinationId::new(),
-            request_id: RequestId::new(),
-            status: EventStatus::Queued,
-            attempts: 0,
-            next_attempt_at: None,
-            last_attempt_at: None,
-            response_status: None,
-            error_code: None,
-            dead_lettered_at: None,
-            created_at: now,
-            updated_at: now,
-        };
+        let event = crate::domain::fixtures::event(&TeamId::new());
         let mut record = EventRecord {
             event: event.clone(),
             attempts: Vec::new(),

@@ -536,26 +536,7 @@ pub mod ops {
 mod tests {
     use super::*;
 
-    fn event(team: &TeamId) -> Event {
-        let now = Timestamp(1);
-        Event {
-            id: EventId::new(),
-            team_id: team.clone(),
-            connection_id: ConnectionId::new(),
-            source_id: SourceId::new(),
-            destination_id: DestinationId::new(),
-            request_id: RequestId::new(),
-            status: EventStatus::Queued,
-            attempts: 0,
-            next_attempt_at: None,
-            last_attempt_at: None,
-            response_status: None,
-            error_code: None,
-            dead_lettered_at: None,
-            created_at: now,
-            updated_at: now,
-        }
-    }
+    use crate::domain::fixtures::event;
 
     fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
@@ -674,17 +655,7 @@ mod tests {
     }
 
     fn entry(seq: u64) -> QueueEntry {
-        QueueEntry {
-            seq,
-            event_id: EventId::new(),
-            request_id: RequestId::new(),
-            connection_id: ConnectionId::new(),
-            attempts: 0,
-            next_trigger: Trigger::Initial,
-            due_at: None,
-            retry: Default::default(),
-            created_at: Timestamp(seq),
-        }
+        crate::domain::fixtures::queue_entry(seq, Default::default())
     }
 
     #[test]

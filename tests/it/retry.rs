@@ -6,6 +6,18 @@ use serde_json::{json, Value};
 
 use crate::common::{eventually, sample_body, Hit, TestReceiver, TestServer};
 
+/// A server with one source → destination pipeline to `receiver` under `rules`, and the id of
+/// the one event sent through it.
+async fn one_event(receiver: &TestReceiver, rules: Value, label: &str) -> (TestServer, String) {
+    let server = TestServer::start().await;
+    let (src, _, _) = server.pipeline(&receiver.url(), json!({}), rules).await;
+    let id = server
+        .ingest_ok(&src, sample_body(label, 0), "application/json")
+        .await[0]
+        .clone();
+    (server, id)
+}
+
 /// Waits until the event reaches `status`, answers it.
 async fn wait_status(server: &TestServer, id: &str, status: &str, deadline: Duration) -> Value {
     let what = format!("event {id} reaches {status}");
@@ -44,13 +56,8 @@ fn assert_attempts(
 async fn linear_retries_then_dead_letter() {
     let receiver = TestReceiver::start().await;
     receiver.set_status(500);
-    let server = TestServer::start().await;
     let rules = json!([{ "type": "retry", "strategy": "linear", "count": 3, "interval": 200 }]);
-    let (src, _, _) = server.pipeline(&receiver.url(), json!({}), rules).await;
-    let id = server
-        .ingest_ok(&src, sample_body("linear", 0), "application/json")
-        .await[0]
-        .clone();
+    let (server, id) = one_event(&receiver, rules, "linear").await;
 
     let event = wait_status(&server, &id, "FAILED", Duration::from_secs(15)).await;
     assert!(
@@ -95,14 +102,9 @@ async fn linear_retries_then_dead_letter() {
 async fn exponential_retries_double_the_wait() {
     let receiver = TestReceiver::start().await;
     receiver.set_status(500);
-    let server = TestServer::start().await;
     let rules =
         json!([{ "type": "retry", "strategy": "exponential", "count": 3, "interval": 150 }]);
-    let (src, _, _) = server.pipeline(&receiver.url(), json!({}), rules).await;
-    let id = server
-        .ingest_ok(&src, sample_body("expo", 0), "application/json")
-        .await[0]
-        .clone();
+    let (server, id) = one_event(&receiver, rules, "expo").await;
 
     let event = wait_status(&server, &id, "FAILED", Duration::from_secs(15)).await;
     assert!(event["dead_lettered_at"].is_string(), "{event}");
@@ -134,13 +136,8 @@ async fn exponential_retries_double_the_wait() {
 async fn a_retry_that_succeeds_ends_the_event() {
     let receiver = TestReceiver::start().await;
     receiver.push_statuses(&[500, 500]);
-    let server = TestServer::start().await;
     let rules = json!([{ "type": "retry", "strategy": "linear", "count": 5, "interval": 100 }]);
-    let (src, _, _) = server.pipeline(&receiver.url(), json!({}), rules).await;
-    let id = server
-        .ingest_ok(&src, sample_body("recover", 0), "application/json")
-        .await[0]
-        .clone();
+    let (server, id) = one_event(&receiver, rules, "recover").await;
 
     let event = wait_status(&server, &id, "SUCCESSFUL", Duration::from_secs(15)).await;
     assert!(event["dead_lettered_at"].is_null(), "{event}");
@@ -160,13 +157,8 @@ async fn a_retry_that_succeeds_ends_the_event() {
 async fn a_4xx_is_retried_by_the_rules() {
     let receiver = TestReceiver::start().await;
     receiver.set_status(400);
-    let server = TestServer::start().await;
     let rules = json!([{ "type": "retry", "strategy": "linear", "count": 2, "interval": 100 }]);
-    let (src, _, _) = server.pipeline(&receiver.url(), json!({}), rules).await;
-    let id = server
-        .ingest_ok(&src, sample_body("4xx", 0), "application/json")
-        .await[0]
-        .clone();
+    let (server, id) = one_event(&receiver, rules, "4xx").await;
 
     let event = wait_status(&server, &id, "FAILED", Duration::from_secs(15)).await;
     assert!(event["dead_lettered_at"].is_string(), "{event}");
@@ -187,13 +179,8 @@ async fn a_4xx_is_retried_by_the_rules() {
 async fn many_attempts_list_in_order_across_a_restart() {
     let receiver = TestReceiver::start().await;
     receiver.set_status(503);
-    let mut server = TestServer::start().await;
     let rules = json!([{ "type": "retry", "strategy": "linear", "count": 11, "interval": 20 }]);
-    let (src, _, _) = server.pipeline(&receiver.url(), json!({}), rules).await;
-    let id = server
-        .ingest_ok(&src, sample_body("many", 0), "application/json")
-        .await[0]
-        .clone();
+    let (mut server, id) = one_event(&receiver, rules, "many").await;
 
     let event = wait_status(&server, &id, "FAILED", Duration::from_secs(20)).await;
     assert_eq!(event["attempts"], 12, "{event}");
