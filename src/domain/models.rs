@@ -182,8 +182,9 @@ pub struct Request {
     pub method: String,
     /// Header names in lower case, in arrival order, hop-by-hop headers removed.
     pub headers: Vec<(String, String)>,
-    #[serde(with = "serde_bytes")]
-    pub body: Vec<u8>,
+    /// Kept apart from the record, in the store's body log, so it is not serialized here.
+    #[serde(skip)]
+    pub body: bytes::Bytes,
     pub rejection_cause: Option<RejectionCause>,
     pub event_ids: Vec<EventId>,
     pub created_at: Timestamp,

@@ -610,17 +610,18 @@ impl Engine {
             source_id: source.id.clone(),
             method,
             headers,
-            body: body.to_vec(),
+            body,
             rejection_cause: None,
             event_ids: event_ids.clone(),
             created_at: now,
             updated_at: now,
         };
-        writes.push(ops::put_request(&request));
+        let payload = (!forwards.is_empty())
+            .then(|| Arc::new(Payload::new(&request.headers, request.body.clone())));
+        writes.push(ops::put_request(request));
         self.store().commit(writes).await?;
 
-        if !forwards.is_empty() {
-            let payload = Arc::new(Payload::new(&request.headers, body));
+        if let Some(payload) = payload {
             for (addr, entry) in forwards {
                 let forward = Forward {
                     entries: vec![entry],
@@ -659,16 +660,15 @@ impl Engine {
             source_id: source.id.clone(),
             method,
             headers,
-            body: body.to_vec(),
+            body,
             rejection_cause: Some(cause),
             event_ids: Vec::new(),
             created_at: now,
             updated_at: now,
         };
-        self.store()
-            .commit(vec![ops::put_request(&request)])
-            .await?;
-        Ok(request.id)
+        let id = request.id.clone();
+        self.store().commit(vec![ops::put_request(request)]).await?;
+        Ok(id)
     }
 
     // ---- shutdown -----------------------------------------------------------------------
@@ -711,7 +711,7 @@ pub(crate) async fn load_payload(
     let (store, team, request) = (store.clone(), team.clone(), request.clone());
     let loaded = tokio::task::spawn_blocking(move || store.request(&team, &request)).await;
     match loaded {
-        Ok(Ok(Some(r))) => Some(Arc::new(Payload::new(&r.headers, Bytes::from(r.body)))),
+        Ok(Ok(Some(r))) => Some(Arc::new(Payload::new(&r.headers, r.body))),
         Ok(Ok(None)) => None,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "cannot read a request body");

@@ -3,15 +3,16 @@
 //! **Layout.** One sled tree, `fasthook`, holds every record under a one-letter kind prefix
 //! (see `keys`): `T/` teams, `K/` API keys by secret hash, `I/` key ids, `S/` `D/` `C/`
 //! sources, destinations, connections (global, carrying their team), `R/{team}/` requests
-//! (with the body, stored once), `E/{team}/` events with their first attempts
+//! (their bodies are in the body log under `bodies/`, see `body_log`), `E/{team}/` events with their first attempts
 //! (`event_record`), `A/{event}/{n}` attempts beyond those, `Q/{destination}/{seq}` queue
 //! records, each holding the entries one group added to that destination (`queue_records`),
 //! `H/{connection}/{seq}` held events.
 //!
 //! **Fewer keys.** sled 0.34 copies a whole leaf (up to 16 entries) on every insert, so the
-//! number of keys written per event matters more than their size: a delivered event costs
-//! three inserts (request, event, the event again with its attempt) and a share of its
-//! group's queue record.
+//! number of keys written per event, and the size of what is in the leaves, matter: a
+//! delivered event costs three small inserts (request, event, the event again with its
+//! attempt) and a share of its group's queue record, and its body is appended once outside
+//! the tree.
 //!
 //! **Why one tree.** sled's `Batch` is atomic within one tree only. With one tree, a whole
 //! group commit — every request, event and queue entry that arrived together — is a single
@@ -25,10 +26,12 @@
 //! wait and ride the next flush: losing the last few in a crash only repeats a delivery.
 //! Reads go straight to sled; they never block on the writer.
 
+mod body_log;
 mod codec;
 mod event_record;
 pub mod keys;
 mod queue_records;
+mod request_record;
 mod writer;
 
 use std::collections::HashMap;
@@ -41,7 +44,9 @@ use serde::Serialize;
 
 use crate::domain::destination_core::QueueEntry;
 use crate::domain::*;
+use body_log::BodyLog;
 use event_record::{EventRecord, NewEventRecord};
+use request_record::RequestRecord;
 pub use writer::{Durability, Op, Writer, WriterStats};
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -72,6 +77,7 @@ pub struct Store {
 struct Inner {
     db: sled::Db,
     tree: sled::Tree,
+    bodies: Arc<BodyLog>,
     writer: Writer,
     writer_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -110,9 +116,11 @@ impl Store {
         // sled 0.34 keeps its log in `<dir>/db`; fdatasync of that file closes the gap that
         // sled's own `sync_file_range` leaves (no device cache flush).
         let data_file = std::fs::File::open(dir.join("db")).ok();
+        let (bodies, appender) = BodyLog::open(&dir.join("bodies"), body_log::SEGMENT_BYTES)?;
         let (writer, handle) = Writer::spawn(
             tree.clone(),
             db.clone(),
+            appender,
             data_file,
             Some(dir.join("blobs")),
             durability,
@@ -122,6 +130,7 @@ impl Store {
             inner: Arc::new(Inner {
                 db,
                 tree,
+                bodies,
                 writer,
                 writer_thread: std::sync::Mutex::new(Some(handle)),
             }),
@@ -162,7 +171,7 @@ impl Store {
     }
 
     pub fn size_on_disk(&self) -> u64 {
-        self.inner.db.size_on_disk().unwrap_or(0)
+        self.inner.db.size_on_disk().unwrap_or(0) + self.inner.bodies.size_on_disk()
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
@@ -329,21 +338,38 @@ impl Store {
     // ---- requests, events, attempts ---------------------------------------------------
 
     pub fn request(&self, team: &TeamId, id: &RequestId) -> Result<Option<Request>> {
-        self.get(&keys::request(team, id))
+        self.get(&keys::request(team, id))?
+            .map(|r| self.with_body(r))
+            .transpose()
     }
 
+    /// A page of requests; `keep` sees each request without its body.
     pub fn list_requests(
         &self,
         q: &ListQuery,
         keep: impl Fn(&Request) -> bool,
     ) -> Result<Page<Request>> {
-        self.page(
+        let page = self.page(
             &keys::team_prefix(keys::REQUEST, &q.team),
             q.cursor.as_deref(),
             q.dir,
             q.limit,
-            keep,
-        )
+            |r: &RequestRecord| keep(&r.request),
+        )?;
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .map(|r| self.with_body(r))
+                .collect::<Result<_>>()?,
+            next: page.next,
+        })
+    }
+
+    fn with_body(&self, record: RequestRecord) -> Result<Request> {
+        let mut request = record.request;
+        request.body = self.inner.bodies.read(&record.body)?.into();
+        Ok(request)
     }
 
     pub fn event(&self, team: &TeamId, id: &EventId) -> Result<Option<Event>> {
@@ -487,8 +513,9 @@ pub mod ops {
         Op::Remove(keys::connection(id))
     }
 
-    pub fn put_request(r: &Request) -> Op {
-        put(keys::request(&r.team_id, &r.id), r)
+    /// The body goes to the body log, the rest to the request's record.
+    pub fn put_request(r: Request) -> Op {
+        Op::PutRequest(Box::new(r))
     }
 
     pub fn put_event(e: &Event) -> Op {
@@ -589,6 +616,60 @@ mod tests {
         assert!(
             store.event(&TeamId::new(), &e.id).unwrap().is_none(),
             "another team cannot see it"
+        );
+    }
+
+    #[test]
+    fn a_request_reads_back_with_its_body_from_the_body_log_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let team = TeamId::new();
+        let request = |body: &'static [u8]| Request {
+            id: RequestId::new(),
+            team_id: team.clone(),
+            source_id: SourceId::new(),
+            method: "POST".into(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: bytes::Bytes::from_static(body),
+            rejection_cause: None,
+            event_ids: Vec::new(),
+            created_at: Timestamp(1),
+            updated_at: Timestamp(1),
+        };
+        let (a, b) = (request(br#"{"n":1}"#), request(b"not json"));
+        rt().block_on(async {
+            let store = Store::open(dir.path(), Durability::Fsync, Duration::ZERO).unwrap();
+            store
+                .commit(vec![
+                    ops::put_request(a.clone()),
+                    ops::put_request(b.clone()),
+                ])
+                .await
+                .unwrap();
+            store.close().await;
+        });
+        assert!(
+            std::fs::read_dir(dir.path().join("bodies"))
+                .unwrap()
+                .count()
+                > 0,
+            "bodies are kept in their own segment files"
+        );
+        let store = rt().block_on(async {
+            Store::open(dir.path(), Durability::Fsync, Duration::ZERO).unwrap()
+        });
+        let got = store.request(&team, &a.id).unwrap().unwrap();
+        assert_eq!(got.body, a.body);
+        assert_eq!(got.headers, a.headers);
+        let q = ListQuery {
+            team: team.clone(),
+            limit: 10,
+            cursor: None,
+            dir: Direction::Asc,
+        };
+        let listed = store.list_requests(&q, |_| true).unwrap().items;
+        assert_eq!(
+            listed.iter().map(|r| r.body.clone()).collect::<Vec<_>>(),
+            vec![a.body, b.body]
         );
     }
 

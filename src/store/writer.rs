@@ -1,7 +1,8 @@
 //! The one thread that writes. Callers hand it a list of operations; it applies everything
 //! that has arrived as one `sled::Batch` (one tree, so one atomic unit), flushes once, and
 //! only then answers the callers that asked to wait (group commit). Callers that did not
-//! ask to wait (attempt records, status changes) ride the next flush.
+//! ask to wait (attempt records, status changes) ride the next flush. A group's request
+//! bodies are appended to the body log, and synced, before its records reach sled.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -10,13 +11,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::body_log::BodyAppender;
 use super::codec;
 use super::event_record::EventRecord;
 use super::keys;
 use super::queue_records::{GroupQueues, QueueIndex};
+use super::request_record::NewRequestRecord;
 use super::StoreError;
 use crate::domain::destination_core::QueueEntry;
-use crate::domain::{DestinationId, EventPatch};
+use crate::domain::{DestinationId, EventPatch, Request};
 
 /// What "durable" means when a commit is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -33,6 +36,8 @@ pub enum Durability {
 pub enum Op {
     Put(Vec<u8>, Vec<u8>),
     Remove(Vec<u8>),
+    /// A request: its body to the body log, the rest to its record.
+    PutRequest(Box<Request>),
     /// Read-modify-write of an event, done by the writer so it sees every earlier write.
     PatchEvent {
         key: Vec<u8>,
@@ -86,6 +91,7 @@ impl Writer {
     pub(super) fn spawn(
         tree: sled::Tree,
         db: sled::Db,
+        bodies: BodyAppender,
         data_file: Option<File>,
         blob_dir: Option<std::path::PathBuf>,
         durability: Durability,
@@ -104,6 +110,7 @@ impl Writer {
                 run(
                     tree,
                     db,
+                    bodies,
                     data_file,
                     blobs,
                     durability,
@@ -176,6 +183,7 @@ impl Writer {
 fn run(
     tree: sled::Tree,
     db: sled::Db,
+    mut bodies: BodyAppender,
     data_file: Option<File>,
     mut blobs: BlobSync,
     durability: Durability,
@@ -219,12 +227,22 @@ fn run(
         let mut acks = Vec::new();
         let mut overlay: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
         let mut queues = GroupQueues::default();
+        let mut result = Ok(());
         for message in group {
             if let Some(index) = message.index {
                 queue_index = index;
             }
             for op in message.ops {
-                apply_op(&tree, &mut overlay, &mut queues, &mut queue_index, op);
+                if let Err(e) = apply_op(
+                    &tree,
+                    &mut bodies,
+                    &mut overlay,
+                    &mut queues,
+                    &mut queue_index,
+                    op,
+                ) {
+                    result = Err(e);
+                }
             }
             acks.extend(message.ack);
         }
@@ -239,7 +257,18 @@ fn run(
                 None => batch.remove(key),
             }
         }
-        let mut result = tree.apply_batch(batch).map_err(StoreError::from);
+        // Bodies first, durable when the group is to be, so no record points at a lost body.
+        if result.is_ok() {
+            result = bodies.write_staged();
+        } else {
+            bodies.discard_staged();
+        }
+        if result.is_ok() && durability == Durability::Fsync {
+            result = bodies.sync();
+        }
+        if result.is_ok() {
+            result = tree.apply_batch(batch).map_err(StoreError::from);
+        }
         stats.commits.fetch_add(1, Relaxed);
         dirty = true;
         if result.is_ok() && !acks.is_empty() && durability != Durability::None {
@@ -260,7 +289,11 @@ fn run(
             break;
         }
     }
-    if let Err(e) = make_durable(&db, data_file.as_ref(), Durability::Fsync) {
+    let last = bodies
+        .write_staged()
+        .and_then(|()| bodies.sync())
+        .and_then(|()| make_durable(&db, data_file.as_ref(), Durability::Fsync));
+    if let Err(e) = last {
         tracing::error!(error = %e, "final flush failed");
     }
 }
@@ -324,11 +357,12 @@ fn make_durable(
 
 fn apply_op(
     tree: &sled::Tree,
+    bodies: &mut BodyAppender,
     overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
     queues: &mut GroupQueues,
     queue_index: &mut QueueIndex,
     op: Op,
-) {
+) -> Result<(), StoreError> {
     // Queue records are written only at the end of a group, so earlier groups' are in sled.
     let read = |key: &[u8]| tree.get(key).ok().flatten().map(|v| v.to_vec());
     match op {
@@ -341,13 +375,24 @@ fn apply_op(
         Op::Remove(k) => {
             overlay.insert(k, None);
         }
+        Op::PutRequest(request) => {
+            let body = bodies.stage(&request.body)?;
+            let record = NewRequestRecord {
+                body,
+                request: &request,
+            };
+            overlay.insert(
+                keys::request(&request.team_id, &request.id),
+                Some(codec::encode(&record)),
+            );
+        }
         Op::PatchEvent { key, patch } => {
             let current = match overlay.get(&key) {
                 Some(v) => v.clone(),
                 None => tree.get(&key).ok().flatten().map(|v| v.to_vec()),
             };
             // A patch for an event that no longer exists (purged) is dropped.
-            let Some(bytes) = current else { return };
+            let Some(bytes) = current else { return Ok(()) };
             match codec::decode::<EventRecord>(&bytes) {
                 Ok(mut record) => {
                     if let Some(spilled) = record.apply(patch) {
@@ -360,4 +405,5 @@ fn apply_op(
             }
         }
     }
+    Ok(())
 }
