@@ -169,8 +169,10 @@ pub struct BenchArgs {
     #[arg(long)]
     pub warmup: Option<f64>,
 
-    /// Requests in flight for closed-loop runs
-    #[arg(long, default_value_t = 64)]
+    /// Requests in flight for closed-loop runs. 128: at 64 a durable gateway is bound by
+    /// its commit latency (64 ÷ ~4 ms), not its capacity; ceiling and forward are the same at
+    /// both (BENCHMARKS.md)
+    #[arg(long, default_value_t = 128)]
     pub concurrency: usize,
 
     /// Open-loop rate, requests/s (default: 50 % of each mode's measured W1 maximum)
