@@ -36,11 +36,7 @@ macro_rules! id_type {
             /// For ids whose form is chosen by the operator (bootstrap team ids): only the
             /// prefix and a safe character set are checked.
             pub fn parse_loose(s: &str) -> Result<Self, BadId> {
-                let ok = s.starts_with($prefix)
-                    && s.len() > $prefix.len()
-                    && s.len() <= 64
-                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-                if ok { Ok(Self(s.to_owned())) } else { Err(BadId { prefix: $prefix }) }
+                check_loose($prefix, s.to_owned()).map(Self)
             }
 
             pub fn as_str(&self) -> &str {
@@ -68,14 +64,13 @@ macro_rules! id_type {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.0)
+                serialize_id($prefix, &self.0, s)
             }
         }
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                Self::parse_loose(&s).map_err(serde::de::Error::custom)
+                deserialize_id($prefix, d).map(Self)
             }
         }
     };
@@ -93,6 +88,93 @@ id_type!(ConnectionId, "web_");
 id_type!(RequestId, "req_");
 id_type!(EventId, "evt_");
 id_type!(AttemptId, "atm_");
+
+/// Stored form tags. JSON and other human-readable forms carry the id's text; the store's
+/// binary form carries `ULID_TAG` and the ULID's 16 bytes (the prefix is implied by the type),
+/// or `TEXT_TAG` and the text of an id an operator chose. An id is in every record several
+/// times, so this is a third of an event record.
+const ULID_TAG: u8 = 0;
+const TEXT_TAG: u8 = 1;
+
+fn serialize_id<S: Serializer>(prefix: &str, text: &str, s: S) -> Result<S::Ok, S::Error> {
+    if s.is_human_readable() {
+        return s.serialize_str(text);
+    }
+    if let Some(ulid) = text.strip_prefix(prefix).and_then(|rest| {
+        ulid::Ulid::from_string(rest)
+            .ok()
+            .filter(|u| is_canonical(u, rest))
+    }) {
+        let mut bytes = [ULID_TAG; 17];
+        bytes[1..].copy_from_slice(&ulid.to_bytes());
+        return s.serialize_bytes(&bytes);
+    }
+    let mut bytes = Vec::with_capacity(1 + text.len());
+    bytes.push(TEXT_TAG);
+    bytes.extend_from_slice(text.as_bytes());
+    s.serialize_bytes(&bytes)
+}
+
+/// Only a ULID written as it would be printed can be stored as bytes and read back as the
+/// same text (parsing also accepts lower case).
+fn is_canonical(ulid: &ulid::Ulid, text: &str) -> bool {
+    let mut buf = [0u8; ulid::ULID_LEN];
+    ulid.array_to_str(&mut buf) == text
+}
+
+fn deserialize_id<'de, D: Deserializer<'de>>(
+    prefix: &'static str,
+    d: D,
+) -> Result<String, D::Error> {
+    if d.is_human_readable() {
+        let text = String::deserialize(d)?;
+        return check_loose(prefix, text).map_err(serde::de::Error::custom);
+    }
+    d.deserialize_bytes(StoredIdVisitor { prefix })
+}
+
+/// The check of `parse_loose`: the prefix and a safe character set.
+fn check_loose(prefix: &'static str, text: String) -> Result<String, BadId> {
+    let ok = text.starts_with(prefix)
+        && text.len() > prefix.len()
+        && text.len() <= 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(text)
+    } else {
+        Err(BadId { prefix })
+    }
+}
+
+struct StoredIdVisitor {
+    prefix: &'static str,
+}
+
+impl serde::de::Visitor<'_> for StoredIdVisitor {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a stored `{}` id", self.prefix)
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<String, E> {
+        match bytes.split_first() {
+            Some((&ULID_TAG, rest)) => {
+                let raw: [u8; 16] = rest
+                    .try_into()
+                    .map_err(|_| E::custom("a stored ULID id is not 16 bytes"))?;
+                Ok(format!("{}{}", self.prefix, ulid::Ulid::from_bytes(raw)))
+            }
+            Some((&TEXT_TAG, rest)) => {
+                let text = std::str::from_utf8(rest).map_err(E::custom)?.to_owned();
+                check_loose(self.prefix, text).map_err(E::custom)
+            }
+            _ => Err(E::custom("unknown stored id form")),
+        }
+    }
+}
 
 /// ULIDs from one generator so that ids minted in the same millisecond still sort in the
 /// order they were made.
@@ -116,6 +198,25 @@ mod tests {
         assert!(a.as_str().starts_with("evt_"));
         assert!(a < b);
         assert_eq!(EventId::parse(a.as_str()).unwrap(), a);
+    }
+
+    #[test]
+    fn stored_ids_are_ulid_bytes_and_operator_ids_stay_text() {
+        let id = EventId::new();
+        let stored = bincode::serialize(&id).unwrap();
+        assert_eq!(stored.len(), 8 + 17, "length, tag and 16 bytes");
+        assert_eq!(bincode::deserialize::<EventId>(&stored).unwrap(), id);
+        assert_eq!(serde_json::to_value(&id).unwrap(), id.as_str());
+
+        let chosen = TeamId::parse_loose("tm_default").unwrap();
+        let stored = bincode::serialize(&chosen).unwrap();
+        assert_eq!(bincode::deserialize::<TeamId>(&stored).unwrap(), chosen);
+        // Parsing accepts lower case; such an id must still read back as written.
+        let lower = format!("evt_{}", ulid::Ulid::new().to_string().to_lowercase());
+        let lower = EventId::parse(&lower).unwrap();
+        let stored = bincode::serialize(&lower).unwrap();
+        assert_eq!(bincode::deserialize::<EventId>(&stored).unwrap(), lower);
+        assert!(bincode::deserialize::<EventId>(&[1, 0, 0, 0, 0, 0, 0, 0, 9]).is_err());
     }
 
     #[test]
