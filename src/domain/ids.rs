@@ -15,20 +15,22 @@ pub struct BadId {
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
+        // Shared text: an id is cloned into every record and message about its object, and a
+        // clone of an `Arc<str>` is a counter increment, not an allocation.
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(String);
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             pub const PREFIX: &'static str = $prefix;
 
             /// A fresh id; ULIDs from one process are monotonic.
             pub fn new() -> Self {
-                Self(format!("{}{}", $prefix, crate::domain::ids::next_ulid()))
+                Self(format!("{}{}", $prefix, crate::domain::ids::next_ulid()).into())
             }
 
             pub fn parse(s: &str) -> Result<Self, BadId> {
                 match s.strip_prefix($prefix) {
-                    Some(rest) if ulid::Ulid::from_string(rest).is_ok() => Ok(Self(s.to_owned())),
+                    Some(rest) if ulid::Ulid::from_string(rest).is_ok() => Ok(Self(s.into())),
                     _ => Err(BadId { prefix: $prefix }),
                 }
             }
@@ -36,7 +38,7 @@ macro_rules! id_type {
             /// For ids whose form is chosen by the operator (bootstrap team ids): only the
             /// prefix and a safe character set are checked.
             pub fn parse_loose(s: &str) -> Result<Self, BadId> {
-                check_loose($prefix, s.to_owned()).map(Self)
+                check_loose($prefix, s.to_owned()).map(|s| Self(s.into()))
             }
 
             pub fn as_str(&self) -> &str {
@@ -70,7 +72,7 @@ macro_rules! id_type {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                deserialize_id($prefix, d).map(Self)
+                deserialize_id($prefix, d).map(|s| Self(s.into()))
             }
         }
     };
