@@ -51,6 +51,19 @@ async fn accepted_events_survive_kill9_and_are_delivered_after_restart() {
         not_delivered.is_empty(),
         "SUCCESSFUL but never answered 2xx: {not_delivered:?}"
     );
+    // Bodies come back from the body log after the kill, byte for byte.
+    let hits = receiver.hits();
+    for (i, id) in ids.iter().enumerate() {
+        let delivered = hits
+            .iter()
+            .find(|h| h.event_id() == *id && is_2xx(h.status))
+            .expect("delivered");
+        assert_eq!(
+            delivered.body,
+            sample_body("crash", i),
+            "event {id} was delivered after the restart with another body"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
