@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::StoreError;
 
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 
 fn options() -> impl Options {
     bincode::DefaultOptions::new().with_varint_encoding()

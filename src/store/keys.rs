@@ -77,16 +77,9 @@ pub fn attempt(event: &EventId, number: u32) -> Vec<u8> {
     key
 }
 
-pub fn queue_prefix(destination: &DestinationId) -> Vec<u8> {
-    let mut key = join(&[QUEUE, destination.as_str().as_bytes()]);
-    key.push(b'/');
-    key
-}
-
-pub fn queue(destination: &DestinationId, seq: u64) -> Vec<u8> {
-    let mut key = queue_prefix(destination);
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
+/// A queue record, named by the sequence number of the first entry its group added.
+pub fn queue(record: u64) -> Vec<u8> {
+    [QUEUE, &record.to_be_bytes()].concat()
 }
 
 pub fn hold(connection: &ConnectionId, seq: u64) -> Vec<u8> {
@@ -104,19 +97,10 @@ pub fn last_segment(key: &[u8]) -> &[u8] {
     }
 }
 
-/// The destination id and sequence number of a queue key.
-pub fn parse_queue(key: &[u8]) -> Option<(DestinationId, u64)> {
-    let rest = key.strip_prefix(QUEUE)?;
-    if rest.len() < 9 {
-        return None;
-    }
-    let (id, seq) = rest.split_at(rest.len() - 9);
-    let seq: [u8; 8] = seq[1..].try_into().ok()?;
-    let id = std::str::from_utf8(id).ok()?;
-    Some((
-        DestinationId::parse_loose(id).ok()?,
-        u64::from_be_bytes(seq),
-    ))
+/// The sequence number naming a queue record's key.
+pub fn parse_queue(key: &[u8]) -> Option<u64> {
+    let seq: [u8; 8] = key.strip_prefix(QUEUE)?.try_into().ok()?;
+    Some(u64::from_be_bytes(seq))
 }
 
 #[cfg(test)]
@@ -125,12 +109,11 @@ mod tests {
 
     #[test]
     fn queue_keys_sort_by_sequence_and_parse_back() {
-        let d = DestinationId::new();
-        let a = queue(&d, 2);
-        let b = queue(&d, 256);
+        let a = queue(2);
+        let b = queue(256);
         assert!(a < b);
-        assert_eq!(parse_queue(&b), Some((d.clone(), 256)));
-        assert!(b.starts_with(&queue_prefix(&d)));
+        assert_eq!(parse_queue(&b), Some(256));
+        assert_eq!(parse_queue(b"Q/short"), None);
     }
 
     #[test]

@@ -3,10 +3,10 @@
 //! **Layout.** One sled tree, `fasthook`, holds every record under a one-letter kind prefix
 //! (see `keys`): `T/` teams, `K/` API keys by secret hash, `I/` key ids, `S/` `D/` `C/`
 //! sources, destinations, connections (global, carrying their team), `R/{team}/` requests
-//! (their bodies are in the body log under `bodies/`, see `body_log`), `E/{team}/` events with their first attempts
-//! (`event_record`), `A/{event}/{n}` attempts beyond those, `Q/{destination}/{seq}` queue
-//! records, each holding the entries one group added to that destination (`queue_records`),
-//! `H/{connection}/{seq}` held events.
+//! (their bodies are in the body log under `bodies/`, see `body_log`), `E/{team}/` events
+//! with their first attempts (`event_record`), `A/{event}/{n}` attempts beyond those,
+//! `Q/{seq}` queue records, each holding the entries one group added, by destination
+//! (`queue_records`), `H/{connection}/{seq}` held events.
 //!
 //! **Fewer keys.** sled 0.34 copies a whole leaf (up to 16 entries) on every insert, so the
 //! number of keys written per event, and the size of what is in the leaves, matter: a
@@ -422,15 +422,15 @@ impl Store {
         let mut max_seq = 0;
         for kv in self.inner.tree.scan_prefix(keys::QUEUE) {
             let (k, v) = kv?;
-            let Some((destination, record)) = keys::parse_queue(&k) else {
+            let Some(record) = keys::parse_queue(&k) else {
                 return Err(StoreError::Corrupt("bad queue key".into()));
             };
-            let entries = queue_records::decode(&v)?;
-            let queue = queues.entry(destination.clone()).or_default();
-            for entry in entries {
-                max_seq = max_seq.max(entry.seq);
-                index.insert(&destination, entry.seq, record);
-                queue.push(entry);
+            for (destination, entries) in queue_records::decode(&v)? {
+                for entry in &entries {
+                    max_seq = max_seq.max(entry.seq);
+                    index.insert(&destination, entry.seq, record);
+                }
+                queues.entry(destination).or_default().extend(entries);
             }
         }
         // Records are in the order their groups committed, which can differ a little from
@@ -740,7 +740,7 @@ mod tests {
     }
 
     #[test]
-    fn a_group_of_queue_entries_shares_one_record_and_survives_changes_and_reopen() {
+    fn a_group_of_queue_entries_shares_one_record_across_destinations_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let (d1, d2) = (DestinationId::new(), DestinationId::new());
         rt().block_on(async {
@@ -760,8 +760,8 @@ mod tests {
                 .unwrap();
             assert_eq!(
                 store.count_keys(keys::QUEUE),
-                3,
-                "one record per destination per group"
+                2,
+                "one record per group, whatever its destinations"
             );
             let mut retried = entry(7);
             retried.attempts = 1;
@@ -778,7 +778,7 @@ mod tests {
             assert_eq!(
                 store.count_keys(keys::QUEUE),
                 2,
-                "an emptied record is removed"
+                "a record keeps its other entries"
             );
             store.close().await;
         });
@@ -809,6 +809,11 @@ mod tests {
         assert_eq!(
             queues[&d1].iter().map(|e| e.seq).collect::<Vec<_>>(),
             vec![7]
+        );
+        assert_eq!(
+            store.count_keys(keys::QUEUE),
+            1,
+            "an emptied record is removed"
         );
     }
 

@@ -1,8 +1,9 @@
-//! Destination queues on disk. The entries one group commit adds to a destination are stored
-//! together, as one record under `Q/{destination}/{seq of the first}`: a burst of events to one
-//! destination costs sled one insert per group, not one per event, and its removals rewrite
-//! or delete that one record. sled's cost is per key (each insert copies its whole 16-entry
-//! leaf), so this halves what the queue costs the writer at full load (BENCHMARKS.md).
+//! Destination queues on disk. The entries one group commit adds are stored together, as one
+//! record under `Q/{seq of the first}` holding each destination's share: a burst of events
+//! costs sled one insert per group, not one per event, whether it goes to one destination or
+//! to thousands, and removals rewrite or delete that one record. sled's cost is per key (each
+//! insert copies its whole 16-entry leaf), so this halves what the queue costs the writer at
+//! full load, and keeps 10,000 destinations from costing a key each (BENCHMARKS.md, W3).
 //!
 //! Only the writer thread touches these records. It keeps an index of which record holds
 //! each live entry; `Store::load_queues` rebuilds that index at boot.
@@ -46,12 +47,15 @@ impl QueueIndex {
     }
 }
 
+/// What a queue record holds: each destination's entries from one group.
+pub type QueueRecord = Vec<(DestinationId, Vec<QueueEntry>)>;
+
 /// The queue changes of one group, gathered per record and written when the group ends.
 #[derive(Default)]
 pub struct GroupQueues {
-    /// The record this group opened for each destination it enqueued to.
-    opened: HashMap<DestinationId, u64>,
-    records: HashMap<(DestinationId, u64), Vec<QueueEntry>>,
+    /// The record this group opened, named by its first entry.
+    opened: Option<u64>,
+    records: HashMap<u64, QueueRecord>,
 }
 
 impl GroupQueues {
@@ -61,13 +65,11 @@ impl GroupQueues {
         destination: DestinationId,
         entry: QueueEntry,
     ) {
-        let record = *self.opened.entry(destination.clone()).or_insert(entry.seq);
+        let record = *self.opened.get_or_insert(entry.seq);
         index.insert(&destination, entry.seq, record);
         // A record opened by this group is new: nothing to read back.
-        self.records
-            .entry((destination, record))
-            .or_default()
-            .push(entry);
+        let shares = self.records.entry(record).or_default();
+        share(shares, destination).push(entry);
     }
 
     /// Replaces a live entry (its retry was scheduled). An unknown entry is ignored.
@@ -81,7 +83,7 @@ impl GroupQueues {
         let Some(record) = index.get(&destination, entry.seq) else {
             return;
         };
-        let entries = self.record(destination, record, read);
+        let entries = share(self.record(record, read), destination);
         if let Some(slot) = entries.iter_mut().find(|e| e.seq == entry.seq) {
             *slot = entry;
         }
@@ -99,46 +101,53 @@ impl GroupQueues {
         let Some(record) = index.remove(&destination, seq) else {
             return;
         };
-        self.record(destination, record, read)
-            .retain(|e| e.seq != seq);
+        share(self.record(record, read), destination).retain(|e| e.seq != seq);
     }
 
     fn record(
         &mut self,
-        destination: DestinationId,
         record: u64,
         read: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
-    ) -> &mut Vec<QueueEntry> {
-        self.records
-            .entry((destination, record))
-            .or_insert_with_key(|(destination, record)| {
-                let stored = read(&keys::queue(destination, *record));
-                match stored.map(|bytes| decode(&bytes)) {
-                    Some(Ok(entries)) => entries,
-                    Some(Err(e)) => {
-                        tracing::error!(error = %e, "cannot decode a queue record to change it");
-                        Vec::new()
-                    }
-                    None => Vec::new(),
+    ) -> &mut QueueRecord {
+        self.records.entry(record).or_insert_with_key(|record| {
+            let stored = read(&keys::queue(*record));
+            match stored.map(|bytes| decode(&bytes)) {
+                Some(Ok(shares)) => shares,
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "cannot decode a queue record to change it");
+                    Vec::new()
                 }
-            })
+                None => Vec::new(),
+            }
+        })
     }
 
     /// The writes that end the group: each touched record rewritten, or removed once empty.
     pub fn finish(self) -> impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)> {
-        self.records
-            .into_iter()
-            .map(|((destination, record), entries)| {
-                let key = keys::queue(&destination, record);
-                if entries.is_empty() {
-                    (key, None)
-                } else {
-                    (key, Some(codec::encode(&entries)))
-                }
-            })
+        self.records.into_iter().map(|(record, mut shares)| {
+            shares.retain(|(_, entries)| !entries.is_empty());
+            let key = keys::queue(record);
+            if shares.is_empty() {
+                (key, None)
+            } else {
+                (key, Some(codec::encode(&shares)))
+            }
+        })
     }
 }
 
-pub fn decode(bytes: &[u8]) -> Result<Vec<QueueEntry>, StoreError> {
+/// A destination's entries within a record, added if it has none yet. A record holds a
+/// group's destinations, usually one and at most a few thousand; a scan is enough.
+fn share(shares: &mut QueueRecord, destination: DestinationId) -> &mut Vec<QueueEntry> {
+    match shares.iter().position(|(d, _)| *d == destination) {
+        Some(i) => &mut shares[i].1,
+        None => {
+            shares.push((destination, Vec::new()));
+            &mut shares.last_mut().expect("just pushed").1
+        }
+    }
+}
+
+pub fn decode(bytes: &[u8]) -> Result<QueueRecord, StoreError> {
     codec::decode(bytes)
 }
