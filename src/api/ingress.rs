@@ -104,11 +104,7 @@ async fn ingest(
     }
 
     let (request_id, event_ids) = engine.ingest(&source, method, headers, body).await?;
-    if label == telemetry::ALL {
-        accepted_for_all().increment(1);
-    } else {
-        count("accepted");
-    }
+    count("accepted");
     Ok(HttpResponse::Ok().json(Accepted {
         status: "SUCCESS",
         request_id: &request_id,
@@ -122,15 +118,6 @@ struct Accepted<'a> {
     status: &'static str,
     request_id: &'a RequestId,
     event_ids: &'a [EventId],
-}
-
-/// The accepted-requests counter without per-id labels, looked up once: this is the one
-/// counted on every request. The recorder is installed before the server starts.
-fn accepted_for_all() -> &'static metrics::Counter {
-    static COUNTER: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
-    COUNTER.get_or_init(|| {
-        metrics::counter!(telemetry::INGRESS_REQUESTS_TOTAL, "source_id" => telemetry::ALL, "outcome" => "accepted")
-    })
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

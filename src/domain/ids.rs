@@ -2,6 +2,7 @@
 //! time and a wrong kind of id is rejected at the edge rather than deep inside a query.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -18,7 +19,7 @@ macro_rules! id_type {
         // Shared text: an id is cloned into every record and message about its object, and a
         // clone of an `Arc<str>` is a counter increment, not an allocation.
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(std::sync::Arc<str>);
+        pub struct $name(Arc<str>);
 
         impl $name {
             pub const PREFIX: &'static str = $prefix;
@@ -38,7 +39,7 @@ macro_rules! id_type {
             /// For ids whose form is chosen by the operator (bootstrap team ids): only the
             /// prefix and a safe character set are checked.
             pub fn parse_loose(s: &str) -> Result<Self, BadId> {
-                check_loose($prefix, s.to_owned()).map(|s| Self(s.into()))
+                check_loose($prefix, s).map(Self)
             }
 
             pub fn as_str(&self) -> &str {
@@ -72,7 +73,7 @@ macro_rules! id_type {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                deserialize_id($prefix, d).map(|s| Self(s.into()))
+                deserialize_id($prefix, d).map(Self)
             }
         }
     };
@@ -127,16 +128,16 @@ fn is_canonical(ulid: &ulid::Ulid, text: &str) -> bool {
 fn deserialize_id<'de, D: Deserializer<'de>>(
     prefix: &'static str,
     d: D,
-) -> Result<String, D::Error> {
+) -> Result<Arc<str>, D::Error> {
     if d.is_human_readable() {
         let text = String::deserialize(d)?;
-        return check_loose(prefix, text).map_err(serde::de::Error::custom);
+        return check_loose(prefix, &text).map_err(serde::de::Error::custom);
     }
     d.deserialize_bytes(StoredIdVisitor { prefix })
 }
 
 /// The check of `parse_loose`: the prefix and a safe character set.
-fn check_loose(prefix: &'static str, text: String) -> Result<String, BadId> {
+fn check_loose(prefix: &'static str, text: &str) -> Result<Arc<str>, BadId> {
     let ok = text.starts_with(prefix)
         && text.len() > prefix.len()
         && text.len() <= 64
@@ -144,7 +145,7 @@ fn check_loose(prefix: &'static str, text: String) -> Result<String, BadId> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
-        Ok(text)
+        Ok(text.into())
     } else {
         Err(BadId { prefix })
     }
@@ -155,22 +156,22 @@ struct StoredIdVisitor {
 }
 
 impl serde::de::Visitor<'_> for StoredIdVisitor {
-    type Value = String;
+    type Value = Arc<str>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "a stored `{}` id", self.prefix)
     }
 
-    fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<String, E> {
+    fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Arc<str>, E> {
         match bytes.split_first() {
             Some((&ULID_TAG, rest)) => {
                 let raw: [u8; 16] = rest
                     .try_into()
                     .map_err(|_| E::custom("a stored ULID id is not 16 bytes"))?;
-                Ok(format!("{}{}", self.prefix, ulid::Ulid::from_bytes(raw)))
+                Ok(format!("{}{}", self.prefix, ulid::Ulid::from_bytes(raw)).into())
             }
             Some((&TEXT_TAG, rest)) => {
-                let text = std::str::from_utf8(rest).map_err(E::custom)?.to_owned();
+                let text = std::str::from_utf8(rest).map_err(E::custom)?;
                 check_loose(self.prefix, text).map_err(E::custom)
             }
             _ => Err(E::custom("unknown stored id form")),

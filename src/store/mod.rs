@@ -75,7 +75,6 @@ pub struct Store {
 }
 
 struct Inner {
-    db: sled::Db,
     tree: sled::Tree,
     bodies: Arc<BodyLog>,
     writer: Writer,
@@ -119,7 +118,7 @@ impl Store {
         let (bodies, appender) = BodyLog::open(&dir.join("bodies"), body_log::SEGMENT_BYTES)?;
         let (writer, handle) = Writer::spawn(
             tree.clone(),
-            db.clone(),
+            db,
             appender,
             data_file,
             Some(dir.join("blobs")),
@@ -128,7 +127,6 @@ impl Store {
         );
         Ok(Store {
             inner: Arc::new(Inner {
-                db,
                 tree,
                 bodies,
                 writer,
@@ -168,10 +166,6 @@ impl Store {
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
-    }
-
-    pub fn size_on_disk(&self) -> u64 {
-        self.inner.db.size_on_disk().unwrap_or(0) + self.inner.bodies.size_on_disk()
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
