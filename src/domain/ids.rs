@@ -21,6 +21,9 @@ macro_rules! id_type {
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(Arc<str>);
 
+        // The stored form is rebuilt in a buffer this long.
+        const _: () = assert!($prefix.len() <= MAX_PREFIX);
+
         impl $name {
             pub const PREFIX: &'static str = $prefix;
 
@@ -98,16 +101,18 @@ id_type!(AttemptId, "atm_");
 /// times, so this is a third of an event record.
 const ULID_TAG: u8 = 0;
 const TEXT_TAG: u8 = 1;
+/// The longest id prefix (`key_`).
+const MAX_PREFIX: usize = 4;
 
 fn serialize_id<S: Serializer>(prefix: &str, text: &str, s: S) -> Result<S::Ok, S::Error> {
     if s.is_human_readable() {
         return s.serialize_str(text);
     }
-    if let Some(ulid) = text.strip_prefix(prefix).and_then(|rest| {
-        ulid::Ulid::from_string(rest)
-            .ok()
-            .filter(|u| is_canonical(u, rest))
-    }) {
+    if let Some(ulid) = text
+        .strip_prefix(prefix)
+        .filter(|rest| is_canonical(rest))
+        .and_then(|rest| ulid::Ulid::from_string(rest).ok())
+    {
         let mut bytes = [ULID_TAG; 17];
         bytes[1..].copy_from_slice(&ulid.to_bytes());
         return s.serialize_bytes(&bytes);
@@ -119,10 +124,13 @@ fn serialize_id<S: Serializer>(prefix: &str, text: &str, s: S) -> Result<S::Ok, 
 }
 
 /// Only a ULID written as it would be printed can be stored as bytes and read back as the
-/// same text (parsing also accepts lower case).
-fn is_canonical(ulid: &ulid::Ulid, text: &str) -> bool {
-    let mut buf = [0u8; ulid::ULID_LEN];
-    ulid.array_to_str(&mut buf) == text
+/// same text. Parsing also accepts lower case, and a first character above `7` (it wraps
+/// past 128 bits), so those stay text. Checked on the text: this runs for every id of
+/// every record written.
+fn is_canonical(text: &str) -> bool {
+    text.len() == ulid::ULID_LEN
+        && text.as_bytes()[0] <= b'7'
+        && !text.bytes().any(|b| b.is_ascii_lowercase())
 }
 
 fn deserialize_id<'de, D: Deserializer<'de>>(
@@ -168,7 +176,18 @@ impl serde::de::Visitor<'_> for StoredIdVisitor {
                 let raw: [u8; 16] = rest
                     .try_into()
                     .map_err(|_| E::custom("a stored ULID id is not 16 bytes"))?;
-                Ok(format!("{}{}", self.prefix, ulid::Ulid::from_bytes(raw)).into())
+                // Built on the stack, then one allocation for the shared text; this runs for
+                // every id of every record read.
+                let mut text = [0u8; MAX_PREFIX + ulid::ULID_LEN];
+                let len = self.prefix.len() + ulid::ULID_LEN;
+                text[..self.prefix.len()].copy_from_slice(self.prefix.as_bytes());
+                ulid::Ulid::from_bytes(raw).array_to_str(
+                    (&mut text[self.prefix.len()..len])
+                        .try_into()
+                        .expect("ULID_LEN bytes"),
+                );
+                let text = std::str::from_utf8(&text[..len]).expect("prefix and ULID are ASCII");
+                Ok(Arc::from(text))
             }
             Some((&TEXT_TAG, rest)) => {
                 let text = std::str::from_utf8(rest).map_err(E::custom)?;
@@ -219,6 +238,16 @@ mod tests {
         let lower = EventId::parse(&lower).unwrap();
         let stored = bincode::serialize(&lower).unwrap();
         assert_eq!(bincode::deserialize::<EventId>(&stored).unwrap(), lower);
+        // Parsing also takes a first character above `7` (it wraps past 128 bits): text too.
+        let wrapped = EventId::parse("evt_8ZZZZZZZZZZZZZZZZZZZZZZZZZ").unwrap();
+        let stored = bincode::serialize(&wrapped).unwrap();
+        assert_eq!(stored[8], TEXT_TAG);
+        assert_eq!(bincode::deserialize::<EventId>(&stored).unwrap(), wrapped);
+        // The longest prefix fits the buffer the stored form is rebuilt in.
+        let key = ApiKeyId::new();
+        let stored = bincode::serialize(&key).unwrap();
+        assert_eq!(stored.len(), 8 + 17);
+        assert_eq!(bincode::deserialize::<ApiKeyId>(&stored).unwrap(), key);
         assert!(bincode::deserialize::<EventId>(&[1, 0, 0, 0, 0, 0, 0, 0, 9]).is_err());
     }
 

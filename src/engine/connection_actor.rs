@@ -66,33 +66,37 @@ pub struct Forward {
 }
 
 impl Handler<Forward> for ConnectionActor {
-    type Result = ResponseFuture<()>;
+    type Result = ();
 
-    fn handle(&mut self, msg: Forward, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Forward, ctx: &mut Context<Self>) {
         if self.core.is_paused() {
             self.hold(&msg.entries);
-            return Box::pin(async {});
+            return;
         }
         let enqueue = Enqueue {
             entries: msg.entries,
             payload: Some(msg.payload),
         };
-        let enqueue = match self.destination.try_send(enqueue) {
-            Ok(()) => return Box::pin(async {}),
-            Err(SendError::Full(enqueue)) => enqueue,
+        match self.destination.try_send(enqueue) {
+            Ok(()) => {}
+            Err(SendError::Full(enqueue)) => {
+                // A full destination mailbox: this actor waits for room before it takes its
+                // next message, so backpressure reaches ingress and the order is kept.
+                let send = self.destination.send(enqueue);
+                ctx.wait(
+                    async move {
+                        if let Err(e) = send.await {
+                            tracing::warn!(error = %e, "destination actor unavailable; events stay queued in the store");
+                        }
+                    }
+                    .into_actor(self),
+                );
+            }
             Err(SendError::Closed(_)) => {
                 // The destination actor is gone (deleted): the entries stay in the store.
                 tracing::warn!("destination actor unavailable; events stay queued in the store");
-                return Box::pin(async {});
             }
-        };
-        // A full destination mailbox: wait for room, so backpressure reaches ingress.
-        let destination = self.destination.clone();
-        Box::pin(async move {
-            if let Err(e) = destination.send(enqueue).await {
-                tracing::warn!(error = %e, "destination actor unavailable; events stay queued in the store");
-            }
-        })
+        }
     }
 }
 

@@ -275,10 +275,38 @@ impl DestinationActor {
                 }
             }
         };
-        // Spawned, never awaited inline: the actor keeps serving while the attempt runs.
-        ctx.spawn(attempt.into_actor(self).map(move |result, act, ctx| {
-            act.input(Input::Outcome { seq, result }, ctx);
-        }));
+        // A task of its own on this arbiter, never awaited inline: the actor keeps serving
+        // while the attempt runs. Not a future of the actor's context: the context polls every
+        // future it holds each time it wakes, which with 64 attempts in flight was 64 polls
+        // for every message and every outcome.
+        let actor = ctx.address();
+        actix::spawn(async move {
+            let result = attempt.await;
+            actor.do_send(AttemptDone { seq, result });
+        });
+    }
+}
+
+/// An attempt's outcome. Sent with `do_send`, which a full mailbox does not refuse: an
+/// outcome is never dropped while the actor lives.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct AttemptDone {
+    seq: u64,
+    result: AttemptResult,
+}
+
+impl Handler<AttemptDone> for DestinationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AttemptDone, ctx: &mut Context<Self>) {
+        self.input(
+            Input::Outcome {
+                seq: msg.seq,
+                result: msg.result,
+            },
+            ctx,
+        );
     }
 }
 

@@ -225,7 +225,9 @@ fn run(
         }
         stats.messages.fetch_add(group.len() as u64, Relaxed);
         let mut acks = Vec::new();
-        let mut overlay: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
+        // Sized once: growing it op by op rehashed every key several times per group.
+        let op_count = group.iter().map(|m| m.ops.len()).sum();
+        let mut overlay: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::with_capacity(op_count);
         let mut queues = GroupQueues::default();
         let mut result = Ok(());
         for message in group {
