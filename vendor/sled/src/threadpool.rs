@@ -196,6 +196,20 @@ fn spawn_new_thread(is_immortal: bool) -> Result<()> {
     Ok(())
 }
 
+/// Runs a function on the calling thread, with `spawn`'s signature. Used for log-buffer
+/// writes: the thread that seals a buffer writes it itself rather than waking a pool thread
+/// (a futex wake and two context switches per write) and then, in a flush, waiting on a
+/// condition variable for that thread to finish.
+pub fn inline<F, R>(work: F) -> Result<OneShot<R>>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static + Sized,
+{
+    let (promise_filler, promise) = OneShot::pair();
+    promise_filler.fill((work)());
+    Ok(promise)
+}
+
 /// Spawn a function on the threadpool.
 pub fn spawn<F, R>(work: F) -> Result<OneShot<R>>
 where
