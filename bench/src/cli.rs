@@ -10,6 +10,9 @@ MODES (run side by side, alternating, medians of the repetitions):
   forward         generator -> no-storage relay (same hyper stack, child process) -> receiver
   gateway         generator -> fasthook ingress -> durable store -> destination actor -> receiver
   gateway-nosync  the same with [store] durability = \"none\": the durability tax
+  bare            W1 only, on request (--modes ...,bare): generator -> a bare durable relay on the
+                  gateway's stack (actix-web, sled group commit + fdatasync, reqwest; no routing,
+                  records or actors) -> receiver: the reference the targets cite
 
 WORKLOADS (1 KiB JSON bodies unless stated):
   w1  one source -> one destination: max sustained rate (closed loop), latency at 50 % of it (open loop)
@@ -56,6 +59,16 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
     },
+    /// The bare mode's durable relay (started by the bench itself).
+    #[command(hide = true)]
+    Bare {
+        #[arg(long)]
+        target: String,
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -69,6 +82,8 @@ pub enum Mode {
     Gateway,
     /// as gateway, with [store] durability = "none"
     GatewayNosync,
+    /// W1 only: generator -> bare durable relay (actix-web, sled group commit, reqwest) -> receiver
+    Bare,
 }
 
 impl Mode {
@@ -85,6 +100,7 @@ impl Mode {
             Mode::Forward => "forward",
             Mode::Gateway => "gateway",
             Mode::GatewayNosync => "gateway-nosync",
+            Mode::Bare => "bare",
         }
     }
 

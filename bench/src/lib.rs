@@ -5,6 +5,7 @@
 //! machine's HTTP ceiling, a no-storage relay, and the real `fasthook` gateway with and
 //! without durable flushes; every run ends with a ledger that must balance.
 
+pub mod bare;
 pub mod child;
 pub mod cli;
 pub mod clock;

@@ -1,10 +1,25 @@
 use clap::Parser;
 use fasthook_bench::cli::{Cli, Command};
-use fasthook_bench::{clock, relay, report, workloads};
+use fasthook_bench::{bare, clock, relay, report, workloads};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Bare {
+        target,
+        listen,
+        data_dir,
+    }) = &cli.command
+    {
+        // actix-web runs its own system; no tokio runtime of the bench's is needed.
+        return match bare::run(listen, target, data_dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bare relay: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     clock::epoch();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -30,6 +45,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Command::Bare { .. }) => unreachable!("handled above"),
         None => {
             let settings = cli.bench.settings();
             let json = settings.json;

@@ -157,6 +157,8 @@ pub fn ratios(s: &[Summary]) -> Vec<Ratio> {
         (Mode::Gateway, Mode::Forward),
         (Mode::GatewayNosync, Mode::Ceiling),
         (Mode::Forward, Mode::Ceiling),
+        (Mode::Bare, Mode::Ceiling),
+        (Mode::Gateway, Mode::Bare),
     ] {
         push(
             format!("w1.{}_over_{}", num.name(), den.name()),

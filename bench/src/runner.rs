@@ -2,6 +2,7 @@
 //! test, set up its routes, drive the load, wait for deliveries, close the ledger, compute
 //! the figures, stop everything.
 
+use crate::bare;
 use crate::cli::{Mode, Settings};
 use crate::clock;
 use crate::gateway::{Api, Durability, Gateway, GatewayHome, GatewayOpts};
@@ -218,6 +219,12 @@ pub enum Sut {
         gw: Box<Gateway>,
         _home: GatewayHome,
     },
+    /// The bare durable relay (`bare.rs`), on its own temporary data directory.
+    Bare {
+        child: crate::child::ManagedChild,
+        base: String,
+        _data: tempfile::TempDir,
+    },
 }
 
 impl Sut {
@@ -243,6 +250,25 @@ impl Sut {
                 Ok(Sut::Forward {
                     child: s.child,
                     base: s.base_url,
+                })
+            }
+            Mode::Bare => {
+                let data = tempfile::Builder::new()
+                    .prefix("fasthook-bench-bare-")
+                    .tempdir()?;
+                let mut cmd = Command::new(&ctx.self_exe);
+                cmd.arg("bare")
+                    .arg("--target")
+                    .arg(receiver_base)
+                    .arg("--data-dir")
+                    .arg(data.path());
+                let s =
+                    crate::child::spawn(cmd, "bare", bare::LISTEN_MARKER, Duration::from_secs(10))
+                        .await?;
+                Ok(Sut::Bare {
+                    child: s.child,
+                    base: s.base_url,
+                    _data: data,
                 })
             }
             Mode::Gateway | Mode::GatewayNosync => {
@@ -272,9 +298,15 @@ impl Sut {
     pub fn pid(&self) -> Option<u32> {
         match self {
             Sut::Ceiling => None,
-            Sut::Forward { child, .. } => Some(child.pid),
+            Sut::Forward { child, .. } | Sut::Bare { child, .. } => Some(child.pid),
             Sut::Gateway { gw, .. } => Some(gw.pid()),
         }
+    }
+
+    /// Whether accepted events can still be on their way after the answer (a store and
+    /// forward hop), so the run waits for deliveries to catch up before its ledger.
+    pub fn queues(&self) -> bool {
+        matches!(self, Sut::Gateway { .. } | Sut::Bare { .. })
     }
 
     pub fn api(&self) -> Option<&Api> {
@@ -308,6 +340,21 @@ impl Sut {
                         ),
                         class: r.class,
                     })
+                })
+                .collect(),
+            Sut::Bare { base, .. } => topo
+                .routes
+                .iter()
+                .map(|r| match r.dests.as_slice() {
+                    [dest] => Ok(Route {
+                        target: Target::Relay {
+                            uri: uri(format!("{base}{dest}"))?,
+                            dests: None,
+                            fanout: 1,
+                        },
+                        class: r.class,
+                    }),
+                    _ => Err(anyhow!("the bare relay has one destination per route")),
                 })
                 .collect(),
             Sut::Forward { base, .. } => topo
@@ -352,7 +399,7 @@ impl Sut {
     pub async fn stop(&mut self) {
         match self {
             Sut::Ceiling => {}
-            Sut::Forward { child, .. } => {
+            Sut::Forward { child, .. } | Sut::Bare { child, .. } => {
                 child.stop(Duration::from_secs(2)).await;
             }
             Sut::Gateway { gw, .. } => {
@@ -720,18 +767,17 @@ async fn traffic_inner(
             }
         };
         let (sa, sb) = sampler.await?;
-        let drain_t = match sut.api() {
-            Some(_) => {
-                let skip = plan.topology.class1_is_delayed();
-                drain(
-                    &receiver,
-                    &live,
-                    skip,
-                    Duration::from_secs_f64(st.drain_timeout_s),
-                )
-                .await
-            }
-            None => Duration::ZERO,
+        let drain_t = if sut.queues() {
+            let skip = plan.topology.class1_is_delayed();
+            drain(
+                &receiver,
+                &live,
+                skip,
+                Duration::from_secs_f64(st.drain_timeout_s),
+            )
+            .await
+        } else {
+            Duration::ZERO
         };
         rec.set("drain_s", drain_t.as_secs_f64());
         let expect_all = !plan.topology.class1_is_delayed();

@@ -117,10 +117,19 @@ impl Bench {
         }
     }
 
-    /// Every plan × every mode, `reps` times, modes alternating.
+    /// Every plan × every mode, `reps` times, modes alternating. The bare relay takes part
+    /// in W1 only: it has one destination per route and no API.
     async fn alternate(&mut self, plans: &[TrafficPlan]) {
+        let mut modes = self.ctx.modes.clone();
+        if let Some(p) = plans.iter().find(|p| p.workload != "w1") {
+            if modes.contains(&Mode::Bare) {
+                modes.retain(|m| *m != Mode::Bare);
+                self.notes
+                    .push(format!("{} is not run for bare (W1 only)", p.workload));
+            }
+        }
         for rep in 0..self.ctx.settings.reps {
-            for mode in self.ctx.modes.clone() {
+            for mode in modes.iter().copied() {
                 for plan in plans {
                     let r = runner::run_traffic(&self.ctx, mode, plan, rep).await;
                     self.runs.push(r);

@@ -17,6 +17,7 @@ fn help_lists_modes_and_workloads() {
         "forward",
         "gateway",
         "gateway-nosync",
+        "bare",
         "w1",
         "w2",
         "w3",
@@ -38,7 +39,7 @@ fn a_lost_delivery_makes_every_run_void() {
         .args([
             "--quick",
             "--modes",
-            "ceiling,forward",
+            "ceiling,forward,bare",
             "--duration",
             "0.5",
             "--warmup",
@@ -54,8 +55,8 @@ fn a_lost_delivery_makes_every_run_void() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["all_balanced"], false);
     let runs = report["runs"].as_array().unwrap();
-    // W1 max for both modes; no latency phase, since no maximum was valid.
-    assert_eq!(runs.len(), 2, "{stderr}");
+    // W1 max for each mode; no latency phase, since no maximum was valid.
+    assert_eq!(runs.len(), 3, "{stderr}");
     for r in runs {
         assert!(r["error"].is_null(), "{r}");
         assert_eq!(r["ledger"]["balanced"], false, "{r}");
@@ -78,4 +79,43 @@ fn missing_gateway_binary_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cargo build --release"), "{stderr}");
+}
+
+#[test]
+fn the_bare_relay_delivers_what_it_accepted_and_runs_in_w1_only() {
+    let out = bench()
+        .args([
+            "--quick",
+            "--workloads",
+            "w1,w2",
+            "--modes",
+            "ceiling,bare",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["all_balanced"], true, "{stderr}");
+    let runs = report["runs"].as_array().unwrap();
+    let bare: Vec<_> = runs.iter().filter(|r| r["mode"] == "bare").collect();
+    // W1's maximum and its latency run; W2 (fan-out) is not run for bare.
+    assert_eq!(bare.len(), 2, "{stderr}");
+    for r in &bare {
+        assert_eq!(r["workload"], "w1", "{r}");
+        assert!(r["ledger"]["accepted"].as_u64().unwrap() > 0, "{r}");
+        assert_eq!(r["ledger"]["balanced"], true, "{r}");
+    }
+    assert!(runs
+        .iter()
+        .any(|r| r["workload"] == "w2" && r["mode"] == "ceiling"));
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("w2 is not run for bare"), "{notes}");
+    let ratios = report["ratios"].to_string();
+    assert!(ratios.contains("w1.bare_over_ceiling"), "{ratios}");
 }
