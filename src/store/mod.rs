@@ -864,4 +864,33 @@ mod tests {
             "another team sees none"
         );
     }
+
+    #[test]
+    fn a_blob_sled_makes_of_values_under_its_threshold_is_synced_before_the_answer() {
+        // 15 KiB values: none is large enough to be a blob, but when sled splits a leaf of
+        // them, the half it writes (nine entries, 135 KiB) is.
+        let dir = tempfile::tempdir().unwrap();
+        rt().block_on(async {
+            let store = Store::open(dir.path(), Durability::Fsync, Duration::ZERO).unwrap();
+            for i in 0u32..40 {
+                let key = [b"X/".as_slice(), &i.to_be_bytes()].concat();
+                store
+                    .commit(vec![Op::Put(key, vec![i as u8; 15 * 1024])])
+                    .await
+                    .unwrap();
+            }
+            let blobs = std::fs::read_dir(dir.path().join("blobs")).unwrap().count();
+            assert!(
+                blobs > 0,
+                "sled wrote no blob file; the test needs larger leaves"
+            );
+            let synced = store
+                .writer()
+                .stats
+                .blob_syncs
+                .load(std::sync::atomic::Ordering::Relaxed);
+            assert!(synced > 0, "{blobs} blob files, never synced");
+            store.close().await;
+        });
+    }
 }

@@ -75,6 +75,8 @@ pub struct WriterStats {
     pub commits: std::sync::atomic::AtomicU64,
     pub flushes: std::sync::atomic::AtomicU64,
     pub messages: std::sync::atomic::AtomicU64,
+    /// Groups after which new sled blob files were synced.
+    pub blob_syncs: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone)]
@@ -250,9 +252,6 @@ fn run(
         }
         overlay.extend(queues.finish());
         let mut batch = sled::Batch::default();
-        let large = overlay
-            .values()
-            .any(|v| v.as_ref().is_some_and(|v| v.len() >= LARGE_VALUE));
         for (key, value) in overlay {
             match value {
                 Some(v) => batch.insert(key, v),
@@ -275,8 +274,9 @@ fn run(
         dirty = true;
         if result.is_ok() && !acks.is_empty() && durability != Durability::None {
             result = make_durable(&db, data_file.as_ref(), durability);
-            if large && durability == Durability::Fsync && result.is_ok() {
+            if durability == Durability::Fsync && result.is_ok() && blobs.changed() {
                 result = blobs.sync_new();
+                stats.blob_syncs.fetch_add(1, Relaxed);
             }
             stats.flushes.fetch_add(1, Relaxed);
             dirty = false;
@@ -300,21 +300,32 @@ fn run(
     }
 }
 
-/// sled writes values too large for its log segments to separate blob files and never
-/// syncs them; a group holding a value this large syncs the new blob files too.
-const LARGE_VALUE: usize = 16 * 1024;
-
 /// File times come from the kernel's coarse clock, a few milliseconds behind; a file
 /// written just after the last sync began may carry an earlier time than it.
 const BLOB_MTIME_SLACK: Duration = Duration::from_millis(20);
 
-/// Tracks which blob files have been synced: those modified since the last sync began.
+/// sled writes a log item too large for a quarter of its segment (a value, or a whole leaf of
+/// up to 17 entries when it rewrites one) to a file of its own under `blobs/`, and never
+/// syncs it. Which groups make one cannot be told from their values (the nine-entry half of
+/// a split leaf of 15 KiB records is one), so the writer watches the directory instead: a
+/// new blob file changes its time. Tracks which blob files have been synced: those modified
+/// since the last sync began.
 struct BlobSync {
     dir: Option<std::path::PathBuf>,
     since: std::time::SystemTime,
 }
 
 impl BlobSync {
+    /// Whether a blob file may have been made (or removed) since the last sync began: one
+    /// `statx` per durable group.
+    fn changed(&self) -> bool {
+        let Some(dir) = &self.dir else { return false };
+        std::fs::metadata(dir)
+            .and_then(|m| m.modified())
+            // A directory that cannot be read is synced: `sync_new` reports what is wrong.
+            .map_or(true, |t| t + BLOB_MTIME_SLACK >= self.since)
+    }
+
     fn sync_new(&mut self) -> Result<(), StoreError> {
         let Some(dir) = &self.dir else { return Ok(()) };
         let started = std::time::SystemTime::now();
@@ -408,4 +419,37 @@ fn apply_op(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    #[test]
+    fn the_blob_directory_counts_as_changed_only_after_a_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        let mut sync = BlobSync {
+            dir: Some(dir.path().to_path_buf()),
+            since: later,
+        };
+        assert!(
+            !sync.changed(),
+            "nothing new since a sync that began after the last change"
+        );
+
+        let before = SystemTime::now();
+        std::fs::write(dir.path().join("123"), b"blob").unwrap();
+        sync.since = before;
+        assert!(sync.changed(), "a file made after the last sync began");
+        sync.sync_new().unwrap();
+        assert!(sync.since >= before);
+
+        let none = BlobSync {
+            dir: None,
+            since: before,
+        };
+        assert!(!none.changed(), "no blob directory, nothing to sync");
+    }
 }
