@@ -3,50 +3,52 @@ use fasthook_bench::cli::{Cli, Command};
 use fasthook_bench::{bare, clock, relay, report, workloads};
 use std::process::ExitCode;
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Some(Command::Bare {
-        target,
-        listen,
-        data_dir,
-    }) = &cli.command
-    {
-        // actix-web runs its own system; no tokio runtime of the bench's is needed.
-        return match bare::run(listen, target, data_dir) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("bare relay: {e:#}");
-                ExitCode::from(1)
-            }
-        };
+/// What a child relay's outcome means for the exit status.
+fn relay_exit(what: &str, outcome: anyhow::Result<()>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{what}: {e:#}");
+            ExitCode::from(1)
+        }
     }
-    clock::epoch();
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+    match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
         .build()
     {
-        Ok(rt) => rt,
+        Ok(rt) => Some(rt),
         Err(e) => {
             eprintln!("fasthook-bench: cannot start the runtime: {e}");
-            return ExitCode::from(1);
+            None
         }
-    };
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    clock::epoch();
     match cli.command {
-        Some(Command::Relay { target, listen }) => {
-            match rt.block_on(relay::serve(&listen, &target)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("relay: {e:#}");
-                    ExitCode::from(1)
-                }
-            }
-        }
-        Some(Command::Bare { .. }) => unreachable!("handled above"),
+        // actix-web runs its own system; the bench's tokio runtime is not needed.
+        Some(Command::Bare {
+            target,
+            listen,
+            data_dir,
+        }) => relay_exit("bare relay", bare::run(&listen, &target, &data_dir)),
+        Some(Command::Relay { target, listen }) => match runtime() {
+            Some(rt) => relay_exit("relay", rt.block_on(relay::serve(&listen, &target))),
+            None => ExitCode::from(1),
+        },
         None => {
+            let Some(rt) = runtime() else {
+                return ExitCode::from(1);
+            };
             let settings = cli.bench.settings();
             let json = settings.json;
             // Ctrl-C drops the running future, which kills the children (kill_on_drop).

@@ -7,6 +7,19 @@ fn bench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_fasthook-bench"))
 }
 
+/// A short `--quick --json` run with `args` added: its exit code, report and stderr.
+fn quick_run(args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let out = bench()
+        .args(["--quick", "--duration", "0.5", "--warmup", "0.1", "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON report ({e}); stderr:\n{stderr}"));
+    (out.status.code(), report, stderr)
+}
+
 #[test]
 fn help_lists_modes_and_workloads() {
     let out = bench().arg("--help").output().unwrap();
@@ -35,24 +48,13 @@ fn help_lists_modes_and_workloads() {
 
 #[test]
 fn a_lost_delivery_makes_every_run_void() {
-    let out = bench()
-        .args([
-            "--quick",
-            "--modes",
-            "ceiling,forward,bare",
-            "--duration",
-            "0.5",
-            "--warmup",
-            "0.1",
-            "--receiver-drop-nth",
-            "100",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, report, stderr) = quick_run(&[
+        "--modes",
+        "ceiling,forward,bare",
+        "--receiver-drop-nth",
+        "100",
+    ]);
+    assert_eq!(code, Some(1), "stderr:\n{stderr}");
     assert_eq!(report["all_balanced"], false);
     let runs = report["runs"].as_array().unwrap();
     // W1 max for each mode; no latency phase, since no maximum was valid.
@@ -83,24 +85,8 @@ fn missing_gateway_binary_exits_2() {
 
 #[test]
 fn the_bare_relay_delivers_what_it_accepted_and_runs_in_w1_only() {
-    let out = bench()
-        .args([
-            "--quick",
-            "--workloads",
-            "w1,w2",
-            "--modes",
-            "ceiling,bare",
-            "--duration",
-            "0.5",
-            "--warmup",
-            "0.1",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, report, stderr) = quick_run(&["--workloads", "w1,w2", "--modes", "ceiling,bare"]);
+    assert_eq!(code, Some(0), "stderr:\n{stderr}");
     assert_eq!(report["all_balanced"], true, "{stderr}");
     let runs = report["runs"].as_array().unwrap();
     let bare: Vec<_> = runs.iter().filter(|r| r["mode"] == "bare").collect();

@@ -276,7 +276,9 @@ fn run(
             result = make_durable(&db, data_file.as_ref(), durability);
             if durability == Durability::Fsync && result.is_ok() && blobs.changed() {
                 result = blobs.sync_new();
-                stats.blob_syncs.fetch_add(1, Relaxed);
+                if result.is_ok() {
+                    stats.blob_syncs.fetch_add(1, Relaxed);
+                }
             }
             stats.flushes.fetch_add(1, Relaxed);
             dirty = false;
