@@ -186,11 +186,6 @@ impl BodyAppender {
         result.map_err(io(&segment_path(&self.dir, self.segment)))
     }
 
-    /// Drops the staged frames of a group that failed.
-    pub fn discard_staged(&mut self) {
-        self.staged.clear();
-    }
-
     /// Makes written bodies durable (`fdatasync`), if any are not yet.
     pub fn sync(&mut self) -> Result<(), StoreError> {
         if self.unsynced {

@@ -411,35 +411,16 @@ impl Store {
     /// hands the writer the index of where each entry is stored, so call it once, at boot,
     /// before any queue change.
     pub fn load_queues(&self) -> Result<(HashMap<DestinationId, Vec<QueueEntry>>, u64)> {
-        let mut queues: HashMap<DestinationId, Vec<QueueEntry>> = HashMap::new();
-        let mut index = queue_records::QueueIndex::default();
-        let mut max_seq = 0;
-        for kv in self.inner.tree.scan_prefix(keys::QUEUE) {
-            let (k, v) = kv?;
-            let Some(record) = keys::parse_queue(&k) else {
-                return Err(StoreError::Corrupt("bad queue key".into()));
-            };
-            for (destination, entries) in queue_records::decode(&v)? {
-                for entry in &entries {
-                    max_seq = max_seq.max(entry.seq);
-                    index.insert(&destination, entry.seq, record);
-                }
-                queues.entry(destination).or_default().extend(entries);
-            }
-        }
-        // Records are in the order their groups committed, which can differ a little from
-        // the order sequence numbers were handed out; FIFO is by sequence.
-        for queue in queues.values_mut() {
-            queue.sort_by_key(|e| e.seq);
-        }
+        let loaded = queue_records::load_all(&self.inner.tree)?;
+        let mut max_seq = loaded.max_seq;
         // Held entries keep their sequence numbers for when they are released.
         for kv in self.inner.tree.scan_prefix(keys::HOLD) {
             let (_, v) = kv?;
             let entry: QueueEntry = codec::decode(&v)?;
             max_seq = max_seq.max(entry.seq);
         }
-        self.inner.writer.set_queue_index(index);
-        Ok((queues, max_seq))
+        self.inner.writer.set_queue_index(loaded.index);
+        Ok((loaded.queues, max_seq))
     }
 
     #[cfg(test)]
@@ -809,6 +790,94 @@ mod tests {
             1,
             "an emptied record is removed"
         );
+    }
+
+    #[test]
+    fn a_record_named_by_a_delivered_entry_is_never_reopened_after_a_restart() {
+        // One group enqueues 7 before 5 (sequence numbers are handed out before commit), so
+        // its record is named Q/7; 7 is delivered and 5 still waits in that record.
+        let dir = tempfile::tempdir().unwrap();
+        let d = DestinationId::new();
+        rt().block_on(async {
+            let store = Store::open(dir.path(), Durability::Flush, Duration::ZERO).unwrap();
+            store
+                .commit(vec![
+                    ops::enqueue(&d, &entry(7)),
+                    ops::enqueue(&d, &entry(5)),
+                ])
+                .await
+                .unwrap();
+            store.commit(vec![ops::dequeue(&d, 7)]).await.unwrap();
+            store.close().await;
+        });
+        let store = rt().block_on(async {
+            Store::open(dir.path(), Durability::Flush, Duration::ZERO).unwrap()
+        });
+        let (queues, max_seq) = store.load_queues().unwrap();
+        assert_eq!(queues[&d].iter().map(|e| e.seq).collect::<Vec<_>>(), [5]);
+        assert!(
+            max_seq >= 7,
+            "sequence {max_seq} + 1 would be handed out again while Q/7 exists"
+        );
+        // The next group opens a record of its own and leaves the survivor alone.
+        rt().block_on(store.commit(vec![ops::enqueue(&d, &entry(max_seq + 1))]))
+            .unwrap();
+        let (queues, _) = store.load_queues().unwrap();
+        assert_eq!(
+            queues[&d].iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [5, max_seq + 1]
+        );
+    }
+
+    #[test]
+    fn a_failing_message_fails_alone_and_the_rest_of_its_group_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let team = TeamId::new();
+        let d = DestinationId::new();
+        let corrupt = EventId::new();
+        // A long linger puts the next two messages in one group.
+        let store = rt().block_on(async {
+            Store::open(dir.path(), Durability::Flush, Duration::from_millis(300)).unwrap()
+        });
+        rt().block_on(async {
+            store
+                .commit(vec![
+                    ops::enqueue(&d, &entry(1)),
+                    ops::enqueue(&d, &entry(2)),
+                    Op::Put(keys::event(&team, &corrupt), vec![1, 2, 3]),
+                ])
+                .await
+                .unwrap();
+        });
+        let patch = EventPatch {
+            status: Some(EventStatus::Successful),
+            updated_at: Timestamp(1),
+            ..Default::default()
+        };
+        let failed = rt().block_on(async {
+            store.submit(vec![ops::dequeue(&d, 1)]);
+            store
+                .commit(vec![
+                    ops::enqueue(&d, &entry(3)),
+                    ops::patch_event(&team, &corrupt, patch),
+                ])
+                .await
+        });
+        assert!(
+            matches!(failed, Err(StoreError::Corrupt(_))),
+            "a patch of an unreadable event is an error, not swallowed: {failed:?}"
+        );
+        rt().block_on(store.commit(Vec::new())).unwrap();
+        let (queues, _) = store.load_queues().unwrap();
+        assert_eq!(
+            queues[&d].iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [2],
+            "the other message of the group was applied; the failed one not at all"
+        );
+        // The writer's index still agrees with the disk: entry 2 can be taken off.
+        rt().block_on(store.commit(vec![ops::dequeue(&d, 2)]))
+            .unwrap();
+        assert_eq!(store.count_keys(keys::QUEUE), 0);
     }
 
     #[test]

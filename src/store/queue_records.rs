@@ -72,54 +72,58 @@ impl GroupQueues {
         share(shares, destination).push(entry);
     }
 
-    /// Replaces a live entry (its retry was scheduled). An unknown entry is ignored.
-    pub fn requeue(
+    /// Reads into the group the record that holds `destination`'s entry `seq`, if it is
+    /// live, so that applying a change to it afterwards cannot fail. Changes nothing else:
+    /// a message whose other operations fail leaves the index and the records as they were.
+    pub fn load(
         &mut self,
         index: &QueueIndex,
-        destination: DestinationId,
-        entry: QueueEntry,
-        read: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
-    ) {
+        destination: &DestinationId,
+        seq: u64,
+        read: impl FnOnce(&[u8]) -> Result<Option<Vec<u8>>, StoreError>,
+    ) -> Result<(), StoreError> {
+        let Some(record) = index.get(destination, seq) else {
+            return Ok(());
+        };
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.records.entry(record) {
+            let shares = match read(&keys::queue(record))? {
+                Some(bytes) => decode(&bytes)?,
+                None => Vec::new(),
+            };
+            slot.insert(shares);
+        }
+        Ok(())
+    }
+
+    /// Replaces a live entry (its retry was scheduled). An unknown entry is ignored. Its
+    /// record must have been `load`ed.
+    pub fn requeue(&mut self, index: &QueueIndex, destination: DestinationId, entry: QueueEntry) {
         let Some(record) = index.get(&destination, entry.seq) else {
             return;
         };
-        let entries = share(self.record(record, read), destination);
-        if let Some(slot) = entries.iter_mut().find(|e| e.seq == entry.seq) {
+        let Some(shares) = self.records.get_mut(&record) else {
+            debug_assert!(false, "requeue of a record that was not loaded");
+            return;
+        };
+        if let Some(slot) = share(shares, destination)
+            .iter_mut()
+            .find(|e| e.seq == entry.seq)
+        {
             *slot = entry;
         }
     }
 
-    /// Removes a live entry (delivered, dead-lettered or held). An unknown one is ignored:
-    /// it is already gone.
-    pub fn dequeue(
-        &mut self,
-        index: &mut QueueIndex,
-        destination: DestinationId,
-        seq: u64,
-        read: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
-    ) {
+    /// Removes a live entry (delivered, dead-lettered, cancelled or held). An unknown one is
+    /// ignored: it is already gone. Its record must have been `load`ed.
+    pub fn dequeue(&mut self, index: &mut QueueIndex, destination: DestinationId, seq: u64) {
         let Some(record) = index.remove(&destination, seq) else {
             return;
         };
-        share(self.record(record, read), destination).retain(|e| e.seq != seq);
-    }
-
-    fn record(
-        &mut self,
-        record: u64,
-        read: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
-    ) -> &mut QueueRecord {
-        self.records.entry(record).or_insert_with_key(|record| {
-            let stored = read(&keys::queue(*record));
-            match stored.map(|bytes| decode(&bytes)) {
-                Some(Ok(shares)) => shares,
-                Some(Err(e)) => {
-                    tracing::error!(error = %e, "cannot decode a queue record to change it");
-                    Vec::new()
-                }
-                None => Vec::new(),
-            }
-        })
+        let Some(shares) = self.records.get_mut(&record) else {
+            debug_assert!(false, "dequeue of a record that was not loaded");
+            return;
+        };
+        share(shares, destination).retain(|e| e.seq != seq);
     }
 
     /// The writes that end the group: each touched record rewritten, or removed once empty.
@@ -150,4 +154,48 @@ fn share(shares: &mut QueueRecord, destination: DestinationId) -> &mut Vec<Queue
 
 pub fn decode(bytes: &[u8]) -> Result<QueueRecord, StoreError> {
     codec::decode(bytes)
+}
+
+/// Every destination's stored queue, read at boot (and by the writer after a failed group,
+/// to make its index agree with the disk again).
+pub struct LoadedQueues {
+    pub index: QueueIndex,
+    /// Each destination's entries, in sequence (FIFO) order.
+    pub queues: HashMap<DestinationId, Vec<QueueEntry>>,
+    /// The highest sequence number any queue key or entry names: a record is named by its
+    /// group's first entry, which can be delivered while later ones stay, and that name must
+    /// never be handed out again.
+    pub max_seq: u64,
+}
+
+pub fn load_all(tree: &sled::Tree) -> Result<LoadedQueues, StoreError> {
+    let mut loaded = LoadedQueues {
+        index: QueueIndex::default(),
+        queues: HashMap::new(),
+        max_seq: 0,
+    };
+    for kv in tree.scan_prefix(keys::QUEUE) {
+        let (k, v) = kv?;
+        let Some(record) = keys::parse_queue(&k) else {
+            return Err(StoreError::Corrupt("bad queue key".into()));
+        };
+        loaded.max_seq = loaded.max_seq.max(record);
+        for (destination, entries) in decode(&v)? {
+            for entry in &entries {
+                loaded.max_seq = loaded.max_seq.max(entry.seq);
+                loaded.index.insert(&destination, entry.seq, record);
+            }
+            loaded
+                .queues
+                .entry(destination)
+                .or_default()
+                .extend(entries);
+        }
+    }
+    // Records are in the order their groups committed, which can differ a little from the
+    // order sequence numbers were handed out; FIFO is by sequence.
+    for queue in loaded.queues.values_mut() {
+        queue.sort_by_key(|e| e.seq);
+    }
+    Ok(loaded)
 }

@@ -15,7 +15,7 @@ use super::body_log::BodyAppender;
 use super::codec;
 use super::event_record::EventRecord;
 use super::keys;
-use super::queue_records::{GroupQueues, QueueIndex};
+use super::queue_records::{self, GroupQueues, QueueIndex};
 use super::request_record::NewRequestRecord;
 use super::StoreError;
 use crate::domain::destination_core::QueueEntry;
@@ -230,25 +230,32 @@ fn run(
         // Sized once: growing it op by op rehashed every key several times per group.
         let op_count = group.iter().map(|m| m.ops.len()).sum();
         let mut overlay: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::with_capacity(op_count);
+        let mut staged = Staged::default();
         let mut queues = GroupQueues::default();
-        let mut result = Ok(());
         for message in group {
             if let Some(index) = message.index {
                 queue_index = index;
             }
-            for op in message.ops {
-                if let Err(e) = apply_op(
-                    &tree,
-                    &mut bodies,
-                    &mut overlay,
-                    &mut queues,
-                    &mut queue_index,
-                    op,
-                ) {
-                    result = Err(e);
+            // Each message is applied whole or not at all: one that fails (a corrupt record
+            // to patch, a body that cannot be staged) is answered with its error, and the
+            // others of the group go on. Without a waiter its error is logged: it is a state
+            // change an actor has already made in memory.
+            let applied = apply_message(
+                &tree,
+                &mut bodies,
+                &mut overlay,
+                &mut staged,
+                &mut queues,
+                &mut queue_index,
+                message.ops,
+            );
+            match (message.ack, applied) {
+                (Some(ack), applied) => acks.push((ack, applied)),
+                (None, Ok(())) => {}
+                (None, Err(e)) => {
+                    tracing::error!(error = %e, "a state change could not be recorded");
                 }
             }
-            acks.extend(message.ack);
         }
         overlay.extend(queues.finish());
         let mut batch = sled::Batch::default();
@@ -259,11 +266,7 @@ fn run(
             }
         }
         // Bodies first, durable when the group is to be, so no record points at a lost body.
-        if result.is_ok() {
-            result = bodies.write_staged();
-        } else {
-            bodies.discard_staged();
-        }
+        let mut result = bodies.write_staged();
         if result.is_ok() && durability == Durability::Fsync {
             result = bodies.sync();
         }
@@ -285,9 +288,15 @@ fn run(
         }
         if let Err(e) = &result {
             tracing::error!(error = %e, "store commit failed");
+            // The group's queue changes are already in the index; read it back from what
+            // the disk holds, so memory and disk agree for the groups that follow.
+            match queue_records::load_all(&tree) {
+                Ok(loaded) => queue_index = loaded.index,
+                Err(e) => tracing::error!(error = %e, "cannot reread the queue index"),
+            }
         }
-        for ack in acks {
-            let _ = ack.send(result.clone());
+        for (ack, applied) in acks {
+            let _ = ack.send(applied.and(result.clone()));
         }
         if stopping {
             break;
@@ -370,54 +379,96 @@ fn make_durable(
     Ok(())
 }
 
-fn apply_op(
+/// Scratch space of one message, reused across messages: its writes before they join the
+/// group's, and its queue changes, applied only once every other operation succeeded.
+#[derive(Default)]
+struct Staged {
+    writes: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    queue_ops: Vec<QueueChange>,
+}
+
+enum QueueChange {
+    Enqueue(DestinationId, QueueEntry),
+    Requeue(DestinationId, QueueEntry),
+    Dequeue(DestinationId, u64),
+}
+
+/// Applies one message's operations to the group, all or none.
+fn apply_message(
     tree: &sled::Tree,
     bodies: &mut BodyAppender,
     overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
+    staged: &mut Staged,
     queues: &mut GroupQueues,
     queue_index: &mut QueueIndex,
-    op: Op,
+    ops: Vec<Op>,
 ) -> Result<(), StoreError> {
+    staged.writes.clear();
+    staged.queue_ops.clear();
     // Queue records are written only at the end of a group, so earlier groups' are in sled.
-    let read = |key: &[u8]| tree.get(key).ok().flatten().map(|v| v.to_vec());
-    match op {
-        Op::Enqueue { destination, entry } => queues.enqueue(queue_index, destination, entry),
-        Op::Requeue { destination, entry } => queues.requeue(queue_index, destination, entry, read),
-        Op::Dequeue { destination, seq } => queues.dequeue(queue_index, destination, seq, read),
-        Op::Put(k, v) => {
-            overlay.insert(k, Some(v));
-        }
-        Op::Remove(k) => {
-            overlay.insert(k, None);
-        }
-        Op::PutRequest(request) => {
-            let body = bodies.stage(&request.body)?;
-            let record = NewRequestRecord {
-                body,
-                request: &request,
-            };
-            overlay.insert(
-                keys::request(&request.team_id, &request.id),
-                Some(codec::encode(&record)),
-            );
-        }
-        Op::PatchEvent { key, patch } => {
-            let current = match overlay.get(&key) {
-                Some(v) => v.clone(),
-                None => tree.get(&key).ok().flatten().map(|v| v.to_vec()),
-            };
-            // A patch for an event that no longer exists (purged) is dropped.
-            let Some(bytes) = current else { return Ok(()) };
-            match codec::decode::<EventRecord>(&bytes) {
-                Ok(mut record) => {
-                    if let Some(spilled) = record.apply(patch) {
-                        let attempt_key = keys::attempt(&spilled.event_id, spilled.attempt_number);
-                        overlay.insert(attempt_key, Some(codec::encode(&spilled)));
-                    }
-                    overlay.insert(key, Some(codec::encode(&record)));
-                }
-                Err(e) => tracing::error!(error = %e, "cannot decode an event to patch it"),
+    let read = |key: &[u8]| -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(tree.get(key)?.map(|v| v.to_vec()))
+    };
+    for op in ops {
+        match op {
+            Op::Enqueue { destination, entry } => {
+                staged
+                    .queue_ops
+                    .push(QueueChange::Enqueue(destination, entry));
             }
+            Op::Requeue { destination, entry } => {
+                queues.load(queue_index, &destination, entry.seq, read)?;
+                staged
+                    .queue_ops
+                    .push(QueueChange::Requeue(destination, entry));
+            }
+            Op::Dequeue { destination, seq } => {
+                queues.load(queue_index, &destination, seq, read)?;
+                staged
+                    .queue_ops
+                    .push(QueueChange::Dequeue(destination, seq));
+            }
+            Op::Put(k, v) => {
+                staged.writes.insert(k, Some(v));
+            }
+            Op::Remove(k) => {
+                staged.writes.insert(k, None);
+            }
+            Op::PutRequest(request) => {
+                let body = bodies.stage(&request.body)?;
+                let record = NewRequestRecord {
+                    body,
+                    request: &request,
+                };
+                staged.writes.insert(
+                    keys::request(&request.team_id, &request.id),
+                    Some(codec::encode(&record)),
+                );
+            }
+            Op::PatchEvent { key, patch } => {
+                let current = match staged.writes.get(&key).or_else(|| overlay.get(&key)) {
+                    Some(v) => v.clone(),
+                    None => read(&key)?,
+                };
+                // A patch for an event that no longer exists (purged) is dropped.
+                let Some(bytes) = current else { continue };
+                let mut record = codec::decode::<EventRecord>(&bytes)?;
+                if let Some(spilled) = record.apply(patch) {
+                    let attempt_key = keys::attempt(&spilled.event_id, spilled.attempt_number);
+                    staged
+                        .writes
+                        .insert(attempt_key, Some(codec::encode(&spilled)));
+                }
+                staged.writes.insert(key, Some(codec::encode(&record)));
+            }
+        }
+    }
+    overlay.extend(staged.writes.drain());
+    for op in staged.queue_ops.drain(..) {
+        match op {
+            QueueChange::Enqueue(d, entry) => queues.enqueue(queue_index, d, entry),
+            QueueChange::Requeue(d, entry) => queues.requeue(queue_index, d, entry),
+            QueueChange::Dequeue(d, seq) => queues.dequeue(queue_index, d, seq),
         }
     }
     Ok(())
