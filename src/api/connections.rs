@@ -284,10 +284,14 @@ async fn update(
 async fn delete(
     engine: web::Data<Engine>,
     auth: Auth,
+    req: actix_web::HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let params = QueryParams::parse(req.query_string())?;
+    params.only(&["cancel_events"])?;
+    let cancel = params.bool("cancel_events")?.unwrap_or(false);
     let current = owned(&engine, &auth, &id)?;
-    engine.delete_connection(&current.id).await?;
+    engine.delete_connection(&current.id, cancel).await?;
     Ok(HttpResponse::Ok().json(json!({"id": current.id})))
 }
 

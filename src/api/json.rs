@@ -56,6 +56,14 @@ impl QueryParams {
             .map_err(|e| ApiError::Validation(format!("query: {e}")))
     }
 
+    /// Refuses a parameter not in `known`: a misspelled one must not be silently ignored.
+    pub fn only(&self, known: &[&str]) -> Result<(), ApiError> {
+        match self.0.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+            Some((k, _)) => Err(ApiError::validation(k, "is not a parameter of this call")),
+            None => Ok(()),
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()

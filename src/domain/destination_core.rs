@@ -305,6 +305,17 @@ impl DestinationCore {
         }
     }
 
+    /// Takes every entry out, for a delete that cancels the destination's waiting work.
+    /// Attempts in flight are forgotten: their outcomes will find nothing and be ignored.
+    pub fn take_all(&mut self) -> Vec<QueueEntry> {
+        self.scheduled.clear();
+        let mut all: Vec<QueueEntry> = std::mem::take(&mut self.ready).into_values().collect();
+        all.extend(self.waiting.drain().map(|(_, e)| e));
+        all.extend(self.in_flight.drain().map(|(_, (e, _, _))| e));
+        all.sort_by_key(|e| e.seq);
+        all
+    }
+
     /// True when nothing is in flight: shutdown may proceed.
     pub fn is_idle(&self) -> bool {
         self.in_flight.is_empty()

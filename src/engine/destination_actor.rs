@@ -418,6 +418,35 @@ impl Handler<GetSnapshot> for DestinationActor {
     }
 }
 
+/// A delete that cancels the waiting work: every entry leaves the queue and its event
+/// becomes `CANCELLED`. Answers how many were cancelled.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CancelWaiting;
+
+impl Handler<CancelWaiting> for DestinationActor {
+    type Result = usize;
+
+    fn handle(&mut self, _: CancelWaiting, ctx: &mut Context<Self>) -> usize {
+        let entries = self.core.take_all();
+        let destination = &self.target.destination;
+        let now = Timestamp::now();
+        let mut writes = Vec::with_capacity(entries.len() * 2);
+        for entry in &entries {
+            self.payloads.remove(entry.seq);
+            writes.extend(ops::cancel_queued(
+                &destination.team_id,
+                &destination.id,
+                entry,
+                now,
+            ));
+        }
+        self.deps.store.submit(writes);
+        self.input(Input::Wake, ctx);
+        entries.len()
+    }
+}
+
 /// The destination was deleted.
 #[derive(Message)]
 #[rtype(result = "()")]

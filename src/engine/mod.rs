@@ -6,23 +6,23 @@
 pub mod connection_actor;
 pub mod delivery;
 pub mod destination_actor;
+mod ingest;
 mod payload_cache;
+mod recovery;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use actix::prelude::{Actor, Addr, Arbiter, ArbiterHandle, SendError};
-use bytes::Bytes;
+use actix::prelude::{Actor, Addr, Arbiter, ArbiterHandle};
 use sha2::Digest;
 
 use crate::config::Config;
-use crate::domain::connection_core::{route, Route};
 use crate::domain::destination_core::QueueEntry;
 use crate::domain::*;
 use crate::store::{ops, Store, StoreError};
-use connection_actor::{ConnectionActor, Forward};
+use connection_actor::ConnectionActor;
 use delivery::{DeliveryClient, Payload};
 use destination_actor::{DestinationActor, DestinationSnapshot};
 
@@ -97,6 +97,9 @@ struct Inner {
     /// Next queue position; positions are global so one counter serves every destination.
     seq: AtomicU64,
     ready: AtomicBool,
+    /// Held for reading from an ingest's routing to its hand-off, for writing by deletes
+    /// (see `ingest`).
+    ingest_gate: Arc<tokio::sync::RwLock<()>>,
     /// Read on every actor start; `pause` is the full state behind it.
     paused: AtomicBool,
     pause: std::sync::Mutex<EnginePause>,
@@ -127,6 +130,7 @@ impl Engine {
                 registry: RwLock::new(Registry::default()),
                 seq: AtomicU64::new(1),
                 ready: AtomicBool::new(false),
+                ingest_gate: Arc::new(tokio::sync::RwLock::new(())),
                 paused: AtomicBool::new(paused),
                 pause: std::sync::Mutex::new(EnginePause {
                     paused,
@@ -206,70 +210,6 @@ impl Engine {
         state
     }
 
-    // ---- boot ------------------------------------------------------------------------
-
-    /// Rebuilds every actor from the store: queued events in order, scheduled retries at
-    /// their times, attempts in flight at a crash made again. Then the engine is ready.
-    pub async fn recover(&self) -> Result<()> {
-        let started = Instant::now();
-        let store = self.store().clone();
-        let loaded = tokio::task::spawn_blocking(move || -> crate::store::Result<_> {
-            Ok((
-                store.all_sources()?,
-                store.all_destinations()?,
-                store.all_connections()?,
-                store.load_queues()?,
-            ))
-        })
-        .await
-        .map_err(|e| EngineError::Unavailable(format!("recovery task: {e}")))??;
-        let (sources, destinations, connections, (mut queues, max_seq)) = loaded;
-        self.inner.seq.store(max_seq + 1, Ordering::Release);
-        let mut queued = 0usize;
-        {
-            let mut reg = self.write();
-            for s in sources {
-                reg.sources.insert(s.id.clone(), Arc::new(s));
-            }
-            for d in destinations {
-                let entries = queues.remove(&d.id).unwrap_or_default();
-                queued += entries.len();
-                let d = Arc::new(d);
-                let addr = self.start_destination(d.clone(), entries);
-                reg.destinations.insert(
-                    d.id.clone(),
-                    DestinationHandle {
-                        destination: d,
-                        addr,
-                    },
-                );
-            }
-            for c in connections {
-                self.register_connection(&mut reg, c);
-            }
-        }
-        if !queues.is_empty() {
-            tracing::warn!(
-                destinations = queues.len(),
-                "queue entries for deleted destinations were left in the store"
-            );
-        }
-        // Ready means every actor has taken in its recovered queue: a message answered after
-        // `started` proves it (the actor handles its mailbox only once started has run).
-        let addrs = self.destination_addrs();
-        futures_util::future::join_all(
-            addrs.iter().map(|a| a.send(destination_actor::GetSnapshot)),
-        )
-        .await;
-        self.inner.ready.store(true, Ordering::Release);
-        tracing::info!(
-            queued,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "recovery finished"
-        );
-        Ok(())
-    }
-
     fn start_destination(
         &self,
         destination: Arc<Destination>,
@@ -288,13 +228,10 @@ impl Engine {
             tracing::error!(connection_id = %c.id, "connection points at a missing destination; skipped");
             return;
         };
-        let dest_addr = dest.addr.clone();
-        let store = self.store().clone();
-        let arbiter = self.arbiter_for(&c.destination_id).clone();
+        let arbiter = self.arbiter_for(&dest.destination.id).clone();
         let actor_conn = c.clone();
-        let addr = ConnectionActor::start_in_arbiter(&arbiter, move |_| {
-            ConnectionActor::new(actor_conn, dest_addr, store)
-        });
+        let addr =
+            ConnectionActor::start_in_arbiter(&arbiter, move |_| ConnectionActor::new(actor_conn));
         reg.index_connection(&c);
         reg.connections.insert(
             c.id.clone(),
@@ -453,7 +390,11 @@ impl Engine {
         Ok(())
     }
 
-    pub async fn delete_destination(&self, id: &DestinationId) -> Result<()> {
+    /// Deletes a destination that has no connections. Waiting events (queued, scheduled or
+    /// in flight) make it a conflict unless `cancel_waiting`, which cancels them in the same
+    /// step: nothing is left in the store that no actor owns.
+    pub async fn delete_destination(&self, id: &DestinationId, cancel_waiting: bool) -> Result<()> {
+        let _no_ingest = self.inner.ingest_gate.write().await;
         if self
             .read()
             .connections
@@ -464,6 +405,29 @@ impl Engine {
                 "the destination still has connections; delete them first".into(),
             ));
         }
+        let addr = self.read().destinations.get(id).map(|h| h.addr.clone());
+        if let Some(addr) = &addr {
+            let snapshot = addr
+                .send(destination_actor::GetSnapshot)
+                .await
+                .map_err(|e| EngineError::Unavailable(format!("destination actor: {e}")))?;
+            let s = snapshot.stats;
+            let waiting = s.ready + s.scheduled + s.in_flight;
+            if waiting > 0 && !cancel_waiting {
+                return Err(EngineError::Conflict(format!(
+                    "the destination has {waiting} waiting events; let them be delivered, or \
+                     delete with ?cancel_events=true to cancel them"
+                )));
+            }
+            if waiting > 0 {
+                let cancelled = addr
+                    .send(destination_actor::CancelWaiting)
+                    .await
+                    .map_err(|e| EngineError::Unavailable(format!("destination actor: {e}")))?;
+                tracing::info!(destination_id = %id, cancelled, "waiting events cancelled by a delete");
+            }
+        }
+        // Durable after the actor's cancellations, which reached the writer first.
         self.store()
             .commit(vec![ops::remove_destination(id)])
             .await?;
@@ -504,171 +468,38 @@ impl Engine {
         Ok(())
     }
 
-    pub async fn delete_connection(&self, id: &ConnectionId) -> Result<()> {
-        self.store()
-            .commit(vec![ops::remove_connection(id)])
-            .await?;
+    /// Deletes a connection. Its held events make it a conflict unless `cancel_held`, which
+    /// cancels them in the same commit. Its events already at the destination stay there and
+    /// are delivered: they belong to the destination's queue.
+    pub async fn delete_connection(&self, id: &ConnectionId, cancel_held: bool) -> Result<()> {
+        let _no_ingest = self.inner.ingest_gate.write().await;
+        let Some(connection) = self.connection(id) else {
+            return Err(EngineError::NotFound("connection"));
+        };
+        let store = self.store().clone();
+        let cid = id.clone();
+        let held = tokio::task::spawn_blocking(move || store.held_entries(&cid))
+            .await
+            .map_err(|e| EngineError::Unavailable(format!("held events reader: {e}")))??;
+        if !held.is_empty() && !cancel_held {
+            return Err(EngineError::Conflict(format!(
+                "the connection has {} held events; unpause it to deliver them, or delete with \
+                 ?cancel_events=true to cancel them",
+                held.len()
+            )));
+        }
+        let now = Timestamp::now();
+        let mut writes = vec![ops::remove_connection(id)];
+        for entry in &held {
+            writes.extend(ops::cancel_held(&connection.team_id, id, entry, now));
+        }
+        self.store().commit(writes).await?;
         let mut reg = self.write();
         if let Some(handle) = reg.connections.remove(id) {
             reg.unindex_connection(&handle.connection);
             handle.addr.do_send(connection_actor::Shutdown);
         }
         Ok(())
-    }
-
-    // ---- ingress ------------------------------------------------------------------------
-
-    /// Stores a request and the events routed from it, durably, then hands the deliverable
-    /// events to their connections. Returns once everything is on disk.
-    pub async fn ingest(
-        &self,
-        source: &Source,
-        method: String,
-        headers: Vec<(String, String)>,
-        body: Bytes,
-    ) -> Result<(RequestId, Vec<EventId>)> {
-        let now = Timestamp::now();
-        let request_id = RequestId::new();
-        let routes: Vec<(Arc<Connection>, Addr<ConnectionActor>, bool)> = {
-            let reg = self.read();
-            reg.by_source
-                .get(&source.id)
-                .into_iter()
-                .flatten()
-                .filter_map(|cid| reg.connections.get(cid))
-                .map(|h| {
-                    let dest_disabled = reg
-                        .destinations
-                        .get(&h.connection.destination_id)
-                        .is_none_or(|d| d.destination.disabled_at.is_some());
-                    (h.connection.clone(), h.addr.clone(), dest_disabled)
-                })
-                .collect()
-        };
-        let needs_json = routes
-            .iter()
-            .any(|(c, _, _)| c.rules.filter.as_ref().is_some_and(|f| f.body.is_some()));
-        let json_body = if needs_json {
-            serde_json::from_slice::<serde_json::Value>(&body).ok()
-        } else {
-            None
-        };
-
-        let mut writes = Vec::with_capacity(1 + routes.len() * 2);
-        let mut forwards = Vec::with_capacity(routes.len());
-        let mut event_ids = Vec::with_capacity(routes.len());
-        for (connection, addr, dest_disabled) in routes {
-            let Route::Event { status, due_at } = route(
-                &connection,
-                dest_disabled,
-                json_body.as_ref(),
-                &headers,
-                now,
-            ) else {
-                continue;
-            };
-            let event = Event {
-                id: EventId::new(),
-                team_id: source.team_id.clone(),
-                connection_id: connection.id.clone(),
-                source_id: source.id.clone(),
-                destination_id: connection.destination_id.clone(),
-                request_id: request_id.clone(),
-                status,
-                attempts: 0,
-                next_attempt_at: due_at,
-                last_attempt_at: None,
-                response_status: None,
-                error_code: None,
-                dead_lettered_at: None,
-                created_at: now,
-                updated_at: now,
-            };
-            let entry = QueueEntry {
-                seq: self.inner.seq.fetch_add(1, Ordering::AcqRel),
-                event_id: event.id.clone(),
-                request_id: request_id.clone(),
-                connection_id: connection.id.clone(),
-                attempts: 0,
-                next_trigger: Trigger::Initial,
-                due_at,
-                retry: connection.rules.retry,
-                created_at: now,
-            };
-            writes.push(ops::put_event(&event));
-            if status == EventStatus::Hold {
-                writes.push(ops::put_hold(&connection.id, &entry));
-            } else {
-                writes.push(ops::enqueue(&connection.destination_id, &entry));
-                forwards.push((addr, entry));
-            }
-            event_ids.push(event.id);
-        }
-        let request = Request {
-            id: request_id.clone(),
-            team_id: source.team_id.clone(),
-            source_id: source.id.clone(),
-            method,
-            headers,
-            body,
-            rejection_cause: None,
-            event_ids: event_ids.clone(),
-            created_at: now,
-            updated_at: now,
-        };
-        let payload = (!forwards.is_empty())
-            .then(|| Arc::new(Payload::new(&request.headers, request.body.clone())));
-        writes.push(ops::put_request(request));
-        self.store().commit(writes).await?;
-
-        if let Some(payload) = payload {
-            for (addr, entry) in forwards {
-                let forward = Forward {
-                    entries: vec![entry],
-                    payload: payload.clone(),
-                };
-                // The common case costs no round trip; a full mailbox makes ingress wait
-                // (backpressure) instead of growing an unbounded queue.
-                let sent = match addr.try_send(forward) {
-                    Ok(()) => Ok(()),
-                    Err(SendError::Full(forward)) => addr.send(forward).await.map_err(|_| ()),
-                    Err(SendError::Closed(_)) => Err(()),
-                };
-                if sent.is_err() {
-                    tracing::warn!(
-                        "connection actor unavailable; the event stays queued in the store"
-                    );
-                }
-            }
-        }
-        Ok((request_id, event_ids))
-    }
-
-    /// Keeps a rejected request (no events) so operators can see what was refused.
-    pub async fn reject(
-        &self,
-        source: &Source,
-        method: String,
-        headers: Vec<(String, String)>,
-        body: Bytes,
-        cause: RejectionCause,
-    ) -> Result<RequestId> {
-        let now = Timestamp::now();
-        let request = Request {
-            id: RequestId::new(),
-            team_id: source.team_id.clone(),
-            source_id: source.id.clone(),
-            method,
-            headers,
-            body,
-            rejection_cause: Some(cause),
-            event_ids: Vec::new(),
-            created_at: now,
-            updated_at: now,
-        };
-        let id = request.id.clone();
-        self.store().commit(vec![ops::put_request(request)]).await?;
-        Ok(id)
     }
 
     // ---- shutdown -----------------------------------------------------------------------

@@ -82,9 +82,14 @@ pub fn queue(record: u64) -> Vec<u8> {
     [QUEUE, &record.to_be_bytes()].concat()
 }
 
-pub fn hold(connection: &ConnectionId, seq: u64) -> Vec<u8> {
+pub fn hold_prefix(connection: &ConnectionId) -> Vec<u8> {
     let mut key = join(&[HOLD, connection.as_str().as_bytes()]);
     key.push(b'/');
+    key
+}
+
+pub fn hold(connection: &ConnectionId, seq: u64) -> Vec<u8> {
+    let mut key = hold_prefix(connection);
     key.extend_from_slice(&seq.to_be_bytes());
     key
 }

@@ -423,6 +423,40 @@ impl Store {
         Ok((loaded.queues, max_seq))
     }
 
+    /// A connection's held entries, in the order they were accepted. Blocking: call it off
+    /// the actor and HTTP threads.
+    pub fn held_entries(&self, connection: &ConnectionId) -> Result<Vec<QueueEntry>> {
+        self.scan_all(&keys::hold_prefix(connection))
+    }
+
+    /// Held entries whose connection is not in `known`, with the connection they name: work
+    /// no actor owns (left by a delete of an earlier version, or a crash in the middle of one).
+    pub fn orphaned_held_entries(
+        &self,
+        known: &std::collections::HashSet<ConnectionId>,
+    ) -> Result<Vec<(ConnectionId, QueueEntry)>> {
+        let mut orphans = Vec::new();
+        for kv in self.inner.tree.scan_prefix(keys::HOLD) {
+            let (_, v) = kv?;
+            let entry: QueueEntry = codec::decode(&v)?;
+            if !known.contains(&entry.connection_id) {
+                orphans.push((entry.connection_id.clone(), entry));
+            }
+        }
+        Ok(orphans)
+    }
+
+    /// The team an event belongs to, found by probing each team's key: only for the rare
+    /// entry whose destination or connection (which carries the team) is gone.
+    pub fn team_of_event(&self, event: &EventId) -> Result<Option<TeamId>> {
+        for team in self.scan_all::<Team>(keys::TEAM)? {
+            if self.inner.tree.contains_key(keys::event(&team.id, event))? {
+                return Ok(Some(team.id));
+            }
+        }
+        Ok(None)
+    }
+
     #[cfg(test)]
     fn count_keys(&self, prefix: &[u8]) -> usize {
         self.inner.tree.scan_prefix(prefix).count()
@@ -531,6 +565,42 @@ pub mod ops {
 
     pub fn put_hold(connection: &ConnectionId, entry: &QueueEntry) -> Op {
         put(keys::hold(connection, entry.seq), entry)
+    }
+
+    /// The status change of an event that will never be attempted again by anyone.
+    fn cancelled(now: Timestamp) -> EventPatch {
+        EventPatch {
+            status: Some(EventStatus::Cancelled),
+            next_attempt_at: Some(None),
+            updated_at: now,
+            ..Default::default()
+        }
+    }
+
+    /// Takes a waiting entry off its destination's queue and marks its event `CANCELLED`.
+    pub fn cancel_queued(
+        team: &TeamId,
+        destination: &DestinationId,
+        entry: &QueueEntry,
+        now: Timestamp,
+    ) -> [Op; 2] {
+        [
+            dequeue(destination, entry.seq),
+            patch_event(team, &entry.event_id, cancelled(now)),
+        ]
+    }
+
+    /// Removes a held entry and marks its event `CANCELLED`.
+    pub fn cancel_held(
+        team: &TeamId,
+        connection: &ConnectionId,
+        entry: &QueueEntry,
+        now: Timestamp,
+    ) -> [Op; 2] {
+        [
+            Op::Remove(keys::hold(connection, entry.seq)),
+            patch_event(team, &entry.event_id, cancelled(now)),
+        ]
     }
 }
 

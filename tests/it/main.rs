@@ -13,3 +13,4 @@ mod retry;
 mod routing;
 mod shutdown;
 mod signatures;
+mod stranding;

@@ -173,7 +173,7 @@ impl TestServer {
         cmd
     }
 
-    fn stderr_text(&self) -> String {
+    pub fn stderr_text(&self) -> String {
         let tail = self.stderr_tail.lock().unwrap();
         tail.iter().cloned().collect::<Vec<_>>().join("\n")
     }

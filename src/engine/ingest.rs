@@ -1,0 +1,220 @@
+//! Ingress routing: a request becomes events, durably, and the deliverable ones reach the
+//! actors of their destinations.
+//!
+//! Two rules keep an accepted event from being stranded:
+//! - Everything after the durable commit runs in a task of its own, not in the request's
+//!   future: actix-web drops that future when the client hangs up, and a hang-up between the
+//!   commit and the hand-off used to leave the event `QUEUED` until the next restart.
+//! - Routing, commit and hand-off happen under the read side of the ingest gate, and deletes
+//!   take its write side. A delete therefore never runs between an ingest's routing and its
+//!   hand-off, so its check for waiting work sees every entry, and every entry is handed to
+//!   an actor that is still there. An entry that still finds no actor is cancelled, never left.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use actix::prelude::SendError;
+use bytes::Bytes;
+
+use super::delivery::Payload;
+use super::destination_actor::Enqueue;
+use super::{Engine, EngineError, Result};
+use crate::domain::connection_core::{route, Route};
+use crate::domain::destination_core::QueueEntry;
+use crate::domain::*;
+use crate::store::ops;
+
+impl Engine {
+    /// Stores a request and the events routed from it, durably, then hands the deliverable
+    /// events to their destinations. Returns once everything is on disk.
+    pub async fn ingest(
+        &self,
+        source: &Source,
+        method: String,
+        headers: Vec<(String, String)>,
+        body: Bytes,
+    ) -> Result<(RequestId, Vec<EventId>)> {
+        let gate = self.inner.ingest_gate.clone().read_owned().await;
+        let now = Timestamp::now();
+        let request_id = RequestId::new();
+        let routes: Vec<(Arc<Connection>, bool)> = {
+            let reg = self.read();
+            reg.by_source
+                .get(&source.id)
+                .into_iter()
+                .flatten()
+                .filter_map(|cid| reg.connections.get(cid))
+                .map(|h| {
+                    let dest_disabled = reg
+                        .destinations
+                        .get(&h.connection.destination_id)
+                        .is_none_or(|d| d.destination.disabled_at.is_some());
+                    (h.connection.clone(), dest_disabled)
+                })
+                .collect()
+        };
+        let needs_json = routes
+            .iter()
+            .any(|(c, _)| c.rules.filter.as_ref().is_some_and(|f| f.body.is_some()));
+        let json_body = if needs_json {
+            serde_json::from_slice::<serde_json::Value>(&body).ok()
+        } else {
+            None
+        };
+
+        let mut writes = Vec::with_capacity(1 + routes.len() * 2);
+        let mut forwards = Vec::with_capacity(routes.len());
+        let mut event_ids = Vec::with_capacity(routes.len());
+        for (connection, dest_disabled) in routes {
+            let Route::Event { status, due_at } = route(
+                &connection,
+                dest_disabled,
+                json_body.as_ref(),
+                &headers,
+                now,
+            ) else {
+                continue;
+            };
+            let event = Event {
+                id: EventId::new(),
+                team_id: source.team_id.clone(),
+                connection_id: connection.id.clone(),
+                source_id: source.id.clone(),
+                destination_id: connection.destination_id.clone(),
+                request_id: request_id.clone(),
+                status,
+                attempts: 0,
+                next_attempt_at: due_at,
+                last_attempt_at: None,
+                response_status: None,
+                error_code: None,
+                dead_lettered_at: None,
+                created_at: now,
+                updated_at: now,
+            };
+            let entry = QueueEntry {
+                seq: self.inner.seq.fetch_add(1, Ordering::AcqRel),
+                event_id: event.id.clone(),
+                request_id: request_id.clone(),
+                connection_id: connection.id.clone(),
+                attempts: 0,
+                next_trigger: Trigger::Initial,
+                due_at,
+                retry: connection.rules.retry,
+                created_at: now,
+            };
+            writes.push(ops::put_event(&event));
+            if status == EventStatus::Hold {
+                writes.push(ops::put_hold(&connection.id, &entry));
+            } else {
+                writes.push(ops::enqueue(&connection.destination_id, &entry));
+                forwards.push((connection.destination_id.clone(), entry));
+            }
+            event_ids.push(event.id);
+        }
+        let request = Request {
+            id: request_id.clone(),
+            team_id: source.team_id.clone(),
+            source_id: source.id.clone(),
+            method,
+            headers,
+            body,
+            rejection_cause: None,
+            event_ids: event_ids.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        let payload = (!forwards.is_empty())
+            .then(|| Arc::new(Payload::new(&request.headers, request.body.clone())));
+        writes.push(ops::put_request(request));
+
+        // From here on nothing may depend on the client still being connected.
+        let engine = self.clone();
+        let team = source.team_id.clone();
+        let committed = actix::spawn(async move {
+            engine.store().commit(writes).await?;
+            if let Some(payload) = payload {
+                engine.hand_off(&team, forwards, payload).await;
+            }
+            drop(gate);
+            Ok::<_, EngineError>(())
+        });
+        committed
+            .await
+            .map_err(|e| EngineError::Unavailable(format!("ingest task: {e}")))??;
+        Ok((request_id, event_ids))
+    }
+
+    /// Gives durable entries to their destinations' actors, looked up now (after the commit).
+    async fn hand_off(
+        &self,
+        team: &TeamId,
+        forwards: Vec<(DestinationId, QueueEntry)>,
+        payload: Arc<Payload>,
+    ) {
+        for (destination, entry) in forwards {
+            let addr = self
+                .read()
+                .destinations
+                .get(&destination)
+                .map(|h| h.addr.clone());
+            let enqueue = Enqueue {
+                entries: vec![entry],
+                payload: Some(payload.clone()),
+            };
+            // The common case costs no round trip; a full mailbox makes ingress wait
+            // (backpressure) instead of growing an unbounded queue.
+            let lost = match addr {
+                None => Some(enqueue.entries),
+                Some(addr) => match addr.try_send(enqueue) {
+                    Ok(()) => None,
+                    Err(SendError::Full(enqueue)) => {
+                        let entries = enqueue.entries.clone();
+                        addr.send(enqueue).await.err().map(|_| entries)
+                    }
+                    Err(SendError::Closed(enqueue)) => Some(enqueue.entries),
+                },
+            };
+            if let Some(entries) = lost {
+                tracing::error!(
+                    destination_id = %destination,
+                    events = entries.len(),
+                    "the destination of accepted events is gone; they are cancelled"
+                );
+                let now = Timestamp::now();
+                let writes = entries
+                    .iter()
+                    .flat_map(|e| ops::cancel_queued(team, &destination, e, now))
+                    .collect();
+                self.store().submit(writes);
+            }
+        }
+    }
+
+    /// Keeps a rejected request (no events) so operators can see what was refused.
+    pub async fn reject(
+        &self,
+        source: &Source,
+        method: String,
+        headers: Vec<(String, String)>,
+        body: Bytes,
+        cause: RejectionCause,
+    ) -> Result<RequestId> {
+        let now = Timestamp::now();
+        let request = Request {
+            id: RequestId::new(),
+            team_id: source.team_id.clone(),
+            source_id: source.id.clone(),
+            method,
+            headers,
+            body,
+            rejection_cause: Some(cause),
+            event_ids: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        let id = request.id.clone();
+        self.store().commit(vec![ops::put_request(request)]).await?;
+        Ok(id)
+    }
+}
