@@ -1,11 +1,13 @@
 //! Plain data and pure logic: no IO, no actix, no sled. Time comes in as an argument.
 
+pub mod breaker;
 pub mod connection_core;
 pub mod destination_core;
 #[cfg(test)]
 pub mod fixtures;
 pub mod ids;
 pub mod models;
+pub mod rate_limiter;
 pub mod rules;
 pub mod time;
 pub mod verify;
