@@ -307,6 +307,24 @@ async fn enable(
     set_disabled(&engine, &auth, &id, false).await
 }
 
+async fn circuit(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let current = owned(&engine, &auth, &id)?;
+    Ok(HttpResponse::Ok().json(engine.circuit(&current.id).await?))
+}
+
+async fn reset_circuit(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let current = owned(&engine, &auth, &id)?;
+    Ok(HttpResponse::Ok().json(engine.reset_circuit(&current.id).await?))
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         super::resource("/v1/destinations")
@@ -320,5 +338,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(delete)),
     );
     cfg.service(super::resource("/v1/destinations/{id}/disable").route(web::put().to(disable)));
+    cfg.service(super::resource("/v1/destinations/{id}/circuit").route(web::get().to(circuit)));
+    cfg.service(
+        super::resource("/v1/destinations/{id}/circuit/reset").route(web::post().to(reset_circuit)),
+    );
     cfg.service(super::resource("/v1/destinations/{id}/enable").route(web::put().to(enable)));
 }

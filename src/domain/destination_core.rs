@@ -2,9 +2,14 @@
 //! when to give up. The `DestinationActor` feeds it inputs with the current time and carries
 //! out the commands it returns; it never decides anything itself.
 //!
+//! It owns the destination's circuit breaker (`breaker`) and rate limiter (`rate_limiter`):
+//! every start asks both, and every outcome is reported to the breaker.
+//!
 //! Invariants (checked by the property test below):
 //! - at most `max_concurrency` attempts are in flight;
-//! - nothing starts while the engine is paused, the destination is disabled or stopping;
+//! - nothing starts while the engine is paused, the destination is disabled or stopping, or
+//!   the breaker is open; at most one probe while it is half-open;
+//! - never more starts than the rate limit allows, whatever their trigger;
 //! - first attempts start in queue (acceptance) order;
 //! - every entry is in exactly one place — ready, scheduled or in flight — until it settles
 //!   as delivered or dead-lettered; none vanishes.
@@ -13,8 +18,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use super::breaker::{classify, Breaker, BreakerConfig, BreakerSnapshot, Permit, Transition};
 use super::ids::{ConnectionId, EventId, RequestId};
 use super::models::{DeliveryError, Trigger};
+use super::rate_limiter::{RateLimit, RateLimiter};
 use super::rules::RetryPolicy;
 use super::time::Timestamp;
 
@@ -66,6 +73,8 @@ pub struct CoreConfig {
     pub disabled: bool,
     /// Events older than this are dead-lettered instead of retried.
     pub max_event_age_ms: u64,
+    pub breaker: BreakerConfig,
+    pub rate_limit: Option<RateLimit>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +88,8 @@ pub enum Input {
     Wake,
     Configure(CoreConfig),
     EnginePaused(bool),
+    /// An operator's reset of the breaker: closed now, and what waits flushes with `RESET`.
+    ResetCircuit,
     /// Shutdown: start nothing new; attempts in flight may finish.
     Stop,
 }
@@ -113,6 +124,10 @@ pub enum Command {
     Expire { entry: QueueEntry },
     /// Arrange one `Wake` at this time (replacing any earlier request), or none.
     SetTimer { at: Option<Timestamp> },
+    /// The breaker changed state (for the log, metrics, issues and alerts).
+    CircuitChanged(Transition),
+    /// The breaker's durable state changed: persist it, so a restart resumes it.
+    PersistBreaker(BreakerSnapshot),
 }
 
 /// Counters and sizes for snapshots and metrics.
@@ -134,13 +149,24 @@ pub struct DestinationCore {
     stopping: bool,
     /// No attempt starts before this (a receiver's `Retry-After`).
     blocked_until: Option<Timestamp>,
+    breaker: Breaker,
+    limiter: RateLimiter,
+    /// The entry whose attempt is the half-open probe.
+    probe: Option<u64>,
+    /// Entries up to this sequence were waiting when an operator reset the breaker: their
+    /// next attempt carries `RESET`.
+    reset_through: Option<u64>,
     /// The wake-up last asked of the shell, to avoid re-arming the same timer.
     timer_at: Option<Timestamp>,
 }
 
 impl DestinationCore {
-    pub fn new(config: CoreConfig) -> Self {
+    pub fn new(config: CoreConfig, breaker: BreakerSnapshot) -> Self {
         DestinationCore {
+            breaker: Breaker::new(config.breaker, breaker),
+            limiter: RateLimiter::new(config.rate_limit),
+            probe: None,
+            reset_through: None,
             config,
             ready: BTreeMap::new(),
             scheduled: BTreeSet::new(),
@@ -165,8 +191,13 @@ impl DestinationCore {
         self.config
     }
 
+    pub fn breaker(&self) -> BreakerSnapshot {
+        self.breaker.snapshot()
+    }
+
     pub fn handle(&mut self, input: Input, now: Timestamp) -> Vec<Command> {
         let mut out = Vec::new();
+        let breaker_before = self.breaker.snapshot();
         match input {
             Input::Enqueue(entries) => {
                 for entry in entries {
@@ -174,14 +205,31 @@ impl DestinationCore {
                 }
             }
             Input::Outcome { seq, result } => self.settle(seq, result, now, &mut out),
-            Input::Wake => {}
-            Input::Configure(config) => self.config = config,
+            // A wake-up may come a moment before the time asked for; arm the timer afresh.
+            Input::Wake => self.timer_at = None,
+            Input::Configure(config) => {
+                self.config = config;
+                self.breaker.configure(config.breaker);
+                self.limiter.set_limit(config.rate_limit);
+            }
             Input::EnginePaused(paused) => self.engine_paused = paused,
+            Input::ResetCircuit => {
+                // A probe in flight is an ordinary attempt from now on.
+                self.probe = None;
+                self.reset_through = self.ready.last_key_value().map(|(&seq, _)| seq);
+                out.extend(self.breaker.reset(now).map(Command::CircuitChanged));
+            }
             Input::Stop => self.stopping = true,
         }
+        out.extend(self.breaker.tick(now).map(Command::CircuitChanged));
         self.release_due(now, &mut out);
+        self.expire_stale(now, &mut out);
         self.pump(now, &mut out);
         self.arm_timer(now, &mut out);
+        let breaker_after = self.breaker.snapshot();
+        if breaker_after != breaker_before {
+            out.push(Command::PersistBreaker(breaker_after));
+        }
         out
     }
 
@@ -208,6 +256,15 @@ impl DestinationCore {
         let Some((mut entry, attempt_number, trigger)) = self.in_flight.remove(&seq) else {
             return; // stale outcome
         };
+        let probe = self.probe == Some(seq);
+        if probe {
+            self.probe = None;
+        }
+        out.extend(
+            self.breaker
+                .record(probe, classify(&result), now)
+                .map(Command::CircuitChanged),
+        );
         entry.attempts = attempt_number;
         let next = if result.is_success() {
             Next::Delivered
@@ -269,17 +326,56 @@ impl DestinationCore {
             && self.blocked_until.is_none_or(|b| b <= now)
     }
 
+    /// Entries waiting in the queue (not only those waiting for a retry time) are
+    /// dead-lettered once older than `max_event_age`: an open breaker or a long pause must not
+    /// keep an event beyond its retry window. The oldest waits at the head.
+    fn expire_stale(&mut self, now: Timestamp, out: &mut Vec<Command>) {
+        while let Some(entry) = self.ready.first_key_value().map(|(_, e)| e) {
+            if now.saturating_sub(entry.created_at) < self.config.max_event_age_ms {
+                break;
+            }
+            if let Some((_, entry)) = self.ready.pop_first() {
+                out.push(Command::Expire { entry });
+            }
+        }
+    }
+
     fn pump(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         if !self.may_start(now) {
             return;
         }
         self.blocked_until = None;
         while self.in_flight.len() < self.config.max_concurrency.max(1) as usize {
-            let Some((seq, entry)) = self.ready.pop_first() else {
+            let Some(&seq) = self.ready.keys().next() else {
+                break;
+            };
+            if self.limiter.next_allowed_at(now) > now {
+                break;
+            }
+            let probe = match self.breaker.permit() {
+                Permit::Denied => break,
+                Permit::Probe => true,
+                Permit::Normal => false,
+            };
+            let acquired = self.limiter.try_acquire(now);
+            debug_assert!(acquired, "the limiter allowed this start a moment ago");
+            let Some(entry) = self.ready.remove(&seq) else {
                 break;
             };
             let attempt_number = entry.attempts + 1;
-            let trigger = entry.next_trigger;
+            let trigger = if probe {
+                self.probe = Some(seq);
+                Trigger::Probe
+            } else if self.reset_through.is_some_and(|r| seq <= r)
+                && matches!(entry.next_trigger, Trigger::Initial | Trigger::Automatic)
+            {
+                Trigger::Reset
+            } else {
+                entry.next_trigger
+            };
+            if self.reset_through.is_some_and(|r| seq >= r) {
+                self.reset_through = None;
+            }
             self.in_flight
                 .insert(seq, (entry.clone(), attempt_number, trigger));
             out.push(Command::Start {
@@ -291,14 +387,18 @@ impl DestinationCore {
     }
 
     fn arm_timer(&mut self, now: Timestamp, out: &mut Vec<Command>) {
-        let next_due = self.scheduled.first().map(|&(due, _)| due);
-        let unblock = self
-            .blocked_until
-            .filter(|&b| b > now && !self.ready.is_empty());
-        let want = match (next_due, unblock) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let waiting = !self.ready.is_empty();
+        let candidates = [
+            self.scheduled.first().map(|&(due, _)| due),
+            self.blocked_until.filter(|&b| b > now && waiting),
+            // Half-open on time, so the circuit shows it even with nothing waiting.
+            self.breaker.wake_at(),
+            Some(self.limiter.next_allowed_at(now)).filter(|&t| t > now && waiting),
+            self.ready
+                .first_key_value()
+                .map(|(_, e)| e.created_at.plus_ms(self.config.max_event_age_ms)),
+        ];
+        let want = candidates.into_iter().flatten().min();
         if want != self.timer_at {
             self.timer_at = want;
             out.push(Command::SetTimer { at: want });
@@ -335,7 +435,18 @@ mod tests {
             max_concurrency,
             disabled: false,
             max_event_age_ms: 72 * HOUR,
+            // High enough that the tests of retries never open it.
+            breaker: BreakerConfig {
+                failure_threshold: 1_000,
+                cooldown_ms: 60_000,
+                success_threshold: 1,
+            },
+            rate_limit: None,
         }
+    }
+
+    fn new_core(config: CoreConfig) -> DestinationCore {
+        DestinationCore::new(config, BreakerSnapshot::default())
     }
 
     use crate::domain::fixtures::queue_entry as entry;
@@ -390,7 +501,7 @@ mod tests {
 
     #[test]
     fn first_attempts_start_in_queue_order_within_the_concurrency_limit() {
-        let mut core = DestinationCore::new(config(2));
+        let mut core = new_core(config(2));
         let cmds = core.handle(
             Input::Enqueue(vec![
                 entry(3, linear(0, 0)),
@@ -416,7 +527,7 @@ mod tests {
 
     #[test]
     fn linear_retries_follow_the_interval_then_dead_letter() {
-        let mut core = DestinationCore::new(config(1));
+        let mut core = new_core(config(1));
         core.handle(
             Input::Enqueue(vec![entry(1, linear(2, 200))]),
             Timestamp(1_000),
@@ -464,7 +575,7 @@ mod tests {
             count: 3,
             interval_ms: 100,
         };
-        let mut core = DestinationCore::new(config(1));
+        let mut core = new_core(config(1));
         core.handle(Input::Enqueue(vec![entry(7, policy)]), Timestamp(0));
         let mut now = Timestamp(0);
         let mut waits = Vec::new();
@@ -491,7 +602,7 @@ mod tests {
 
     #[test]
     fn success_after_failures_delivers() {
-        let mut core = DestinationCore::new(config(1));
+        let mut core = new_core(config(1));
         core.handle(Input::Enqueue(vec![entry(1, linear(5, 10))]), Timestamp(0));
         core.handle(
             Input::Outcome {
@@ -528,7 +639,7 @@ mod tests {
 
     #[test]
     fn retry_after_blocks_the_whole_destination() {
-        let mut core = DestinationCore::new(config(1));
+        let mut core = new_core(config(1));
         core.handle(
             Input::Enqueue(vec![entry(1, linear(5, 10)), entry(2, linear(5, 10))]),
             Timestamp(0),
@@ -558,7 +669,7 @@ mod tests {
 
     #[test]
     fn nothing_starts_while_paused_disabled_or_stopping() {
-        let mut core = DestinationCore::new(config(4));
+        let mut core = new_core(config(4));
         core.handle(Input::EnginePaused(true), Timestamp(0));
         assert!(
             starts(&core.handle(Input::Enqueue(vec![entry(1, linear(0, 0))]), Timestamp(0)))
@@ -569,7 +680,7 @@ mod tests {
             1
         );
 
-        let mut core = DestinationCore::new(CoreConfig {
+        let mut core = new_core(CoreConfig {
             disabled: true,
             ..config(4)
         });
@@ -587,7 +698,7 @@ mod tests {
             1
         );
 
-        let mut core = DestinationCore::new(config(4));
+        let mut core = new_core(config(4));
         core.handle(Input::Stop, Timestamp(0));
         assert!(
             starts(&core.handle(Input::Enqueue(vec![entry(1, linear(0, 0))]), Timestamp(0)))
@@ -597,7 +708,7 @@ mod tests {
 
     #[test]
     fn scheduled_entries_wait_for_their_time_and_expire_when_too_old() {
-        let mut core = DestinationCore::new(CoreConfig {
+        let mut core = new_core(CoreConfig {
             max_event_age_ms: 1_000,
             ..config(1)
         });
@@ -618,7 +729,7 @@ mod tests {
 
     #[test]
     fn stale_and_duplicate_inputs_are_ignored() {
-        let mut core = DestinationCore::new(config(1));
+        let mut core = new_core(config(1));
         let e = entry(1, linear(0, 0));
         core.handle(Input::Enqueue(vec![e.clone()]), Timestamp(0));
         assert!(core
@@ -656,7 +767,7 @@ mod tests {
     proptest! {
         #[test]
         fn invariants_hold_for_any_input_sequence(ops in proptest::collection::vec(op(), 1..120), max_conc in 1u32..4) {
-            let mut core = DestinationCore::new(CoreConfig { max_concurrency: max_conc, disabled: false, max_event_age_ms: 10_000 });
+            let mut core = new_core(CoreConfig { max_event_age_ms: 10_000, ..config(max_conc) });
             let mut now = Timestamp(0);
             let mut next_seq = 0u64;
             let mut in_flight: Vec<u64> = Vec::new();
@@ -697,6 +808,353 @@ mod tests {
             let mut sorted = first_starts.clone();
             sorted.sort_unstable();
             prop_assert_eq!(first_starts, sorted, "first attempts out of acceptance order");
+        }
+    }
+
+    // ---- breaker and rate limit -------------------------------------------------------
+
+    use crate::domain::breaker::CircuitState;
+
+    fn guarded(max_concurrency: u32, threshold: u32, cooldown_ms: u64) -> CoreConfig {
+        CoreConfig {
+            breaker: BreakerConfig {
+                failure_threshold: threshold,
+                cooldown_ms,
+                success_threshold: 1,
+            },
+            ..config(max_concurrency)
+        }
+    }
+
+    fn transitions(cmds: &[Command]) -> Vec<(CircuitState, CircuitState)> {
+        cmds.iter()
+            .filter_map(|c| match c {
+                Command::CircuitChanged(t) => Some((t.from, t.to)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn no_retries(seqs: std::ops::RangeInclusive<u64>) -> Vec<QueueEntry> {
+        seqs.map(|s| entry(s, linear(0, 0))).collect()
+    }
+
+    fn outcome(seq: u64, result: AttemptResult) -> Input {
+        Input::Outcome { seq, result }
+    }
+
+    /// Opens the breaker of a fresh core: `threshold` hard failures of entries 1.. with
+    /// retries off, one at a time; entries up to `queued` wait behind them.
+    fn opened(threshold: u32, cooldown_ms: u64, queued: u64) -> DestinationCore {
+        let mut core = new_core(guarded(1, threshold, cooldown_ms));
+        core.handle(Input::Enqueue(no_retries(1..=queued)), Timestamp(0));
+        for seq in 1..=u64::from(threshold) {
+            let cmds = core.handle(outcome(seq, fail(500)), Timestamp(seq));
+            let opens = seq == u64::from(threshold);
+            assert_eq!(
+                transitions(&cmds),
+                if opens {
+                    vec![(CircuitState::Closed, CircuitState::Open)]
+                } else {
+                    vec![]
+                },
+                "after failure {seq}"
+            );
+            assert!(cmds
+                .iter()
+                .any(|c| matches!(c, Command::PersistBreaker(b) if b.failure_count == if opens { 0 } else { seq as u32 } )));
+        }
+        core
+    }
+
+    #[test]
+    fn the_breaker_opens_at_the_threshold_waits_the_cooldown_and_probes_once() {
+        let mut core = opened(5, 2_000, 8);
+        let b = core.breaker();
+        assert_eq!(b.state, CircuitState::Open);
+        assert_eq!(b.next_probe_at, Some(Timestamp(2_005)));
+        assert_eq!(core.stats().ready, 3, "later events wait, none dropped");
+        assert!(
+            starts(&core.handle(Input::Wake, Timestamp(2_004))).is_empty(),
+            "no attempt during the cooldown"
+        );
+        let cmds = core.handle(Input::Wake, Timestamp(2_005));
+        assert_eq!(
+            transitions(&cmds),
+            vec![(CircuitState::Open, CircuitState::HalfOpen)]
+        );
+        assert_eq!(
+            starts(&cmds),
+            vec![(6, 1, Trigger::Probe)],
+            "one probe, with the oldest waiting event"
+        );
+        let cmds = core.handle(outcome(6, ok()), Timestamp(2_010));
+        assert_eq!(
+            transitions(&cmds),
+            vec![(CircuitState::HalfOpen, CircuitState::Closed)]
+        );
+        assert_eq!(starts(&cmds), vec![(7, 1, Trigger::Initial)]);
+        let cmds = core.handle(outcome(7, ok()), Timestamp(2_011));
+        assert_eq!(starts(&cmds), vec![(8, 1, Trigger::Initial)]);
+    }
+
+    #[test]
+    fn a_failed_probe_reopens_and_restarts_the_cooldown() {
+        let mut core = opened(2, 1_000, 5);
+        core.handle(Input::Wake, Timestamp(1_002));
+        let cmds = core.handle(outcome(3, fail(503)), Timestamp(1_500));
+        assert_eq!(
+            transitions(&cmds),
+            vec![(CircuitState::HalfOpen, CircuitState::Open)]
+        );
+        assert_eq!(settled(&cmds), vec![(3, Next::DeadLettered)]);
+        assert!(starts(&cmds).is_empty());
+        assert_eq!(core.breaker().next_probe_at, Some(Timestamp(2_500)));
+        assert!(starts(&core.handle(Input::Wake, Timestamp(2_499))).is_empty());
+        assert_eq!(
+            starts(&core.handle(Input::Wake, Timestamp(2_500))),
+            vec![(4, 1, Trigger::Probe)]
+        );
+    }
+
+    #[test]
+    fn only_one_probe_while_half_open_even_with_room_for_more() {
+        let mut core = new_core(guarded(4, 1, 100));
+        core.handle(Input::Enqueue(no_retries(1..=1)), Timestamp(0));
+        core.handle(outcome(1, fail(500)), Timestamp(1));
+        core.handle(Input::Enqueue(no_retries(2..=6)), Timestamp(2));
+        let cmds = core.handle(Input::Wake, Timestamp(101));
+        assert_eq!(starts(&cmds), vec![(2, 1, Trigger::Probe)]);
+        assert!(starts(&core.handle(Input::Wake, Timestamp(150))).is_empty());
+        let cmds = core.handle(outcome(2, ok()), Timestamp(160));
+        assert_eq!(
+            starts(&cmds),
+            vec![
+                (3, 1, Trigger::Initial),
+                (4, 1, Trigger::Initial),
+                (5, 1, Trigger::Initial),
+                (6, 1, Trigger::Initial)
+            ],
+            "closed: the queue flushes in order"
+        );
+    }
+
+    #[test]
+    fn other_4xx_fail_the_attempt_without_tripping_the_breaker() {
+        let mut core = new_core(guarded(1, 2, 1_000));
+        core.handle(Input::Enqueue(no_retries(1..=6)), Timestamp(0));
+        for seq in 1..=5 {
+            let cmds = core.handle(outcome(seq, fail(404)), Timestamp(seq));
+            assert_eq!(settled(&cmds), vec![(seq, Next::DeadLettered)]);
+            assert!(transitions(&cmds).is_empty());
+        }
+        assert_eq!(core.breaker().failure_count, 0);
+        assert_eq!(core.breaker().state, CircuitState::Closed);
+    }
+
+    #[test]
+    fn a_reset_closes_at_once_and_flushes_what_waits_with_reset() {
+        let mut core = opened(2, 60_000, 5);
+        let cmds = core.handle(Input::ResetCircuit, Timestamp(10));
+        assert_eq!(
+            transitions(&cmds),
+            vec![(CircuitState::Open, CircuitState::Closed)]
+        );
+        assert_eq!(core.breaker().failure_count, 0);
+        assert_eq!(starts(&cmds), vec![(3, 1, Trigger::Reset)]);
+        core.handle(Input::Enqueue(no_retries(6..=6)), Timestamp(11));
+        let cmds = core.handle(outcome(3, ok()), Timestamp(12));
+        assert_eq!(starts(&cmds), vec![(4, 1, Trigger::Reset)]);
+        let cmds = core.handle(outcome(4, ok()), Timestamp(13));
+        assert_eq!(starts(&cmds), vec![(5, 1, Trigger::Reset)]);
+        let cmds = core.handle(outcome(5, ok()), Timestamp(14));
+        assert_eq!(
+            starts(&cmds),
+            vec![(6, 1, Trigger::Initial)],
+            "what arrived after the reset is not flushed by it"
+        );
+        let mut core = opened(2, 60_000, 3);
+        core.handle(Input::ResetCircuit, Timestamp(10));
+        core.handle(Input::Enqueue(no_retries(4..=4)), Timestamp(11));
+        let cmds = core.handle(outcome(3, ok()), Timestamp(12));
+        assert_eq!(
+            starts(&cmds),
+            vec![(4, 1, Trigger::Initial)],
+            "an event that arrived after the reset is a first attempt like any other"
+        );
+    }
+
+    #[test]
+    fn a_restored_open_breaker_probes_at_its_persisted_deadline() {
+        let snapshot = opened(3, 8_000, 3).breaker();
+        assert_eq!(snapshot.next_probe_at, Some(Timestamp(8_003)));
+        let mut core = DestinationCore::new(guarded(1, 3, 8_000), snapshot);
+        let cmds = core.handle(Input::Enqueue(no_retries(10..=11)), Timestamp(3_000));
+        assert!(starts(&cmds).is_empty());
+        assert!(cmds.contains(&Command::SetTimer {
+            at: Some(Timestamp(8_003))
+        }));
+        assert_eq!(
+            starts(&core.handle(Input::Wake, Timestamp(8_003))),
+            vec![(10, 1, Trigger::Probe)]
+        );
+        // A deadline that passed during the downtime probes at once.
+        let mut core = DestinationCore::new(guarded(1, 3, 8_000), snapshot);
+        assert_eq!(
+            starts(&core.handle(Input::Enqueue(no_retries(10..=11)), Timestamp(9_000))),
+            vec![(10, 1, Trigger::Probe)]
+        );
+    }
+
+    #[test]
+    fn the_rate_limit_spaces_every_start_and_wakes_for_the_next() {
+        let mut core = new_core(CoreConfig {
+            rate_limit: Some(RateLimit {
+                rate: 4,
+                period_ms: 1_000,
+            }),
+            ..config(10)
+        });
+        let cmds = core.handle(Input::Enqueue(no_retries(1..=6)), Timestamp(0));
+        assert_eq!(starts(&cmds), vec![(1, 1, Trigger::Initial)]);
+        assert!(cmds.contains(&Command::SetTimer {
+            at: Some(Timestamp(250))
+        }));
+        assert!(starts(&core.handle(Input::Wake, Timestamp(249))).is_empty());
+        assert_eq!(
+            starts(&core.handle(Input::Wake, Timestamp(250))),
+            vec![(2, 1, Trigger::Initial)]
+        );
+        assert_eq!(
+            starts(&core.handle(Input::Wake, Timestamp(900))),
+            vec![(3, 1, Trigger::Initial)],
+            "burst 1: a late wake does not make up for lost time"
+        );
+    }
+
+    #[test]
+    fn waiting_entries_expire_at_the_head_of_the_queue_while_the_breaker_is_open() {
+        let mut core = new_core(CoreConfig {
+            max_event_age_ms: 5_000,
+            ..guarded(1, 1, 60_000)
+        });
+        core.handle(Input::Enqueue(no_retries(1..=3)), Timestamp(0));
+        core.handle(outcome(1, fail(500)), Timestamp(10));
+        let cmds = core.handle(Input::Wake, Timestamp(4_999));
+        assert!(!cmds.iter().any(|c| matches!(c, Command::Expire { .. })));
+        assert!(cmds.contains(&Command::SetTimer {
+            at: Some(Timestamp(5_000))
+        }));
+        let cmds = core.handle(Input::Wake, Timestamp(5_000));
+        let expired: Vec<u64> = cmds
+            .iter()
+            .filter_map(|c| match c {
+                Command::Expire { entry } => Some(entry.seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(expired, vec![2, 3]);
+        assert_eq!(core.stats(), CoreStats::default());
+    }
+
+    #[derive(Debug, Clone)]
+    enum GuardOp {
+        Enqueue(u8),
+        Complete(usize, u16),
+        Advance(u16),
+        Reset,
+    }
+
+    fn guard_op() -> impl Strategy<Value = GuardOp> {
+        prop_oneof![
+            (1u8..4).prop_map(GuardOp::Enqueue),
+            (
+                0usize..8,
+                prop_oneof![Just(200u16), Just(500), Just(404), Just(429)]
+            )
+                .prop_map(|(i, s)| GuardOp::Complete(i, s)),
+            (0u16..400).prop_map(GuardOp::Advance),
+            Just(GuardOp::Reset),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn the_breaker_and_the_rate_limit_hold_for_any_input_sequence(
+            ops in proptest::collection::vec(guard_op(), 1..150),
+            max_conc in 1u32..4,
+            threshold in 1u32..4,
+            rate in 1u32..6,
+        ) {
+            let period = 1_000u64;
+            let mut core = new_core(CoreConfig {
+                rate_limit: Some(RateLimit { rate, period_ms: period }),
+                ..guarded(max_conc, threshold, 300)
+            });
+            let mut now = Timestamp(0);
+            let mut next_seq = 0u64;
+            let mut in_flight: Vec<u64> = Vec::new();
+            let mut enqueued = 0usize;
+            let mut done = std::collections::BTreeSet::new();
+            let mut state = CircuitState::Closed;
+            let mut start_times: Vec<u64> = Vec::new();
+            let mut probes_out = 0usize;
+            let mut probe_seq = None;
+            let mut hard_in_a_row = 0u32;
+            for op in ops {
+                let cmds = match op {
+                    GuardOp::Enqueue(n) => {
+                        let entries: Vec<_> = (0..n).map(|_| { next_seq += 1; enqueued += 1; entry(next_seq, linear(1, 50)) }).collect();
+                        core.handle(Input::Enqueue(entries), now)
+                    }
+                    GuardOp::Complete(i, status) if !in_flight.is_empty() => {
+                        let seq = in_flight.remove(i % in_flight.len());
+                        if probe_seq == Some(seq) { probes_out -= 1; probe_seq = None; }
+                        if state == CircuitState::Closed {
+                            if matches!(status, 500 | 429) { hard_in_a_row += 1 } else if status == 200 { hard_in_a_row = 0 }
+                        }
+                        core.handle(outcome(seq, fail(status)), now)
+                    }
+                    GuardOp::Complete(..) => continue,
+                    GuardOp::Advance(ms) => { now = now.plus_ms(u64::from(ms)); core.handle(Input::Wake, now) }
+                    GuardOp::Reset => {
+                        if probe_seq.take().is_some() { probes_out -= 1; }
+                        hard_in_a_row = 0;
+                        core.handle(Input::ResetCircuit, now)
+                    }
+                };
+                for c in &cmds {
+                    match c {
+                        Command::CircuitChanged(t) => {
+                            prop_assert_eq!(t.from, state);
+                            state = t.to;
+                            hard_in_a_row = 0;
+                        }
+                        Command::Start { entry, trigger, .. } => {
+                            prop_assert!(state != CircuitState::Open, "started while open");
+                            if state == CircuitState::HalfOpen {
+                                prop_assert_eq!(*trigger, Trigger::Probe, "only a probe while half-open");
+                                probes_out += 1;
+                                probe_seq = Some(entry.seq);
+                                prop_assert!(probes_out <= 1, "two probes at once");
+                            }
+                            in_flight.push(entry.seq);
+                            start_times.push(now.0);
+                        }
+                        Command::Settle { entry, next: Next::Delivered | Next::DeadLettered, .. } => { done.insert(entry.seq); }
+                        Command::Expire { entry } => { done.insert(entry.seq); }
+                        _ => {}
+                    }
+                }
+                prop_assert!(hard_in_a_row <= threshold, "more than {} hard failures in a row while closed", threshold);
+                let s = core.stats();
+                prop_assert_eq!(s.ready + s.scheduled + s.in_flight + done.len(), enqueued, "an entry vanished or doubled");
+                prop_assert_eq!(core.breaker().state, state);
+            }
+            for (i, &t) in start_times.iter().enumerate() {
+                let in_window = start_times[i..].iter().take_while(|&&u| u < t + period).count();
+                prop_assert!(in_window <= rate as usize, "{} starts within {} ms of {}", in_window, period, t);
+            }
         }
     }
 }

@@ -12,9 +12,11 @@ use actix::prelude::*;
 use super::delivery::{Payload, Target};
 use super::payload_cache::PayloadCache;
 use super::Deps;
+use crate::domain::breaker::{BreakerSnapshot, CircuitState};
 use crate::domain::destination_core::{
     AttemptResult, Command, CoreConfig, CoreStats, DestinationCore, Input, Next, QueueEntry,
 };
+use crate::domain::rate_limiter::RateLimit;
 use crate::domain::*;
 use crate::store::{ops, Op};
 use crate::telemetry;
@@ -42,6 +44,7 @@ struct DestinationMetrics {
     duration: metrics::Histogram,
     attempts: HashMap<(Trigger, bool), metrics::Counter>,
     delivered: HashMap<ConnectionId, metrics::Counter>,
+    circuit_failures: metrics::Gauge,
 }
 
 impl DestinationMetrics {
@@ -56,6 +59,7 @@ impl DestinationMetrics {
             duration: metrics::histogram!(telemetry::DELIVERY_DURATION_SECONDS, "destination_id" => label.clone()),
             attempts: HashMap::new(),
             delivered: HashMap::new(),
+            circuit_failures: metrics::gauge!(telemetry::CIRCUIT_FAILURES, "destination_id" => label.clone()),
             per_id_labels,
             label,
         }
@@ -71,6 +75,23 @@ impl DestinationMetrics {
             })
             .increment(1);
         self.duration.record(duration_ms as f64 / 1000.0);
+    }
+
+    /// One state gauge per state, 1 for the current one; transitions count by target.
+    fn circuit_state(&self, state: CircuitState) {
+        for s in [
+            CircuitState::Closed,
+            CircuitState::Open,
+            CircuitState::HalfOpen,
+        ] {
+            let value = if s == state { 1.0 } else { 0.0 };
+            metrics::gauge!(telemetry::CIRCUIT_STATE, "destination_id" => self.label.clone(), "state" => s.as_str()).set(value);
+        }
+    }
+
+    fn circuit(&self, to: CircuitState) {
+        self.circuit_state(to);
+        metrics::counter!(telemetry::CIRCUIT_TRANSITIONS_TOTAL, "destination_id" => self.label.clone(), "to" => to.as_str()).increment(1);
     }
 
     fn delivered(&mut self, connection: &ConnectionId) {
@@ -91,9 +112,14 @@ impl DestinationActor {
         deps: Deps,
         recovered: Vec<QueueEntry>,
         engine_paused: bool,
+        breaker: BreakerSnapshot,
     ) -> Self {
         let metrics = DestinationMetrics::new(&destination.id, deps.per_id_labels);
-        let mut core = DestinationCore::new(core_config(&destination, &deps));
+        let mut core = DestinationCore::new(core_config(&destination, &deps), breaker);
+        metrics.circuit_state(breaker.state);
+        metrics
+            .circuit_failures
+            .set(f64::from(breaker.failure_count));
         core.handle(Input::EnginePaused(engine_paused), Timestamp::now());
         DestinationActor {
             core,
@@ -197,6 +223,21 @@ impl DestinationActor {
                 writes.push(ops::patch_event(team, &entry.event_id, patch));
                 writes.push(ops::dequeue(&self.target.destination.id, entry.seq));
                 self.payloads.remove(entry.seq);
+            }
+            Command::CircuitChanged(t) => {
+                tracing::info!(
+                    destination_id = %destination.id,
+                    from = t.from.as_str(),
+                    to = t.to.as_str(),
+                    "circuit breaker changed"
+                );
+                self.metrics.circuit(t.to);
+            }
+            Command::PersistBreaker(snapshot) => {
+                self.metrics
+                    .circuit_failures
+                    .set(f64::from(snapshot.failure_count));
+                writes.push(ops::put_breaker(&destination.id, &snapshot));
             }
             Command::SetTimer { at } => {
                 if let Some(handle) = self.timer.take() {
@@ -315,6 +356,11 @@ fn core_config(destination: &Destination, deps: &Deps) -> CoreConfig {
         max_concurrency: destination.max_concurrency,
         disabled: destination.disabled_at.is_some(),
         max_event_age_ms: deps.max_event_age_ms,
+        breaker: destination.circuit.into(),
+        rate_limit: destination.rate_limit.map(|rate| RateLimit {
+            rate,
+            period_ms: destination.rate_limit_period.millis(),
+        }),
     }
 }
 
@@ -444,6 +490,70 @@ impl Handler<CancelWaiting> for DestinationActor {
         self.deps.store.submit(writes);
         self.input(Input::Wake, ctx);
         entries.len()
+    }
+}
+
+/// What `GET /v1/destinations/:id/circuit` shows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CircuitView {
+    pub destination_id: DestinationId,
+    pub state: CircuitState,
+    pub failure_count: u32,
+    pub last_transition_at: Option<Timestamp>,
+    pub opened_at: Option<Timestamp>,
+    pub next_probe_at: Option<Timestamp>,
+    /// Events waiting at this destination (queued or scheduled), not those in flight.
+    pub queued_count: usize,
+    pub failure_threshold: u32,
+    pub cooldown_seconds: u64,
+    pub success_threshold: u32,
+}
+
+impl DestinationActor {
+    fn circuit_view(&self) -> CircuitView {
+        let b = self.core.breaker();
+        let s = self.core.stats();
+        let circuit = self.target.destination.circuit;
+        CircuitView {
+            destination_id: self.target.destination.id.clone(),
+            state: b.state,
+            failure_count: b.failure_count,
+            last_transition_at: b.last_transition_at,
+            opened_at: b.opened_at,
+            next_probe_at: b.next_probe_at,
+            queued_count: s.ready + s.scheduled,
+            failure_threshold: circuit.failure_threshold,
+            cooldown_seconds: circuit.cooldown_seconds,
+            success_threshold: circuit.success_threshold,
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "CircuitView")]
+pub struct GetCircuit;
+
+impl Handler<GetCircuit> for DestinationActor {
+    type Result = MessageResult<GetCircuit>;
+
+    fn handle(&mut self, _: GetCircuit, ctx: &mut Context<Self>) -> Self::Result {
+        // A cooldown that ended while nothing woke the actor shows as half-open.
+        self.input(Input::Wake, ctx);
+        MessageResult(self.circuit_view())
+    }
+}
+
+/// An operator's reset: closed now, counter zeroed, what waits flushes with `RESET`.
+#[derive(Message)]
+#[rtype(result = "CircuitView")]
+pub struct ResetCircuit;
+
+impl Handler<ResetCircuit> for DestinationActor {
+    type Result = MessageResult<ResetCircuit>;
+
+    fn handle(&mut self, _: ResetCircuit, ctx: &mut Context<Self>) -> Self::Result {
+        self.input(Input::ResetCircuit, ctx);
+        MessageResult(self.circuit_view())
     }
 }
 

@@ -19,6 +19,7 @@ use actix::prelude::{Actor, Addr, Arbiter, ArbiterHandle};
 use sha2::Digest;
 
 use crate::config::Config;
+use crate::domain::breaker::BreakerSnapshot;
 use crate::domain::destination_core::QueueEntry;
 use crate::domain::*;
 use crate::store::{ops, Store, StoreError};
@@ -214,12 +215,13 @@ impl Engine {
         &self,
         destination: Arc<Destination>,
         recovered: Vec<QueueEntry>,
+        breaker: BreakerSnapshot,
     ) -> Addr<DestinationActor> {
         let deps = self.inner.deps.clone();
         let paused = self.inner.paused.load(Ordering::Acquire);
         let arbiter = self.arbiter_for(&destination.id).clone();
         DestinationActor::start_in_arbiter(&arbiter, move |_| {
-            DestinationActor::new(destination, deps, recovered, paused)
+            DestinationActor::new(destination, deps, recovered, paused, breaker)
         })
     }
 
@@ -380,7 +382,11 @@ impl Engine {
                     .do_send(destination_actor::Configure(destination));
             }
             None => {
-                let addr = self.start_destination(destination.clone(), Vec::new());
+                let addr = self.start_destination(
+                    destination.clone(),
+                    Vec::new(),
+                    BreakerSnapshot::default(),
+                );
                 reg.destinations.insert(
                     destination.id.clone(),
                     DestinationHandle { destination, addr },
@@ -429,12 +435,40 @@ impl Engine {
         }
         // Durable after the actor's cancellations, which reached the writer first.
         self.store()
-            .commit(vec![ops::remove_destination(id)])
+            .commit(ops::remove_destination(id).into())
             .await?;
         if let Some(handle) = self.write().destinations.remove(id) {
             handle.addr.do_send(destination_actor::Shutdown);
         }
         Ok(())
+    }
+
+    fn destination_addr(&self, id: &DestinationId) -> Result<Addr<DestinationActor>> {
+        self.read()
+            .destinations
+            .get(id)
+            .map(|h| h.addr.clone())
+            .ok_or(EngineError::NotFound("destination"))
+    }
+
+    pub async fn circuit(&self, id: &DestinationId) -> Result<destination_actor::CircuitView> {
+        self.destination_addr(id)?
+            .send(destination_actor::GetCircuit)
+            .await
+            .map_err(|e| EngineError::Unavailable(format!("destination actor: {e}")))
+    }
+
+    pub async fn reset_circuit(
+        &self,
+        id: &DestinationId,
+    ) -> Result<destination_actor::CircuitView> {
+        let view = self
+            .destination_addr(id)?
+            .send(destination_actor::ResetCircuit)
+            .await
+            .map_err(|e| EngineError::Unavailable(format!("destination actor: {e}")))?;
+        tracing::info!(destination_id = %id, "circuit breaker reset by an operator");
+        Ok(view)
     }
 
     pub async fn destination_snapshot(&self, id: &DestinationId) -> Option<DestinationSnapshot> {

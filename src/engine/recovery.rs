@@ -17,9 +17,14 @@ impl Engine {
         let started = Instant::now();
         let store = self.store().clone();
         let loaded = tokio::task::spawn_blocking(move || -> crate::store::Result<_> {
+            let destinations = store
+                .all_destinations()?
+                .into_iter()
+                .map(|d| Ok((store.breaker(&d.id)?, d)))
+                .collect::<crate::store::Result<Vec<_>>>()?;
             Ok((
                 store.all_sources()?,
-                store.all_destinations()?,
+                destinations,
                 store.all_connections()?,
                 store.load_queues()?,
             ))
@@ -34,11 +39,11 @@ impl Engine {
             for s in sources {
                 reg.sources.insert(s.id.clone(), Arc::new(s));
             }
-            for d in destinations {
+            for (breaker, d) in destinations {
                 let entries = queues.remove(&d.id).unwrap_or_default();
                 queued += entries.len();
                 let d = Arc::new(d);
-                let addr = self.start_destination(d.clone(), entries);
+                let addr = self.start_destination(d.clone(), entries, breaker);
                 reg.destinations.insert(
                     d.id.clone(),
                     DestinationHandle {

@@ -14,6 +14,7 @@ pub const EVENT: &[u8] = b"E/";
 pub const ATTEMPT: &[u8] = b"A/";
 pub const QUEUE: &[u8] = b"Q/";
 pub const HOLD: &[u8] = b"H/";
+pub const BREAKER: &[u8] = b"B/";
 
 fn join(parts: &[&[u8]]) -> Vec<u8> {
     let mut key = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
@@ -45,6 +46,11 @@ pub fn source(id: &SourceId) -> Vec<u8> {
 
 pub fn destination(id: &DestinationId) -> Vec<u8> {
     join(&[DESTINATION, id.as_str().as_bytes()])
+}
+
+/// A destination's circuit breaker snapshot.
+pub fn breaker(id: &DestinationId) -> Vec<u8> {
+    join(&[BREAKER, id.as_str().as_bytes()])
 }
 
 pub fn connection(id: &ConnectionId) -> Vec<u8> {

@@ -42,6 +42,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::domain::breaker::BreakerSnapshot;
 use crate::domain::destination_core::QueueEntry;
 use crate::domain::*;
 use body_log::BodyLog;
@@ -269,6 +270,11 @@ impl Store {
 
     pub fn destination(&self, id: &DestinationId) -> Result<Option<Destination>> {
         self.get(&keys::destination(id))
+    }
+
+    /// The breaker state persisted with its last change (closed when it never changed).
+    pub fn breaker(&self, id: &DestinationId) -> Result<BreakerSnapshot> {
+        Ok(self.get(&keys::breaker(id))?.unwrap_or_default())
     }
 
     pub fn connection(&self, id: &ConnectionId) -> Result<Option<Connection>> {
@@ -510,8 +516,16 @@ pub mod ops {
         put(keys::destination(&d.id), d)
     }
 
-    pub fn remove_destination(id: &DestinationId) -> Op {
-        Op::Remove(keys::destination(id))
+    /// The destination and its breaker's state.
+    pub fn remove_destination(id: &DestinationId) -> [Op; 2] {
+        [
+            Op::Remove(keys::destination(id)),
+            Op::Remove(keys::breaker(id)),
+        ]
+    }
+
+    pub fn put_breaker(id: &DestinationId, snapshot: &BreakerSnapshot) -> Op {
+        put(keys::breaker(id), snapshot)
     }
 
     pub fn put_connection(c: &Connection) -> Op {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::{eventually, is_2xx, sample_body, TestReceiver, TestServer};
+use crate::common::{breaker_off, eventually, is_2xx, sample_body, TestReceiver, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_events_survive_kill9_and_are_delivered_after_restart() {
@@ -13,7 +13,7 @@ async fn accepted_events_survive_kill9_and_are_delivered_after_restart() {
     receiver.set_status(500);
     let mut server = TestServer::start().await;
     let rules = json!([{ "type": "retry", "strategy": "linear", "count": 1000, "interval": 300 }]);
-    let (src, _, _) = server.pipeline(&receiver.url(), json!({}), rules).await;
+    let (src, _, _) = server.pipeline(&receiver.url(), breaker_off(), rules).await;
 
     let mut ids = Vec::new();
     for i in 0..50 {

@@ -3,6 +3,7 @@
 mod auth;
 mod bad_input;
 mod bootstrap;
+mod breaker;
 mod cli;
 mod common;
 mod crash;

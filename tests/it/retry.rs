@@ -4,13 +4,13 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{eventually, sample_body, Hit, TestReceiver, TestServer};
+use crate::common::{breaker_off, eventually, sample_body, Hit, TestReceiver, TestServer};
 
 /// A server with one source → destination pipeline to `receiver` under `rules`, and the id of
 /// the one event sent through it.
 async fn one_event(receiver: &TestReceiver, rules: Value, label: &str) -> (TestServer, String) {
     let server = TestServer::start().await;
-    let (src, _, _) = server.pipeline(&receiver.url(), json!({}), rules).await;
+    let (src, _, _) = server.pipeline(&receiver.url(), breaker_off(), rules).await;
     let id = server
         .ingest_ok(&src, sample_body(label, 0), "application/json")
         .await[0]

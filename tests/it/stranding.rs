@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
-use crate::common::{assert_error, eventually, id_of, TestReceiver, TestServer};
+use crate::common::{assert_error, breaker_off, eventually, id_of, TestReceiver, TestServer};
 
 /// Counts of each status among a source's events.
 async fn status_counts(server: &TestServer, source: &str) -> HashMap<String, usize> {
@@ -160,7 +160,7 @@ async fn a_destination_with_waiting_events_is_deleted_only_with_them_cancelled()
     receiver.set_status(500);
     let mut server = TestServer::start().await;
     let rules = json!([{ "type": "retry", "strategy": "linear", "count": 100, "interval": 60000 }]);
-    let (src, dest, conn) = server.pipeline(&receiver.url(), json!({}), rules).await;
+    let (src, dest, conn) = server.pipeline(&receiver.url(), breaker_off(), rules).await;
     let mut ids = Vec::new();
     for i in 0..20 {
         ids.extend(

@@ -75,6 +75,12 @@ where
     }
 }
 
+/// Destination fields that keep the circuit breaker out of a test about something else (a
+/// retry schedule, a crash): a failing receiver would otherwise open it after five failures.
+pub fn breaker_off() -> Value {
+    json!({ "circuit": { "failure_threshold": 1_000_000 } })
+}
+
 /// What a test may change about how the server starts.
 #[derive(Clone, Debug, Default)]
 pub struct ServerOpts {
@@ -741,6 +747,8 @@ impl Hit {
 struct ReceiverState {
     status: AtomicU16,
     delay_ms: AtomicU64,
+    /// Seconds sent as `Retry-After` with a 429 or 503; 0 sends none.
+    retry_after_s: AtomicU64,
     /// Statuses answered first, one per hit, before falling back to `status`.
     script: Mutex<VecDeque<u16>>,
     hits: Mutex<Vec<Hit>>,
@@ -762,6 +770,7 @@ impl TestReceiver {
         let state = Arc::new(ReceiverState {
             status: AtomicU16::new(200),
             delay_ms: AtomicU64::new(0),
+            retry_after_s: AtomicU64::new(0),
             script: Mutex::new(VecDeque::new()),
             hits: Mutex::new(Vec::new()),
         });
@@ -807,6 +816,11 @@ impl TestReceiver {
             .lock()
             .unwrap()
             .extend(statuses.iter().copied());
+    }
+
+    /// Answers 429 and 503 with `Retry-After: seconds` (0: without).
+    pub fn set_retry_after(&self, seconds: u64) {
+        self.state.retry_after_s.store(seconds, Ordering::SeqCst);
     }
 
     pub fn set_delay(&self, delay: Duration) {
@@ -923,11 +937,14 @@ async fn handle(st: Arc<ReceiverState>, req: Request<Incoming>) -> Response<Full
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     completed.store(true, Ordering::SeqCst);
-    Response::builder()
+    let mut response = Response::builder()
         .status(status)
-        .header("content-type", "text/plain")
-        .body(Full::new(Bytes::from_static(b"ok")))
-        .unwrap()
+        .header("content-type", "text/plain");
+    let retry_after = st.retry_after_s.load(Ordering::SeqCst);
+    if retry_after > 0 && matches!(status, 429 | 503) {
+        response = response.header("retry-after", retry_after.to_string());
+    }
+    response.body(Full::new(Bytes::from_static(b"ok"))).unwrap()
 }
 
 /// A JSON body of about 200 bytes, distinct per `seq`, some with unicode, with irregular
