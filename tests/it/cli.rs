@@ -22,7 +22,7 @@ fn fasthook(server: &TestServer, args: &[&str]) -> std::process::Output {
 async fn the_client_lists_and_shows_what_the_api_has() {
     let receiver = TestReceiver::start().await;
     let server = TestServer::start().await;
-    let (src, _dest, conn) = server.pipeline(&receiver.url(), json!({}), json!([])).await;
+    let (src, dest, conn) = server.pipeline(&receiver.url(), json!({}), json!([])).await;
     let ids = server
         .ingest_ok(&src, br#"{"n": 1}"#.to_vec(), "application/json")
         .await;
@@ -58,6 +58,19 @@ async fn the_client_lists_and_shows_what_the_api_has() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("INITIAL") && text.contains("SUCCESSFUL"),
+        "table: {text}"
+    );
+
+    let out = fasthook(&server, &["--json", "destinations", "circuit", &dest]);
+    assert!(out.status.success());
+    let circuit: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    assert_eq!(circuit["state"], "closed");
+    let out = fasthook(&server, &["destinations", "reset-circuit", &dest]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("failure_count") && l.contains('0')),
         "table: {text}"
     );
 
