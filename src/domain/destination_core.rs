@@ -35,7 +35,9 @@ pub struct QueueEntry {
     pub attempts: u32,
     /// The trigger the next attempt will carry.
     pub next_trigger: Trigger,
-    /// Set while the entry waits for a delay or retry time (`SCHEDULED`).
+    /// The time of the entry's delay or last scheduled retry (`SCHEDULED` until then). Kept
+    /// once it comes due, until it settles or is scheduled again: the store files the entry
+    /// under it (`None`: in the FIFO).
     pub due_at: Option<Timestamp>,
     pub retry: RetryPolicy,
     pub created_at: Timestamp,
@@ -106,6 +108,8 @@ pub enum Command {
         trigger: Trigger,
         result: AttemptResult,
         next: Next,
+        /// The entry's `due_at` before this outcome: where the store has it filed.
+        was_due_at: Option<Timestamp>,
     },
     /// A scheduled entry's time came; it now waits in the queue (`QUEUED`).
     Due { entry: QueueEntry },
@@ -209,6 +213,7 @@ impl DestinationCore {
             return; // stale outcome
         };
         entry.attempts = attempt_number;
+        let was_due_at = entry.due_at;
         let next = if result.is_success() {
             Next::Delivered
         } else {
@@ -240,6 +245,7 @@ impl DestinationCore {
             trigger,
             result,
             next,
+            was_due_at,
         });
     }
 
@@ -249,10 +255,9 @@ impl DestinationCore {
                 break;
             }
             self.scheduled.pop_first();
-            let Some(mut entry) = self.waiting.remove(&seq) else {
+            let Some(entry) = self.waiting.remove(&seq) else {
                 continue;
             };
-            entry.due_at = None;
             if now.saturating_sub(entry.created_at) >= self.config.max_event_age_ms {
                 out.push(Command::Expire { entry });
                 continue;
