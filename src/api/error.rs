@@ -118,6 +118,7 @@ impl From<StoreError> for ApiError {
                 )
             }
             StoreError::Corrupt(m) => ApiError::Internal(m),
+            StoreError::NewerLayout { .. } => ApiError::Internal(e.to_string()),
         }
     }
 }

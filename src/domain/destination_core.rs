@@ -42,7 +42,9 @@ pub struct QueueEntry {
     pub attempts: u32,
     /// The trigger the next attempt will carry.
     pub next_trigger: Trigger,
-    /// Set while the entry waits for a delay or retry time (`SCHEDULED`).
+    /// The time of the entry's delay or last scheduled retry (`SCHEDULED` until then). Kept
+    /// once it comes due, until it settles or is scheduled again: the store files the entry
+    /// under it (`None`: in the FIFO).
     pub due_at: Option<Timestamp>,
     pub retry: RetryPolicy,
     pub created_at: Timestamp,
@@ -117,6 +119,8 @@ pub enum Command {
         trigger: Trigger,
         result: AttemptResult,
         next: Next,
+        /// The entry's `due_at` before this outcome: where the store has it filed.
+        was_due_at: Option<Timestamp>,
     },
     /// A scheduled entry's time came; it now waits in the queue (`QUEUED`).
     Due { entry: QueueEntry },
@@ -266,6 +270,7 @@ impl DestinationCore {
                 .map(Command::CircuitChanged),
         );
         entry.attempts = attempt_number;
+        let was_due_at = entry.due_at;
         let next = if result.is_success() {
             Next::Delivered
         } else {
@@ -297,6 +302,7 @@ impl DestinationCore {
             trigger,
             result,
             next,
+            was_due_at,
         });
     }
 
@@ -306,10 +312,9 @@ impl DestinationCore {
                 break;
             }
             self.scheduled.pop_first();
-            let Some(mut entry) = self.waiting.remove(&seq) else {
+            let Some(entry) = self.waiting.remove(&seq) else {
                 continue;
             };
-            entry.due_at = None;
             if now.saturating_sub(entry.created_at) >= self.config.max_event_age_ms {
                 out.push(Command::Expire { entry });
                 continue;

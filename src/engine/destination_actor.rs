@@ -167,6 +167,7 @@ impl DestinationActor {
                 trigger,
                 result,
                 next,
+                was_due_at,
             } => {
                 let attempt = self.record_attempt(&entry, attempt_number, trigger, &result, now);
                 let mut patch = EventPatch {
@@ -181,14 +182,18 @@ impl DestinationActor {
                     Next::Delivered => {
                         patch.status = Some(EventStatus::Successful);
                         patch.next_attempt_at = Some(None);
-                        writes.push(ops::dequeue(&self.target.destination.id, entry.seq));
+                        writes.push(ops::dequeue(&self.target.destination.id, &entry));
                         self.payloads.remove(entry.seq);
                         self.metrics.delivered(&entry.connection_id);
                     }
                     Next::RetryAt(at) => {
                         patch.status = Some(EventStatus::Scheduled);
                         patch.next_attempt_at = Some(Some(at));
-                        writes.push(ops::requeue(&self.target.destination.id, &entry));
+                        writes.push(ops::requeue(
+                            &self.target.destination.id,
+                            &entry,
+                            was_due_at,
+                        ));
                         // A failing receiver must not pin bodies in memory; the retry reads
                         // it from the store.
                         self.payloads.remove(entry.seq);
@@ -197,7 +202,7 @@ impl DestinationActor {
                         patch.status = Some(EventStatus::Failed);
                         patch.next_attempt_at = Some(None);
                         patch.dead_lettered_at = Some(Some(now));
-                        writes.push(ops::dequeue(&self.target.destination.id, entry.seq));
+                        writes.push(ops::dequeue(&self.target.destination.id, &entry));
                         self.payloads.remove(entry.seq);
                     }
                 }
@@ -221,7 +226,7 @@ impl DestinationActor {
                     ..Default::default()
                 };
                 writes.push(ops::patch_event(team, &entry.event_id, patch));
-                writes.push(ops::dequeue(&self.target.destination.id, entry.seq));
+                writes.push(ops::dequeue(&self.target.destination.id, &entry));
                 self.payloads.remove(entry.seq);
             }
             Command::CircuitChanged(t) => {

@@ -10,7 +10,6 @@
 //!   hand-off, so its check for waiting work sees every entry, and every entry is handed to
 //!   an actor that is still there. An entry that still finds no actor is cancelled, never left.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use actix::prelude::SendError;
@@ -63,7 +62,8 @@ impl Engine {
         };
 
         let mut writes = Vec::with_capacity(1 + routes.len() * 2);
-        let mut forwards = Vec::with_capacity(routes.len());
+        // Each entry, whether it is held, and its destination; numbered at commit.
+        let mut entries = Vec::with_capacity(routes.len());
         let mut event_ids = Vec::with_capacity(routes.len());
         for (connection, dest_disabled) in routes {
             let Route::Event { status, due_at } = route(
@@ -93,7 +93,7 @@ impl Engine {
                 updated_at: now,
             };
             let entry = QueueEntry {
-                seq: self.inner.seq.fetch_add(1, Ordering::AcqRel),
+                seq: 0,
                 event_id: event.id.clone(),
                 request_id: request_id.clone(),
                 connection_id: connection.id.clone(),
@@ -104,12 +104,8 @@ impl Engine {
                 created_at: now,
             };
             writes.push(ops::put_event(&event));
-            if status == EventStatus::Hold {
-                writes.push(ops::put_hold(&connection.id, &entry));
-            } else {
-                writes.push(ops::enqueue(&connection.destination_id, &entry));
-                forwards.push((connection.destination_id.clone(), entry));
-            }
+            let held = status == EventStatus::Hold;
+            entries.push((held, connection.destination_id.clone(), entry));
             event_ids.push(event.id);
         }
         let request = Request {
@@ -124,7 +120,9 @@ impl Engine {
             created_at: now,
             updated_at: now,
         };
-        let payload = (!forwards.is_empty())
+        let payload = entries
+            .iter()
+            .any(|(held, ..)| !held)
             .then(|| Arc::new(Payload::new(&request.headers, request.body.clone())));
         writes.push(ops::put_request(request));
 
@@ -132,7 +130,28 @@ impl Engine {
         let engine = self.clone();
         let team = source.team_id.clone();
         let committed = actix::spawn(async move {
-            engine.store().commit(writes).await?;
+            let mut entries = entries;
+            // Sequence numbers are drawn as the commit goes to the writer, so they reach it
+            // in order: a destination's queue records never overlap.
+            engine
+                .store()
+                .commit_numbered(|next_seq| {
+                    for (held, destination, entry) in &mut entries {
+                        entry.seq = next_seq();
+                        writes.push(if *held {
+                            ops::put_hold(&entry.connection_id, entry)
+                        } else {
+                            ops::enqueue(destination, entry)
+                        });
+                    }
+                    writes
+                })
+                .await?;
+            let forwards = entries
+                .into_iter()
+                .filter(|(held, ..)| !held)
+                .map(|(_, destination, entry)| (destination, entry))
+                .collect();
             if let Some(payload) = payload {
                 engine.hand_off(&team, forwards, payload).await;
             }

@@ -11,7 +11,7 @@ mod payload_cache;
 mod recovery;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -95,8 +95,6 @@ struct Inner {
     deps: Deps,
     arbiters: Vec<ArbiterHandle>,
     registry: RwLock<Registry>,
-    /// Next queue position; positions are global so one counter serves every destination.
-    seq: AtomicU64,
     ready: AtomicBool,
     /// Held for reading from an ingest's routing to its hand-off, for writing by deletes
     /// (see `ingest`).
@@ -129,7 +127,6 @@ impl Engine {
                 deps,
                 arbiters,
                 registry: RwLock::new(Registry::default()),
-                seq: AtomicU64::new(1),
                 ready: AtomicBool::new(false),
                 ingest_gate: Arc::new(tokio::sync::RwLock::new(())),
                 paused: AtomicBool::new(paused),

@@ -31,8 +31,7 @@ impl Engine {
         })
         .await
         .map_err(|e| EngineError::Unavailable(format!("recovery task: {e}")))??;
-        let (sources, destinations, connections, (mut queues, max_seq)) = loaded;
-        self.inner.seq.store(max_seq + 1, Ordering::Release);
+        let (sources, destinations, connections, mut queues) = loaded;
         let mut queued = 0usize;
         {
             let mut reg = self.write();

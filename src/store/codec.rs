@@ -37,6 +37,19 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     }
 }
 
+/// The number of items of an encoded sequence, read from its length prefix without decoding
+/// the items.
+pub fn decode_len(bytes: &[u8]) -> Result<usize, StoreError> {
+    match bytes.split_first() {
+        Some((&VERSION, rest)) => options()
+            .allow_trailing_bytes()
+            .deserialize::<u64>(rest)
+            .map(|len| len as usize)
+            .map_err(|e| StoreError::Corrupt(e.to_string())),
+        _ => decode::<()>(bytes).map(|()| 0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +74,13 @@ mod tests {
             decode::<crate::domain::Event>(&[1, 0]),
             Err(StoreError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn a_sequence_length_reads_without_its_items() {
+        for n in [0usize, 3, 250, 251, 70_000] {
+            assert_eq!(decode_len(&encode(&vec![7u8; n])).unwrap(), n);
+        }
+        assert!(matches!(decode_len(&[1, 0]), Err(StoreError::Corrupt(_))));
     }
 }

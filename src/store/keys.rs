@@ -13,8 +13,13 @@ pub const REQUEST: &[u8] = b"R/";
 pub const EVENT: &[u8] = b"E/";
 pub const ATTEMPT: &[u8] = b"A/";
 pub const QUEUE: &[u8] = b"Q/";
+pub const SCHEDULED: &[u8] = b"W/";
 pub const HOLD: &[u8] = b"H/";
 pub const BREAKER: &[u8] = b"B/";
+/// The store's own bookkeeping: `M/layout` (the layout version, a big-endian `u32`) and
+/// `M/seq` (the highest sequence number any key has named, a big-endian `u64`).
+pub const LAYOUT: &[u8] = b"M/layout";
+pub const HIGH_WATER: &[u8] = b"M/seq";
 
 fn join(parts: &[&[u8]]) -> Vec<u8> {
     let mut key = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
@@ -83,9 +88,44 @@ pub fn attempt(event: &EventId, number: u32) -> Vec<u8> {
     key
 }
 
-/// A queue record, named by the sequence number of the first entry its group added.
-pub fn queue(record: u64) -> Vec<u8> {
-    [QUEUE, &record.to_be_bytes()].concat()
+/// Where a destination's FIFO records are: `Q/{destination}/`.
+pub fn queue_prefix(destination: &DestinationId) -> Vec<u8> {
+    let mut key = join(&[QUEUE, destination.as_str().as_bytes()]);
+    key.push(b'/');
+    key
+}
+
+/// A FIFO record of `destination`, named by the sequence number of its first entry.
+pub fn queue(destination: &DestinationId, first: u64) -> Vec<u8> {
+    let mut key = queue_prefix(destination);
+    key.extend_from_slice(&first.to_be_bytes());
+    key
+}
+
+/// Where a destination's scheduled entries are: `W/{destination}/`.
+pub fn scheduled_prefix(destination: &DestinationId) -> Vec<u8> {
+    let mut key = join(&[SCHEDULED, destination.as_str().as_bytes()]);
+    key.push(b'/');
+    key
+}
+
+/// A scheduled entry: `W/{destination}/{due_at ms}/{seq}`, so a destination's scheduled
+/// entries sort by due time, then by sequence.
+pub fn scheduled(destination: &DestinationId, due_at: Timestamp, seq: u64) -> Vec<u8> {
+    let mut key = scheduled_prefix(destination);
+    key.extend_from_slice(&due_at.millis().to_be_bytes());
+    key.push(b'/');
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The first key after every key that starts with `prefix` (which ends in `/`).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    end
 }
 
 pub fn hold_prefix(connection: &ConnectionId) -> Vec<u8> {
@@ -108,10 +148,26 @@ pub fn last_segment(key: &[u8]) -> &[u8] {
     }
 }
 
-/// The sequence number naming a queue record's key.
-pub fn parse_queue(key: &[u8]) -> Option<u64> {
-    let seq: [u8; 8] = key.strip_prefix(QUEUE)?.try_into().ok()?;
-    Some(u64::from_be_bytes(seq))
+/// The destination (its id's text) and the sequence number of a FIFO record's key.
+pub fn parse_queue(key: &[u8]) -> Option<(&[u8], u64)> {
+    let rest = key.strip_prefix(QUEUE)?;
+    let (destination, seq) = split_seq(rest)?;
+    Some((destination.strip_suffix(b"/")?, seq))
+}
+
+/// The destination (its id's text), due time and sequence number of a scheduled entry's key.
+pub fn parse_scheduled(key: &[u8]) -> Option<(&[u8], Timestamp, u64)> {
+    let rest = key.strip_prefix(SCHEDULED)?;
+    let (rest, seq) = split_seq(rest)?;
+    let (rest, due) = split_seq(rest.strip_suffix(b"/")?)?;
+    Some((rest.strip_suffix(b"/")?, Timestamp(due), seq))
+}
+
+/// Splits a big-endian `u64` off the end of a key.
+fn split_seq(key: &[u8]) -> Option<(&[u8], u64)> {
+    let at = key.len().checked_sub(8)?;
+    let (head, tail) = key.split_at(at);
+    Some((head, u64::from_be_bytes(tail.try_into().ok()?)))
 }
 
 #[cfg(test)]
@@ -119,12 +175,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn queue_keys_sort_by_sequence_and_parse_back() {
-        let a = queue(2);
-        let b = queue(256);
+    fn queue_keys_sort_by_sequence_within_their_destination_and_parse_back() {
+        let d = DestinationId::new();
+        let (a, b) = (queue(&d, 2), queue(&d, 256));
         assert!(a < b);
-        assert_eq!(parse_queue(&b), Some(256));
+        assert!(a.starts_with(&queue_prefix(&d)) && a < prefix_end(&queue_prefix(&d)));
+        assert_eq!(parse_queue(&b), Some((d.as_str().as_bytes(), 256)));
         assert_eq!(parse_queue(b"Q/short"), None);
+        // A sequence number whose bytes hold a `/` still parses: it is cut off by width.
+        let slash = u64::from_be_bytes(*b"////////");
+        assert_eq!(
+            parse_queue(&queue(&d, slash)),
+            Some((d.as_str().as_bytes(), slash))
+        );
+    }
+
+    #[test]
+    fn scheduled_keys_sort_by_due_time_then_sequence_and_parse_back() {
+        let d = DestinationId::new();
+        let early_late_seq = scheduled(&d, Timestamp(5), 900);
+        let late_early_seq = scheduled(&d, Timestamp(6), 1);
+        assert!(early_late_seq < late_early_seq);
+        assert!(scheduled(&d, Timestamp(6), 1) < scheduled(&d, Timestamp(6), 2));
+        assert_eq!(
+            parse_scheduled(&late_early_seq),
+            Some((d.as_str().as_bytes(), Timestamp(6), 1))
+        );
+        assert_eq!(parse_scheduled(&queue(&d, 1)), None);
     }
 
     #[test]

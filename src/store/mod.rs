@@ -1,25 +1,47 @@
 //! Everything sled. Nothing outside this module imports sled.
 //!
-//! **Layout.** One sled tree, `fasthook`, holds every record under a one-letter kind prefix
-//! (see `keys`): `T/` teams, `K/` API keys by secret hash, `I/` key ids, `S/` `D/` `C/`
-//! sources, destinations, connections (global, carrying their team), `R/{team}/` requests
-//! (their bodies are in the body log under `bodies/`, see `body_log`), `E/{team}/` events
-//! with their first attempts (`event_record`), `A/{event}/{n}` attempts beyond those,
-//! `Q/{seq}` queue records, each holding the entries one group added, by destination
-//! (`queue_records`), `H/{connection}/{seq}` held events.
+//! **Layout** (version 2, see `layout`). One sled tree, `fasthook`, holds every record under
+//! a one-letter kind prefix (see `keys`):
+//!
+//! | key | value |
+//! |---|---|
+//! | `T/{team}` · `K/{hash}` · `I/{key id}` | teams, API keys by secret hash, key ids |
+//! | `S/{id}` · `D/{id}` · `C/{id}` | sources, destinations, connections (global, each carrying its team) |
+//! | `R/{team}/{request}` | a request without its body, which is in the body log under `bodies/` (`body_log`) |
+//! | `E/{team}/{event}` | an event with its first attempts (`event_record`) |
+//! | `A/{event}/{n}` | attempts beyond those |
+//! | `Q/{destination}/{first seq}` | a run of the destination's FIFO entries, in sequence order (`queue_records`) |
+//! | `W/{destination}/{due_at}/{seq}` | one scheduled entry of the destination: a delay or a retry (`queue_records`) |
+//! | `H/{connection}/{seq}` | a held entry |
+//! | `M/layout` · `M/seq` | the layout version; the highest sequence number ever named (`layout`) |
+//!
+//! Ids are their fixed-width text; `seq`, `due_at` (ms) and `n` are big-endian, so sled's order
+//! is creation, sequence or due order within each prefix.
+//!
+//! **Why queues look like this.** A destination's actor keeps only a window of its queue in
+//! memory and pages the rest in order, so what it reads must be a range of one destination's
+//! keys: its next N waiting entries (`Q/{d}/`, from the record holding a position onwards)
+//! and its scheduled entries by due time (`W/{d}/`). Sequence numbers are drawn in commit
+//! order (`Store::commit_numbered`), so a destination's records never overlap and the
+//! record holding an entry is found by one seek: no index of entries lives in memory, and
+//! nothing has to be read at boot to find an entry later. Sequence numbers are never
+//! reissued: `M/seq` is raised in the same batch as any key that names a higher one.
 //!
 //! **Fewer keys.** sled 0.34 copies a whole leaf (up to 16 entries) on every insert, so the
 //! number of keys written per event, and the size of what is in the leaves, matter: a
 //! delivered event costs three small inserts (request, event, the event again with its
-//! attempt) and a share of its group's queue record, and its body is appended once outside
-//! the tree.
+//! attempt) and a share of its group's queue record for its destination, and its body is
+//! appended once outside the tree. (A record per destination per group, rather than one per
+//! group for every destination, costs a key per destination a group touches: the price of
+//! reading one destination's queue as a range.)
 //!
 //! **Why one tree.** sled's `Batch` is atomic within one tree only. With one tree, a whole
 //! group commit — every request, event and queue entry that arrived together — is a single
 //! `apply_batch`, atomic and cheaper than a multi-tree transaction at group-commit sizes.
 //!
-//! **Encoding.** Values are a version byte then bincode (`codec`); keys are text ids and
-//! big-endian integers so iteration order is creation order.
+//! **Encoding.** Values are a version byte then bincode (`codec`), except the two `M/`
+//! numbers, which are plain big-endian; keys are text ids and big-endian integers so
+//! iteration order is creation order.
 //!
 //! **Group commit.** Only the `Writer` thread writes. A commit that must be durable (ingress,
 //! CRUD) waits for the flush of its group; state changes after it (attempts, status) do not
@@ -30,13 +52,17 @@ mod body_log;
 mod codec;
 mod event_record;
 pub mod keys;
+mod layout;
 mod queue_records;
 mod request_record;
 mod writer;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -60,6 +86,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is shutting down")]
     Closed,
+    #[error("the data directory has store layout version {found}, newer than this build's ({supported}): it was written by a newer FastHook")]
+    NewerLayout { found: u32, supported: u32 },
 }
 
 impl From<sled::Error> for StoreError {
@@ -80,6 +108,9 @@ struct Inner {
     bodies: Arc<BodyLog>,
     writer: Writer,
     writer_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The next sequence number to hand out. Locked while a commit draws its numbers and is
+    /// sent to the writer, so the writer receives them in increasing order.
+    next_seq: std::sync::Mutex<u64>,
 }
 
 /// One page of a list.
@@ -113,6 +144,7 @@ impl Store {
             .cache_capacity(256 * 1024 * 1024)
             .open()?;
         let tree = db.open_tree("fasthook")?;
+        let high_water = layout::open(&tree)?;
         // sled 0.34 keeps its log in `<dir>/db`; fdatasync of that file closes the gap that
         // sled's own `sync_file_range` leaves (no device cache flush).
         let data_file = std::fs::File::open(dir.join("db")).ok();
@@ -125,6 +157,7 @@ impl Store {
             Some(dir.join("blobs")),
             durability,
             linger,
+            high_water,
         );
         Ok(Store {
             inner: Arc::new(Inner {
@@ -132,6 +165,7 @@ impl Store {
                 bodies,
                 writer,
                 writer_thread: std::sync::Mutex::new(Some(handle)),
+                next_seq: std::sync::Mutex::new(high_water + 1),
             }),
         })
     }
@@ -147,6 +181,32 @@ impl Store {
             .commit(ops)
             .await
             .unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Applies the ops that `build` returns atomically, like `commit`, and gives `build` the
+    /// sequence numbers they need: each call of its argument draws the next one. Numbers
+    /// are drawn and the ops handed to the writer under one lock, so the writer receives
+    /// sequence numbers in the order they were drawn, and a destination's queue records
+    /// never overlap (`queue_records`). Keep `build` short: every such commit waits for it.
+    ///
+    /// The ops are on their way when this returns; the future resolves once they are
+    /// durable (dropping it does not withdraw them).
+    pub fn commit_numbered<F>(&self, build: F) -> Committed
+    where
+        F: FnOnce(&mut dyn FnMut() -> u64) -> Vec<Op>,
+    {
+        let mut next_seq = self
+            .inner
+            .next_seq
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut draw = || {
+            let seq = *next_seq;
+            *next_seq += 1;
+            seq
+        };
+        let ops = build(&mut draw);
+        Committed(self.inner.writer.commit(ops))
     }
 
     /// Applies `ops` with the next group commit without waiting.
@@ -411,22 +471,75 @@ impl Store {
         Ok(attempts)
     }
 
-    // ---- recovery -------------------------------------------------------------------
+    // ---- destination queues -----------------------------------------------------------
 
-    /// Every destination's queue, in order, and the highest sequence number in use. Also
-    /// hands the writer the index of where each entry is stored, so call it once, at boot,
-    /// before any queue change.
-    pub fn load_queues(&self) -> Result<(HashMap<DestinationId, Vec<QueueEntry>>, u64)> {
-        let loaded = queue_records::load_all(&self.inner.tree)?;
-        let mut max_seq = loaded.max_seq;
-        // Held entries keep their sequence numbers for when they are released.
-        for kv in self.inner.tree.scan_prefix(keys::HOLD) {
-            let (_, v) = kv?;
-            let entry: QueueEntry = codec::decode(&v)?;
-            max_seq = max_seq.max(entry.seq);
+    /// The next `limit` entries of `destination`'s FIFO with a sequence number above
+    /// `after_seq` (from the start for `None`), in sequence order. Scheduled entries are not
+    /// in it (`due_page`). Blocking: call it off the actor and HTTP threads.
+    pub fn queue_page(
+        &self,
+        destination: &DestinationId,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<QueueEntry>> {
+        queue_records::fifo_page(&self.inner.tree, destination, after_seq, limit)
+    }
+
+    /// The next `limit` scheduled entries of `destination` (a delay or a retry) after the
+    /// position `after` (due time, sequence number), in that order. Blocking.
+    pub fn due_page(
+        &self,
+        destination: &DestinationId,
+        after: Option<(Timestamp, u64)>,
+        limit: usize,
+    ) -> Result<Vec<QueueEntry>> {
+        queue_records::due_page(&self.inner.tree, destination, after, limit)
+    }
+
+    /// How many entries wait in `destination`'s FIFO and how many are scheduled. Reads
+    /// every record and key of the destination's queue: call it in the background.
+    pub fn queue_counts(&self, destination: &DestinationId) -> Result<(usize, usize)> {
+        queue_records::counts(&self.inner.tree, destination)
+    }
+
+    /// Every destination's whole queue: its FIFO in sequence order, then its scheduled
+    /// entries in due order; also for destinations that no longer exist. Blocking, and reads
+    /// every waiting entry: boot only.
+    pub fn load_queues(&self) -> Result<HashMap<DestinationId, Vec<QueueEntry>>> {
+        const PAGE: usize = 4096;
+        let tree = &self.inner.tree;
+        let mut destinations = queue_records::destinations(tree, keys::QUEUE)?;
+        destinations.extend(queue_records::destinations(tree, keys::SCHEDULED)?);
+        let mut queues = HashMap::new();
+        for destination in destinations {
+            if queues.contains_key(&destination) {
+                continue;
+            }
+            let mut entries = Vec::new();
+            loop {
+                let after = entries.last().map(|e: &QueueEntry| e.seq);
+                let page = self.queue_page(&destination, after, PAGE)?;
+                let done = page.len() < PAGE;
+                entries.extend(page);
+                if done {
+                    break;
+                }
+            }
+            let fifo = entries.len();
+            loop {
+                let after = entries[fifo..]
+                    .last()
+                    .map(|e| (e.due_at.unwrap_or_default(), e.seq));
+                let page = self.due_page(&destination, after, PAGE)?;
+                let done = page.len() < PAGE;
+                entries.extend(page);
+                if done {
+                    break;
+                }
+            }
+            queues.insert(destination, entries);
         }
-        self.inner.writer.set_queue_index(loaded.index);
-        Ok((loaded.queues, max_seq))
+        Ok(queues)
     }
 
     /// A connection's held entries, in the order they were accepted. Blocking: call it off
@@ -476,6 +589,19 @@ pub struct ListQuery {
     pub limit: usize,
     pub cursor: Option<String>,
     pub dir: Direction,
+}
+
+/// A commit on its way to the writer (`Store::commit_numbered`): resolves once it is durable.
+pub struct Committed(tokio::sync::oneshot::Receiver<Result<()>>);
+
+impl Future for Committed {
+    type Output = Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|answer| answer.unwrap_or(Err(StoreError::Closed)))
+    }
 }
 
 /// Builders for writer operations, so callers never see the key or value encoding.
@@ -563,22 +689,34 @@ pub mod ops {
         }
     }
 
-    pub fn requeue(destination: &DestinationId, entry: &QueueEntry) -> Op {
+    /// Files `entry` anew by its `due_at`, taking it from where it was filed while its
+    /// `due_at` was `previous_due_at`: a retry was scheduled.
+    pub fn requeue(
+        destination: &DestinationId,
+        entry: &QueueEntry,
+        previous_due_at: Option<Timestamp>,
+    ) -> Op {
         Op::Requeue {
             destination: destination.clone(),
             entry: entry.clone(),
+            previous_due_at,
         }
     }
 
-    pub fn dequeue(destination: &DestinationId, seq: u64) -> Op {
+    /// Takes `entry` off its destination's queue, from where its `due_at` says it is filed.
+    pub fn dequeue(destination: &DestinationId, entry: &QueueEntry) -> Op {
         Op::Dequeue {
             destination: destination.clone(),
-            seq,
+            seq: entry.seq,
+            due_at: entry.due_at,
         }
     }
 
     pub fn put_hold(connection: &ConnectionId, entry: &QueueEntry) -> Op {
-        put(keys::hold(connection, entry.seq), entry)
+        Op::Hold {
+            connection: connection.clone(),
+            entry: entry.clone(),
+        }
     }
 
     /// The status change of an event that will never be attempted again by anyone.
@@ -599,7 +737,7 @@ pub mod ops {
         now: Timestamp,
     ) -> [Op; 2] {
         [
-            dequeue(destination, entry.seq),
+            dequeue(destination, entry),
             patch_event(team, &entry.event_id, cancelled(now)),
         ]
     }
@@ -798,119 +936,479 @@ mod tests {
         crate::domain::fixtures::queue_entry(seq, Default::default())
     }
 
-    #[test]
-    fn a_group_of_queue_entries_shares_one_record_across_destinations_and_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let (d1, d2) = (DestinationId::new(), DestinationId::new());
-        rt().block_on(async {
-            let store = Store::open(dir.path(), Durability::Flush, Duration::ZERO).unwrap();
-            // Sequence numbers are handed out before commit, so groups can land out of order.
-            store
-                .commit(vec![
-                    ops::enqueue(&d1, &entry(5)),
-                    ops::enqueue(&d1, &entry(7)),
-                    ops::enqueue(&d2, &entry(6)),
-                ])
-                .await
-                .unwrap();
-            store
-                .commit((1..=4).map(|s| ops::enqueue(&d1, &entry(s))).collect())
-                .await
-                .unwrap();
-            assert_eq!(
-                store.count_keys(keys::QUEUE),
-                2,
-                "one record per group, whatever its destinations"
-            );
-            let mut retried = entry(7);
-            retried.attempts = 1;
-            retried.next_trigger = Trigger::Automatic;
-            store
-                .commit(vec![
-                    ops::dequeue(&d1, 5),
-                    ops::requeue(&d1, &retried),
-                    ops::dequeue(&d2, 6),
-                    ops::dequeue(&d2, 99),
-                ])
-                .await
-                .unwrap();
-            assert_eq!(
-                store.count_keys(keys::QUEUE),
-                2,
-                "a record keeps its other entries"
-            );
-            store.close().await;
+    /// An entry filed under a delay or retry due at `due` ms.
+    fn due(seq: u64, due: u64) -> QueueEntry {
+        QueueEntry {
+            due_at: Some(Timestamp(due)),
+            ..entry(seq)
+        }
+    }
+
+    fn open(dir: &Path) -> Store {
+        rt().block_on(async { Store::open(dir, Durability::Flush, Duration::ZERO).unwrap() })
+    }
+
+    fn reopen(store: Store, dir: &Path) -> Store {
+        rt().block_on(store.close());
+        open(dir)
+    }
+
+    /// Commits `n` new entries for `destination`, numbered by the store (made by `make` from
+    /// their sequence numbers); returns those numbers.
+    fn add(
+        store: &Store,
+        destination: &DestinationId,
+        n: usize,
+        make: impl Fn(u64) -> QueueEntry,
+    ) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        let committed = store.commit_numbered(|next| {
+            (0..n)
+                .map(|_| {
+                    let e = make(next());
+                    seqs.push(e.seq);
+                    ops::enqueue(destination, &e)
+                })
+                .collect()
         });
-        let store = rt().block_on(async {
+        rt().block_on(committed).unwrap();
+        seqs
+    }
+
+    fn seqs(entries: &[QueueEntry]) -> Vec<u64> {
+        entries.iter().map(|e| e.seq).collect()
+    }
+
+    /// The destination's FIFO records as stored: each one's name and entries.
+    fn records(store: &Store, destination: &DestinationId) -> Vec<(u64, Vec<u64>)> {
+        store
+            .inner
+            .tree
+            .scan_prefix(keys::queue_prefix(destination))
+            .map(|kv| {
+                let (k, v) = kv.unwrap();
+                let (_, first) = keys::parse_queue(&k).unwrap();
+                (first, seqs(&queue_records::decode(&v).unwrap()))
+            })
+            .collect()
+    }
+
+    fn due_seqs(store: &Store, destination: &DestinationId) -> Vec<(u64, u64)> {
+        store
+            .due_page(destination, None, usize::MAX)
+            .unwrap()
+            .iter()
+            .map(|e| (e.due_at.unwrap().millis(), e.seq))
+            .collect()
+    }
+
+    fn fifo(store: &Store, destination: &DestinationId) -> Vec<u64> {
+        seqs(&store.queue_page(destination, None, usize::MAX).unwrap())
+    }
+
+    #[test]
+    fn sequence_numbers_reach_the_writer_in_the_order_they_are_drawn_under_concurrency() {
+        const TASKS: usize = 64;
+        const COMMITS: usize = 50;
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = runtime.block_on(async {
             Store::open(dir.path(), Durability::Flush, Duration::ZERO).unwrap()
         });
-        let (queues, max_seq) = store.load_queues().unwrap();
-        assert_eq!(max_seq, 7);
-        let d1_queue = &queues[&d1];
-        assert_eq!(
-            d1_queue.iter().map(|e| e.seq).collect::<Vec<_>>(),
-            vec![1, 2, 3, 4, 7],
-            "FIFO by sequence, whatever the order of the groups"
-        );
-        assert_eq!(
-            d1_queue[4].attempts, 1,
-            "the requeued entry replaced the old one"
-        );
-        assert!(!queues.contains_key(&d2));
-        // The index rebuilt at boot lets the writer find entries stored before the restart.
-        rt().block_on(async {
-            store
-                .commit((1..=4).map(|s| ops::dequeue(&d1, s)).collect())
-                .await
-                .unwrap();
+        let destinations: Vec<DestinationId> = (0..3).map(|_| DestinationId::new()).collect();
+        let connection = ConnectionId::new();
+        runtime.block_on(async {
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|t| {
+                    let (store, destinations) = (store.clone(), destinations.clone());
+                    let connection = connection.clone();
+                    tokio::spawn(async move {
+                        for i in 0..COMMITS {
+                            let d = &destinations[(t + i) % destinations.len()];
+                            let n = 1 + (t * 7 + i) % 4;
+                            let committed = store.commit_numbered(|next| {
+                                let ops = (0..n)
+                                    .map(|k| match k {
+                                        3 => ops::put_hold(&connection, &entry(next())),
+                                        _ => ops::enqueue(d, &entry(next())),
+                                    })
+                                    .collect();
+                                // Widens the gap a commit that numbers and sends apart leaves.
+                                std::thread::yield_now();
+                                ops
+                            });
+                            committed.await.unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
         });
-        let (queues, _) = store.load_queues().unwrap();
-        assert_eq!(
-            queues[&d1].iter().map(|e| e.seq).collect::<Vec<_>>(),
-            vec![7]
+        let applied = store.writer().stats.applied_seqs.lock().unwrap().clone();
+        let drawn: usize = (0..TASKS)
+            .flat_map(|t| (0..COMMITS).map(move |i| 1 + (t * 7 + i) % 4))
+            .sum();
+        assert_eq!(applied.len(), drawn);
+        assert!(
+            applied.windows(2).all(|w| w[0] < w[1]),
+            "the writer received sequence numbers out of order"
         );
+        let mut total = 0;
+        for d in &destinations {
+            let records = records(&store, d);
+            for (first, entries) in &records {
+                assert!(!entries.is_empty());
+                assert!(entries.windows(2).all(|w| w[0] < w[1]));
+                assert!(entries[0] >= *first, "record {first} holds {entries:?}");
+            }
+            for pair in records.windows(2) {
+                assert!(
+                    pair[0].1.last() < Some(&pair[1].0),
+                    "records overlap: {pair:?}"
+                );
+            }
+            // The record holding each entry is the last one named at or below it.
+            let all: Vec<u64> = records.iter().flat_map(|(_, e)| e.clone()).collect();
+            for &seq in &all {
+                let (key, value) = store
+                    .inner
+                    .tree
+                    .range(keys::queue_prefix(d)..=keys::queue(d, seq))
+                    .next_back()
+                    .unwrap()
+                    .unwrap();
+                assert!(keys::parse_queue(&key).unwrap().1 <= seq);
+                assert!(seqs(&queue_records::decode(&value).unwrap()).contains(&seq));
+            }
+            assert_eq!(fifo(&store, d), all);
+            total += all.len();
+            // Every entry can be taken off again.
+            let dequeues = all.iter().rev().map(|&s| ops::dequeue(d, &entry(s)));
+            runtime.block_on(store.commit(dequeues.collect())).unwrap();
+        }
+        let held = store.count_keys(keys::HOLD);
+        assert_eq!(total + held, drawn);
+        assert_eq!(store.count_keys(keys::QUEUE), 0);
+        runtime.block_on(store.close());
+    }
+
+    #[test]
+    fn a_group_s_entries_share_one_record_per_destination_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d1, d2) = (DestinationId::new(), DestinationId::new());
+        let store = open(dir.path());
+        let committed = store.commit_numbered(|next| {
+            vec![
+                ops::enqueue(&d1, &entry(next())),
+                ops::enqueue(&d2, &entry(next())),
+                ops::enqueue(&d1, &entry(next())),
+            ]
+        });
+        rt().block_on(committed).unwrap();
+        add(&store, &d1, 2, entry);
+        assert_eq!(records(&store, &d1), [(1, vec![1, 3]), (4, vec![4, 5])]);
+        assert_eq!(records(&store, &d2), [(2, vec![2])]);
+        let store = reopen(store, dir.path());
+        let queues = store.load_queues().unwrap();
+        assert_eq!(seqs(&queues[&d1]), [1, 3, 4, 5]);
+        assert_eq!(seqs(&queues[&d2]), [2]);
+        // Entries stored before the restart are found without anything read at boot.
+        let store = reopen(store, dir.path());
+        let dequeues = [1, 3, 4].map(|s| ops::dequeue(&d1, &entry(s)));
+        rt().block_on(store.commit(dequeues.into())).unwrap();
         assert_eq!(
-            store.count_keys(keys::QUEUE),
-            1,
+            records(&store, &d1),
+            [(4, vec![5])],
             "an emptied record is removed"
         );
     }
 
     #[test]
     fn a_record_named_by_a_delivered_entry_is_never_reopened_after_a_restart() {
-        // One group enqueues 7 before 5 (sequence numbers are handed out before commit), so
-        // its record is named Q/7; 7 is delivered and 5 still waits in that record.
         let dir = tempfile::tempdir().unwrap();
         let d = DestinationId::new();
-        rt().block_on(async {
-            let store = Store::open(dir.path(), Durability::Flush, Duration::ZERO).unwrap();
-            store
-                .commit(vec![
-                    ops::enqueue(&d, &entry(7)),
-                    ops::enqueue(&d, &entry(5)),
-                ])
-                .await
-                .unwrap();
-            store.commit(vec![ops::dequeue(&d, 7)]).await.unwrap();
-            store.close().await;
-        });
-        let store = rt().block_on(async {
-            Store::open(dir.path(), Durability::Flush, Duration::ZERO).unwrap()
-        });
-        let (queues, max_seq) = store.load_queues().unwrap();
-        assert_eq!(queues[&d].iter().map(|e| e.seq).collect::<Vec<_>>(), [5]);
-        assert!(
-            max_seq >= 7,
-            "sequence {max_seq} + 1 would be handed out again while Q/7 exists"
-        );
-        // The next group opens a record of its own and leaves the survivor alone.
-        rt().block_on(store.commit(vec![ops::enqueue(&d, &entry(max_seq + 1))]))
+        let store = open(dir.path());
+        add(&store, &d, 2, entry);
+        // 1 is delivered; its record keeps its name and 2.
+        rt().block_on(store.commit(vec![ops::dequeue(&d, &entry(1))]))
             .unwrap();
-        let (queues, _) = store.load_queues().unwrap();
+        assert_eq!(records(&store, &d), [(1, vec![2])]);
+        let store = reopen(store, dir.path());
+        // The next group opens a record of its own and leaves the survivor alone.
+        assert_eq!(add(&store, &d, 1, entry), [3]);
+        assert_eq!(records(&store, &d), [(1, vec![2]), (3, vec![3])]);
+        assert_eq!(fifo(&store, &d), [2, 3]);
+    }
+
+    #[test]
+    fn a_sequence_number_is_never_reissued_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, connection) = (DestinationId::new(), ConnectionId::new());
+        let store = open(dir.path());
+        assert_eq!(add(&store, &d, 3, entry), [1, 2, 3]);
+        let committed =
+            store.commit_numbered(|next| vec![ops::put_hold(&connection, &entry(next()))]);
+        rt().block_on(committed).unwrap();
+        assert_eq!(add(&store, &d, 1, |s| due(s, 50)), [5]);
+        // Every key that named 3, 4 or 5 goes: the delivered 3 (the FIFO's last), the
+        // cancelled held 4, the scheduled 5.
+        let removals = vec![
+            ops::dequeue(&d, &entry(3)),
+            ops::dequeue(&d, &entry(1)),
+            Op::Remove(keys::hold(&connection, 4)),
+            ops::dequeue(&d, &due(5, 50)),
+        ];
+        rt().block_on(store.commit(removals)).unwrap();
+        assert_eq!(records(&store, &d), [(1, vec![2])]);
+        let store = reopen(store, dir.path());
+        assert_eq!(add(&store, &d, 1, entry), [6]);
+        assert_eq!(fifo(&store, &d), [2, 6]);
+        rt().block_on(store.commit(vec![ops::dequeue(&d, &entry(2))]))
+            .unwrap();
+        assert_eq!(fifo(&store, &d), [6]);
+        rt().block_on(store.close());
+
+        // Without the persisted mark, the highest number a FIFO, scheduled or held entry names
+        // is found at open.
+        for highest in ["fifo", "scheduled", "held"] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = open(dir.path());
+            add(&store, &d, 1, entry);
+            let committed = store.commit_numbered(|next| {
+                let seq = next();
+                vec![match highest {
+                    "fifo" => ops::enqueue(&d, &entry(seq)),
+                    "scheduled" => ops::enqueue(&d, &due(seq, 9)),
+                    _ => ops::put_hold(&connection, &entry(seq)),
+                }]
+            });
+            rt().block_on(committed).unwrap();
+            rt().block_on(store.commit(vec![Op::Remove(keys::HIGH_WATER.to_vec())]))
+                .unwrap();
+            let store = reopen(store, dir.path());
+            assert_eq!(
+                add(&store, &d, 1, entry),
+                [3],
+                "{highest} entry 2 is the highest"
+            );
+            rt().block_on(store.close());
+        }
+    }
+
+    #[test]
+    fn pages_cross_records_in_order_and_scheduled_entries_read_by_due_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, other) = (DestinationId::new(), DestinationId::new());
+        let store = open(dir.path());
+        assert_eq!(add(&store, &d, 4, entry), [1, 2, 3, 4]);
+        assert_eq!(add(&store, &other, 2, entry), [5, 6]);
+        assert_eq!(add(&store, &d, 4, entry), [7, 8, 9, 10]);
+        assert_eq!(add(&store, &d, 3, entry), [11, 12, 13]);
+        assert_eq!(records(&store, &d).len(), 3, "one record per group");
+        // Delivered: 1 (its record's name) and 8, 9, 10; retries scheduled for 3 and 12.
+        let mut changes: Vec<Op> = [1, 8, 9, 10]
+            .iter()
+            .map(|&s| ops::dequeue(&d, &entry(s)))
+            .collect();
+        changes.push(ops::requeue(&d, &due(3, 50), None));
+        changes.push(ops::requeue(&d, &due(12, 20), None));
+        rt().block_on(store.commit(changes)).unwrap();
+
+        assert_eq!(fifo(&store, &d), [2, 4, 7, 11, 13], "retries left the FIFO");
+        let page = |after, limit| seqs(&store.queue_page(&d, after, limit).unwrap());
+        assert_eq!(page(None, 2), [2, 4]);
+        assert_eq!(page(Some(4), 2), [7, 11]);
+        assert_eq!(page(Some(11), 2), [13]);
+        assert_eq!(page(Some(13), 2), Vec::<u64>::new());
+        assert_eq!(page(Some(8), 10), [11, 13], "after a removed entry");
+        assert_eq!(page(Some(0), 1), [2]);
+        assert_eq!(page(Some(u64::MAX), 1), Vec::<u64>::new());
+        assert_eq!(page(None, 0), Vec::<u64>::new());
+        assert_eq!(due_seqs(&store, &d), [(20, 12), (50, 3)]);
+        let after_12 = store.due_page(&d, Some((Timestamp(20), 12)), 10).unwrap();
+        assert_eq!(seqs(&after_12), [3]);
+        assert_eq!(seqs(&store.due_page(&d, None, 1).unwrap()), [12]);
+        assert_eq!(store.queue_counts(&d).unwrap(), (5, 2));
+        assert_eq!(fifo(&store, &other), [5, 6], "other destinations untouched");
+
+        // 3 fails again and is rescheduled, now before 12: its old key goes.
+        let retried = QueueEntry {
+            attempts: 2,
+            ..due(3, 10)
+        };
+        rt().block_on(store.commit(vec![ops::requeue(&d, &retried, Some(Timestamp(50)))]))
+            .unwrap();
+        assert_eq!(due_seqs(&store, &d), [(10, 3), (20, 12)]);
+        assert_eq!(store.due_page(&d, None, 1).unwrap()[0].attempts, 2);
+        assert_eq!(store.count_keys(keys::SCHEDULED), 2);
+
+        // Taken off by where each entry's due_at files it.
+        let done = vec![ops::dequeue(&d, &due(12, 20)), ops::dequeue(&d, &entry(7))];
+        rt().block_on(store.commit(done)).unwrap();
+        assert_eq!(due_seqs(&store, &d), [(10, 3)]);
+        assert_eq!(fifo(&store, &d), [2, 4, 11, 13]);
+        assert_eq!(store.queue_counts(&d).unwrap(), (4, 1));
+        assert_eq!(records(&store, &d).len(), 2, "the emptied record went");
+
+        // A retry of an entry no longer stored does not bring it back.
+        let stale = vec![
+            ops::requeue(&d, &due(7, 5), None),
+            ops::requeue(&d, &due(12, 5), Some(Timestamp(20))),
+        ];
+        rt().block_on(store.commit(stale)).unwrap();
+        assert_eq!(store.queue_counts(&d).unwrap(), (4, 1));
+
+        // A delayed event is scheduled from the start, never in the FIFO.
+        assert_eq!(add(&store, &d, 1, |s| due(s, 30)), [14]);
+        assert_eq!(due_seqs(&store, &d), [(10, 3), (30, 14)]);
+        assert_eq!(fifo(&store, &d), [2, 4, 11, 13]);
+
+        // Boot's whole-queue read: the FIFO, then the scheduled entries.
+        let store = reopen(store, dir.path());
+        let queues = store.load_queues().unwrap();
+        assert_eq!(seqs(&queues[&d]), [2, 4, 11, 13, 3, 14]);
+        assert_eq!(seqs(&queues[&other]), [5, 6]);
+        assert_eq!(queues.len(), 2);
+    }
+
+    #[test]
+    fn an_entry_numbered_before_later_ones_joins_the_fifo_in_its_place() {
+        // A held entry keeps its number for when it is released, by then behind newer ones.
+        let dir = tempfile::tempdir().unwrap();
+        let (d, connection) = (DestinationId::new(), ConnectionId::new());
+        let store = open(dir.path());
+        let mixed = |store: &Store| {
+            let committed = store.commit_numbered(|next| {
+                vec![
+                    ops::enqueue(&d, &entry(next())),
+                    ops::put_hold(&connection, &entry(next())),
+                    ops::enqueue(&d, &entry(next())),
+                ]
+            });
+            rt().block_on(committed).unwrap();
+        };
+        mixed(&store); // 1, held 2, 3
+        rt().block_on(store.commit(vec![
+            ops::dequeue(&d, &entry(1)),
+            ops::dequeue(&d, &entry(3)),
+        ]))
+        .unwrap();
+        mixed(&store); // 4, held 5, 6
+        add(&store, &d, 1, entry); // 7
+        assert_eq!(records(&store, &d), [(4, vec![4, 6]), (7, vec![7])]);
+        let release = |seq| {
+            [
+                Op::Remove(keys::hold(&connection, seq)),
+                ops::enqueue(&d, &entry(seq)),
+            ]
+        };
+        let store = reopen(store, dir.path());
+        let released: Vec<Op> = release(2).into_iter().chain(release(5)).collect();
+        rt().block_on(store.commit(released)).unwrap();
         assert_eq!(
-            queues[&d].iter().map(|e| e.seq).collect::<Vec<_>>(),
-            [5, max_seq + 1]
+            records(&store, &d),
+            [(2, vec![2]), (4, vec![4, 5, 6]), (7, vec![7])],
+            "before every record, a record of its own; inside one, in it"
         );
+        assert_eq!(fifo(&store, &d), [2, 4, 5, 6, 7]);
+        assert_eq!(seqs(&store.queue_page(&d, Some(4), 2).unwrap()), [5, 6]);
+        assert_eq!(store.count_keys(keys::HOLD), 0);
+    }
+
+    #[test]
+    fn a_destination_with_only_scheduled_entries_is_loaded_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = DestinationId::new();
+        let store = open(dir.path());
+        add(&store, &d, 2, |s| due(s, 100 - s));
+        let queues = store.load_queues().unwrap();
+        assert_eq!(seqs(&queues[&d]), [2, 1], "in due order");
+    }
+
+    #[test]
+    fn a_data_directory_of_the_first_layout_is_migrated_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d1, d2, connection) = (
+            DestinationId::new(),
+            DestinationId::new(),
+            ConnectionId::new(),
+        );
+        let v1_key = |seq: u64| [keys::QUEUE, &seq.to_be_bytes()].concat();
+        let v1_record = |shares: Vec<(DestinationId, Vec<QueueEntry>)>| codec::encode(&shares);
+        let store = open(dir.path());
+        // What version 1 wrote: no version, no mark, queue records of one group each across
+        // destinations, numbered before commit so they interleave.
+        let old = vec![
+            Op::Remove(keys::LAYOUT.to_vec()),
+            Op::Remove(keys::HIGH_WATER.to_vec()),
+            Op::Put(
+                v1_key(7),
+                v1_record(vec![
+                    (d1.clone(), vec![entry(7), due(9, 40)]),
+                    (d2.clone(), vec![entry(8)]),
+                ]),
+            ),
+            Op::Put(
+                v1_key(3),
+                v1_record(vec![(d1.clone(), vec![entry(3), entry(10)])]),
+            ),
+            Op::Put(keys::hold(&connection, 12), codec::encode(&entry(12))),
+        ];
+        rt().block_on(store.commit(old)).unwrap();
+        let store = reopen(store, dir.path());
+
+        assert_eq!(fifo(&store, &d1), [3, 7, 10]);
+        assert_eq!(due_seqs(&store, &d1), [(40, 9)]);
+        assert_eq!(fifo(&store, &d2), [8]);
+        assert_eq!(
+            store.inner.tree.get(keys::LAYOUT).unwrap().as_deref(),
+            Some(&layout::VERSION.to_be_bytes()[..])
+        );
+        assert!(store
+            .inner
+            .tree
+            .scan_prefix(keys::QUEUE)
+            .keys()
+            .all(|k| keys::parse_queue(&k.unwrap()).is_some()));
+        assert_eq!(store.count_keys(keys::QUEUE), 2);
+        assert_eq!(add(&store, &d1, 1, entry), [13], "above the held 12");
+        rt().block_on(store.commit(vec![ops::dequeue(&d1, &entry(7))]))
+            .unwrap();
+        assert_eq!(fifo(&store, &d1), [3, 10, 13]);
+        // Opened again, it is not migrated again.
+        let store = reopen(store, dir.path());
+        assert_eq!(fifo(&store, &d1), [3, 10, 13]);
+        assert_eq!(add(&store, &d1, 1, entry), [14]);
+    }
+
+    #[test]
+    fn a_data_directory_of_a_newer_layout_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let newer = (layout::VERSION + 1).to_be_bytes().to_vec();
+        rt().block_on(store.commit(vec![Op::Put(keys::LAYOUT.to_vec(), newer)]))
+            .unwrap();
+        rt().block_on(store.close());
+        let refused =
+            rt().block_on(async { Store::open(dir.path(), Durability::Flush, Duration::ZERO) });
+        match refused {
+            Err(
+                e @ StoreError::NewerLayout {
+                    found: 3,
+                    supported: 2,
+                },
+            ) => {
+                assert!(e.to_string().contains("version 3"), "{e}");
+            }
+            Err(e) => panic!("refused for another reason: {e}"),
+            Ok(_) => panic!("a newer layout was opened"),
+        }
     }
 
     #[test]
@@ -939,10 +1437,11 @@ mod tests {
             ..Default::default()
         };
         let failed = rt().block_on(async {
-            store.submit(vec![ops::dequeue(&d, 1)]);
+            store.submit(vec![ops::dequeue(&d, &entry(1))]);
             store
                 .commit(vec![
                     ops::enqueue(&d, &entry(3)),
+                    ops::requeue(&d, &due(2, 7), None),
                     ops::patch_event(&team, &corrupt, patch),
                 ])
                 .await
@@ -952,14 +1451,15 @@ mod tests {
             "a patch of an unreadable event is an error, not swallowed: {failed:?}"
         );
         rt().block_on(store.commit(Vec::new())).unwrap();
-        let (queues, _) = store.load_queues().unwrap();
+        let queues = store.load_queues().unwrap();
         assert_eq!(
-            queues[&d].iter().map(|e| e.seq).collect::<Vec<_>>(),
+            seqs(&queues[&d]),
             [2],
             "the other message of the group was applied; the failed one not at all"
         );
-        // The writer's index still agrees with the disk: entry 2 can be taken off.
-        rt().block_on(store.commit(vec![ops::dequeue(&d, 2)]))
+        assert_eq!(store.queue_counts(&d).unwrap(), (1, 0));
+        // The failed group left nothing to repair: entry 2 can be taken off.
+        rt().block_on(store.commit(vec![ops::dequeue(&d, &entry(2))]))
             .unwrap();
         assert_eq!(store.count_keys(keys::QUEUE), 0);
     }

@@ -1,201 +1,399 @@
-//! Destination queues on disk. The entries one group commit adds are stored together, as one
-//! record under `Q/{seq of the first}` holding each destination's share: a burst of events
-//! costs sled one insert per group, not one per event, whether it goes to one destination or
-//! to thousands, and removals rewrite or delete that one record. sled's cost is per key (each
-//! insert copies its whole 16-entry leaf), so this halves what the queue costs the writer at
-//! full load, and keeps 10,000 destinations from costing a key each (BENCHMARKS.md, W3).
+//! Destination queues on disk, laid out so that what a destination's actor reads is a range:
 //!
-//! Only the writer thread touches these records. It keeps an index of which record holds
-//! each live entry; `Store::load_queues` rebuilds that index at boot.
+//! - **The FIFO** of destination `d` is a run of records `Q/{d}/{first seq}`, each holding
+//!   entries of `d` in sequence order: normally the ones one group commit added for `d`, so a
+//!   burst costs sled one insert per destination per group, not one per event. Sequence
+//!   numbers are handed out in commit order (`Store::commit_numbered`), so a group's record
+//!   starts after every record of `d` before it and records never overlap: every entry of the
+//!   record named `k` lies between `k` and the next record's name. The record that holds entry
+//!   `s` is therefore the one with the greatest key `<= Q/{d}/{s}` (one reverse seek), the next
+//!   `N` entries after a position are a forward range from there, and nothing in memory has
+//!   to remember where an entry is. Taking an entry off rewrites its record, or removes it
+//!   once empty.
+//! - **Scheduled entries** (a delay or a retry: `due_at` set) are not in the FIFO, where they
+//!   would fill a page while waiting. Each has a key of its own, `W/{d}/{due_at}/{seq}`, so a
+//!   destination's scheduled entries read in due order. Retries are rare next to first
+//!   attempts, so a key each costs little. An entry keeps its `due_at` after it comes due,
+//!   until it settles or is scheduled again: `due_at` says where the entry is filed, so the
+//!   operations that take it off or move it need nothing else.
+//!
+//! Only the writer thread changes these records (`GroupQueues`); reads go straight to sled.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 
 use super::{codec, keys, StoreError};
 use crate::domain::destination_core::QueueEntry;
-use crate::domain::DestinationId;
+use crate::domain::{DestinationId, Timestamp};
 
-/// For each destination, the record (named by the sequence in its key) of each live entry.
-#[derive(Debug, Default)]
-pub struct QueueIndex {
-    home: HashMap<DestinationId, HashMap<u64, u64>>,
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// A change to a destination's queue, as the writer receives it.
+pub enum QueueChange {
+    /// Files a new entry: in the FIFO, or under its `due_at` when it has one.
+    Enqueue {
+        destination: DestinationId,
+        entry: QueueEntry,
+    },
+    /// Takes a stored entry from where `previous_due_at` says it is filed and files it anew
+    /// by its `due_at`. An entry that is not stored is left alone.
+    Requeue {
+        destination: DestinationId,
+        entry: QueueEntry,
+        previous_due_at: Option<Timestamp>,
+    },
+    /// Takes an entry off, from where `due_at` says it is filed. An unknown one is ignored:
+    /// it is already gone.
+    Dequeue {
+        destination: DestinationId,
+        seq: u64,
+        due_at: Option<Timestamp>,
+    },
 }
 
-impl QueueIndex {
-    pub fn insert(&mut self, destination: &DestinationId, seq: u64, record: u64) {
-        match self.home.get_mut(destination) {
-            Some(homes) => {
-                homes.insert(seq, record);
-            }
-            None => {
-                self.home
-                    .insert(destination.clone(), HashMap::from([(seq, record)]));
-            }
+impl QueueChange {
+    /// The highest sequence number this change can make a key name.
+    pub fn names(&self) -> u64 {
+        match self {
+            QueueChange::Enqueue { entry, .. } | QueueChange::Requeue { entry, .. } => entry.seq,
+            QueueChange::Dequeue { .. } => 0,
         }
-    }
-
-    fn get(&self, destination: &DestinationId, seq: u64) -> Option<u64> {
-        self.home.get(destination)?.get(&seq).copied()
-    }
-
-    fn remove(&mut self, destination: &DestinationId, seq: u64) -> Option<u64> {
-        let homes = self.home.get_mut(destination)?;
-        let record = homes.remove(&seq);
-        if homes.is_empty() {
-            self.home.remove(destination);
-        }
-        record
     }
 }
 
-/// What a queue record holds: each destination's entries from one group.
-pub type QueueRecord = Vec<(DestinationId, Vec<QueueEntry>)>;
+/// A FIFO record as the writer holds it during a group.
+struct Record {
+    entries: Vec<QueueEntry>,
+    /// Made by this group: entries of this group go on adding to it.
+    opened: bool,
+    dirty: bool,
+}
 
-/// The queue changes of one group, gathered per record and written when the group ends.
+/// A scheduled entry's key as the writer holds it during a group.
+struct Slot {
+    value: Option<Vec<u8>>,
+    dirty: bool,
+}
+
+/// The queue changes of one group, gathered per record and key and written when it ends.
+///
+/// A message's changes are applied in two steps so that it applies whole or not at all:
+/// `prepare` reads from sled what each change will touch (it may fail, and changes nothing
+/// but what the group has read), then, once every operation of the message succeeded,
+/// `apply` makes the changes (it cannot fail).
 #[derive(Default)]
 pub struct GroupQueues {
-    /// The record this group opened, named by its first entry.
-    opened: Option<u64>,
-    records: HashMap<u64, QueueRecord>,
+    records: BTreeMap<Vec<u8>, Record>,
+    scheduled: HashMap<Vec<u8>, Slot>,
 }
 
 impl GroupQueues {
-    pub fn enqueue(
+    /// Reads what `change` will touch. `high_water` is at least every sequence number the
+    /// stored keys name: an entry above it cannot be in, or inside the range of, any stored
+    /// record, so a new entry (the common case) reads nothing.
+    pub fn prepare(
         &mut self,
-        index: &mut QueueIndex,
-        destination: DestinationId,
-        entry: QueueEntry,
-    ) {
-        let record = *self.opened.get_or_insert(entry.seq);
-        index.insert(&destination, entry.seq, record);
-        // A record opened by this group is new: nothing to read back.
-        let shares = self.records.entry(record).or_default();
-        share(shares, destination).push(entry);
-    }
-
-    /// Reads into the group the record that holds `destination`'s entry `seq`, if it is
-    /// live, so that applying a change to it afterwards cannot fail. Changes nothing else:
-    /// a message whose other operations fail leaves the index and the records as they were.
-    pub fn load(
-        &mut self,
-        index: &QueueIndex,
-        destination: &DestinationId,
-        seq: u64,
-        read: impl FnOnce(&[u8]) -> Result<Option<Vec<u8>>, StoreError>,
-    ) -> Result<(), StoreError> {
-        let Some(record) = index.get(destination, seq) else {
-            return Ok(());
-        };
-        if let std::collections::hash_map::Entry::Vacant(slot) = self.records.entry(record) {
-            let shares = match read(&keys::queue(record))? {
-                Some(bytes) => decode(&bytes)?,
-                None => Vec::new(),
-            };
-            slot.insert(shares);
+        tree: &sled::Tree,
+        change: &QueueChange,
+        high_water: u64,
+    ) -> Result<()> {
+        match change {
+            QueueChange::Enqueue { destination, entry } => {
+                if entry.due_at.is_none() && entry.seq <= high_water {
+                    self.load_record(tree, destination, entry.seq)?;
+                }
+            }
+            QueueChange::Requeue {
+                destination,
+                entry,
+                previous_due_at,
+            } => {
+                match previous_due_at {
+                    None => self.load_record(tree, destination, entry.seq)?,
+                    Some(due) => {
+                        self.load_slot(tree, keys::scheduled(destination, *due, entry.seq))?
+                    }
+                }
+                if entry.due_at.is_none() {
+                    self.load_record(tree, destination, entry.seq)?;
+                }
+            }
+            QueueChange::Dequeue {
+                destination,
+                seq,
+                due_at: None,
+            } => {
+                if *seq <= high_water {
+                    self.load_record(tree, destination, *seq)?;
+                }
+            }
+            // Removing a scheduled key needs nothing read.
+            QueueChange::Dequeue {
+                due_at: Some(_), ..
+            } => {}
         }
         Ok(())
     }
 
-    /// Replaces a live entry (its retry was scheduled). An unknown entry is ignored. Its
-    /// record must have been `load`ed.
-    pub fn requeue(&mut self, index: &QueueIndex, destination: DestinationId, entry: QueueEntry) {
-        let Some(record) = index.get(&destination, entry.seq) else {
-            return;
-        };
-        let Some(shares) = self.records.get_mut(&record) else {
-            debug_assert!(false, "requeue of a record that was not loaded");
-            return;
-        };
-        if let Some(slot) = share(shares, destination)
-            .iter_mut()
-            .find(|e| e.seq == entry.seq)
-        {
-            *slot = entry;
-        }
-    }
-
-    /// Removes a live entry (delivered, dead-lettered, cancelled or held). An unknown one is
-    /// ignored: it is already gone. Its record must have been `load`ed.
-    pub fn dequeue(&mut self, index: &mut QueueIndex, destination: DestinationId, seq: u64) {
-        let Some(record) = index.remove(&destination, seq) else {
-            return;
-        };
-        let Some(shares) = self.records.get_mut(&record) else {
-            debug_assert!(false, "dequeue of a record that was not loaded");
-            return;
-        };
-        share(shares, destination).retain(|e| e.seq != seq);
-    }
-
-    /// The writes that end the group: each touched record rewritten, or removed once empty.
-    pub fn finish(self) -> impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)> {
-        self.records.into_iter().map(|(record, mut shares)| {
-            shares.retain(|(_, entries)| !entries.is_empty());
-            let key = keys::queue(record);
-            if shares.is_empty() {
-                (key, None)
-            } else {
-                (key, Some(codec::encode(&shares)))
+    /// Makes a change `prepare`d before.
+    pub fn apply(&mut self, change: QueueChange) {
+        match change {
+            QueueChange::Enqueue { destination, entry } => self.file(&destination, entry),
+            QueueChange::Requeue {
+                destination,
+                entry,
+                previous_due_at,
+            } => {
+                if self.take(&destination, entry.seq, previous_due_at) {
+                    self.file(&destination, entry);
+                }
             }
-        })
-    }
-}
-
-/// A destination's entries within a record, added if it has none yet. A record holds a
-/// group's destinations, usually one and at most a few thousand; a scan is enough.
-fn share(shares: &mut QueueRecord, destination: DestinationId) -> &mut Vec<QueueEntry> {
-    match shares.iter().position(|(d, _)| *d == destination) {
-        Some(i) => &mut shares[i].1,
-        None => {
-            shares.push((destination, Vec::new()));
-            &mut shares.last_mut().expect("just pushed").1
+            QueueChange::Dequeue {
+                destination,
+                seq,
+                due_at,
+            } => {
+                self.take(&destination, seq, due_at);
+            }
         }
     }
+
+    /// Reads into the group the stored record whose range holds `seq`, if there is one.
+    fn load_record(
+        &mut self,
+        tree: &sled::Tree,
+        destination: &DestinationId,
+        seq: u64,
+    ) -> Result<()> {
+        let Some(kv) = tree
+            .range(keys::queue_prefix(destination)..=keys::queue(destination, seq))
+            .next_back()
+        else {
+            return Ok(());
+        };
+        let (key, value) = kv?;
+        if !self.records.contains_key(key.as_ref()) {
+            let record = Record {
+                entries: decode(&value)?,
+                opened: false,
+                dirty: false,
+            };
+            self.records.insert(key.to_vec(), record);
+        }
+        Ok(())
+    }
+
+    fn load_slot(&mut self, tree: &sled::Tree, key: Vec<u8>) -> Result<()> {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.scheduled.entry(key) {
+            let value = tree.get(slot.key())?.map(|v| v.to_vec());
+            slot.insert(Slot {
+                value,
+                dirty: false,
+            });
+        }
+        Ok(())
+    }
+
+    /// Files an entry by its `due_at`.
+    fn file(&mut self, destination: &DestinationId, entry: QueueEntry) {
+        let Some(due) = entry.due_at else {
+            return self.insert_fifo(destination, entry);
+        };
+        self.scheduled.insert(
+            keys::scheduled(destination, due, entry.seq),
+            Slot {
+                value: Some(codec::encode(&entry)),
+                dirty: true,
+            },
+        );
+    }
+
+    /// Adds an entry to the record whose range holds it: the one this group opened, or a
+    /// stored one it falls inside. An entry after everything stored opens a record of this
+    /// group, named by it.
+    fn insert_fifo(&mut self, destination: &DestinationId, entry: QueueEntry) {
+        let seq = entry.seq;
+        let covering = self
+            .records
+            .range_mut(keys::queue_prefix(destination)..=keys::queue(destination, seq))
+            .next_back()
+            .map(|(_, record)| record)
+            .filter(|r| r.opened || r.entries.last().is_some_and(|last| last.seq >= seq));
+        match covering {
+            Some(record) => {
+                match record.entries.binary_search_by_key(&seq, |e| e.seq) {
+                    Ok(i) => record.entries[i] = entry,
+                    Err(i) => record.entries.insert(i, entry),
+                }
+                record.dirty = true;
+            }
+            None => {
+                let record = Record {
+                    entries: vec![entry],
+                    opened: true,
+                    dirty: true,
+                };
+                self.records.insert(keys::queue(destination, seq), record);
+            }
+        }
+    }
+
+    /// Takes an entry off from where `due_at` says it is; whether it was there. A scheduled
+    /// key not `prepare`d is removed blind (and reported absent).
+    fn take(&mut self, destination: &DestinationId, seq: u64, due_at: Option<Timestamp>) -> bool {
+        match due_at {
+            Some(due) => {
+                let slot = self
+                    .scheduled
+                    .entry(keys::scheduled(destination, due, seq))
+                    .or_insert(Slot {
+                        value: None,
+                        dirty: false,
+                    });
+                slot.dirty = true;
+                slot.value.take().is_some()
+            }
+            None => {
+                let Some((_, record)) = self
+                    .records
+                    .range_mut(keys::queue_prefix(destination)..=keys::queue(destination, seq))
+                    .next_back()
+                else {
+                    return false;
+                };
+                match record.entries.binary_search_by_key(&seq, |e| e.seq) {
+                    Ok(i) => {
+                        record.entries.remove(i);
+                        record.dirty = true;
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+        }
+    }
+
+    /// The writes that end the group: each changed record rewritten, or removed once empty,
+    /// and each changed scheduled key.
+    pub fn finish(self) -> impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)> {
+        let records = self
+            .records
+            .into_iter()
+            .filter(|(_, r)| r.dirty)
+            .map(|(key, r)| {
+                let value = (!r.entries.is_empty()).then(|| codec::encode(&r.entries));
+                (key, value)
+            });
+        let scheduled = self
+            .scheduled
+            .into_iter()
+            .filter(|(_, s)| s.dirty)
+            .map(|(key, s)| (key, s.value));
+        records.chain(scheduled)
+    }
 }
 
-pub fn decode(bytes: &[u8]) -> Result<QueueRecord, StoreError> {
+pub fn decode(bytes: &[u8]) -> Result<Vec<QueueEntry>> {
     codec::decode(bytes)
 }
 
-/// Every destination's stored queue, read at boot (and by the writer after a failed group,
-/// to make its index agree with the disk again).
-pub struct LoadedQueues {
-    pub index: QueueIndex,
-    /// Each destination's entries, in sequence (FIFO) order.
-    pub queues: HashMap<DestinationId, Vec<QueueEntry>>,
-    /// The highest sequence number any queue key or entry names: a record is named by its
-    /// group's first entry, which can be delivered while later ones stay, and that name must
-    /// never be handed out again.
-    pub max_seq: u64,
-}
+// ---- reads ------------------------------------------------------------------------------
 
-pub fn load_all(tree: &sled::Tree) -> Result<LoadedQueues, StoreError> {
-    let mut loaded = LoadedQueues {
-        index: QueueIndex::default(),
-        queues: HashMap::new(),
-        max_seq: 0,
-    };
-    for kv in tree.scan_prefix(keys::QUEUE) {
-        let (k, v) = kv?;
-        let Some(record) = keys::parse_queue(&k) else {
-            return Err(StoreError::Corrupt("bad queue key".into()));
-        };
-        loaded.max_seq = loaded.max_seq.max(record);
-        for (destination, entries) in decode(&v)? {
-            for entry in &entries {
-                loaded.max_seq = loaded.max_seq.max(entry.seq);
-                loaded.index.insert(&destination, entry.seq, record);
+/// The next `limit` FIFO entries of `destination` after `after_seq`, in sequence order.
+pub fn fifo_page(
+    tree: &sled::Tree,
+    destination: &DestinationId,
+    after_seq: Option<u64>,
+    limit: usize,
+) -> Result<Vec<QueueEntry>> {
+    let prefix = keys::queue_prefix(destination);
+    let end = keys::prefix_end(&prefix);
+    let mut page = Vec::new();
+    if limit == 0 {
+        return Ok(page);
+    }
+    // Start at the record whose range holds the first wanted sequence.
+    let start = match after_seq {
+        None => prefix,
+        Some(after) => {
+            let Some(first) = after.checked_add(1) else {
+                return Ok(page);
+            };
+            let target = keys::queue(destination, first);
+            match tree.range(prefix..=target.clone()).next_back() {
+                Some(kv) => kv?.0.to_vec(),
+                None => target,
             }
-            loaded
-                .queues
-                .entry(destination)
-                .or_default()
-                .extend(entries);
+        }
+    };
+    for kv in tree.range(start..end) {
+        let (_, value) = kv?;
+        for entry in decode(&value)? {
+            if after_seq.is_none_or(|after| entry.seq > after) {
+                page.push(entry);
+                if page.len() == limit {
+                    return Ok(page);
+                }
+            }
         }
     }
-    // Records are in the order their groups committed, which can differ a little from the
-    // order sequence numbers were handed out; FIFO is by sequence.
-    for queue in loaded.queues.values_mut() {
-        queue.sort_by_key(|e| e.seq);
+    Ok(page)
+}
+
+/// The next `limit` scheduled entries of `destination` after the position `after` (a due
+/// time and a sequence number), in due order.
+pub fn due_page(
+    tree: &sled::Tree,
+    destination: &DestinationId,
+    after: Option<(Timestamp, u64)>,
+    limit: usize,
+) -> Result<Vec<QueueEntry>> {
+    let prefix = keys::scheduled_prefix(destination);
+    let end = keys::prefix_end(&prefix);
+    let start = match after {
+        None => Bound::Included(prefix),
+        Some((due, seq)) => Bound::Excluded(keys::scheduled(destination, due, seq)),
+    };
+    tree.range((start, Bound::Excluded(end)))
+        .take(limit)
+        .map(|kv| codec::decode(&kv?.1))
+        .collect()
+}
+
+/// How many entries `destination` has in its FIFO and scheduled. Reads each FIFO record's
+/// length, not its entries, and each scheduled key.
+pub fn counts(tree: &sled::Tree, destination: &DestinationId) -> Result<(usize, usize)> {
+    let mut fifo = 0;
+    for kv in tree.scan_prefix(keys::queue_prefix(destination)) {
+        fifo += codec::decode_len(&kv?.1)?;
     }
-    Ok(loaded)
+    let mut scheduled = 0;
+    for kv in tree.scan_prefix(keys::scheduled_prefix(destination)) {
+        kv?;
+        scheduled += 1;
+    }
+    Ok((fifo, scheduled))
+}
+
+/// Every destination that has keys under `kind` (`Q/` or `W/`): one seek per destination,
+/// whatever the number of its keys.
+pub fn destinations(tree: &sled::Tree, kind: &[u8]) -> Result<Vec<DestinationId>> {
+    let kind_end = keys::prefix_end(kind);
+    let mut found = Vec::new();
+    let mut from = kind.to_vec();
+    while let Some(kv) = tree.range(from..kind_end.clone()).next() {
+        let (key, _) = kv?;
+        let rest = &key[kind.len()..];
+        let id_len = rest
+            .iter()
+            .position(|&b| b == b'/')
+            .ok_or_else(|| StoreError::Corrupt("queue key without a destination".into()))?;
+        let text = std::str::from_utf8(&rest[..id_len])
+            .map_err(|_| StoreError::Corrupt("queue key with a bad destination".into()))?;
+        let id = DestinationId::parse_loose(text)
+            .map_err(|e| StoreError::Corrupt(format!("queue key: {e}")))?;
+        from = keys::prefix_end(&key[..kind.len() + id_len + 1]);
+        found.push(id);
+    }
+    Ok(found)
 }

@@ -15,11 +15,12 @@ use super::body_log::BodyAppender;
 use super::codec;
 use super::event_record::EventRecord;
 use super::keys;
-use super::queue_records::{self, GroupQueues, QueueIndex};
+use super::layout;
+use super::queue_records::{GroupQueues, QueueChange};
 use super::request_record::NewRequestRecord;
 use super::StoreError;
 use crate::domain::destination_core::QueueEntry;
-use crate::domain::{DestinationId, EventPatch, Request};
+use crate::domain::{ConnectionId, DestinationId, EventPatch, Request, Timestamp};
 
 /// What "durable" means when a commit is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -43,28 +44,37 @@ pub enum Op {
         key: Vec<u8>,
         patch: EventPatch,
     },
-    /// Adds an entry to a destination's durable queue (see `queue_records`).
+    /// Adds an entry to a destination's durable queue (see `queue_records`): to its FIFO, or
+    /// among its scheduled entries when `entry.due_at` is set (a delay).
     Enqueue {
         destination: DestinationId,
         entry: QueueEntry,
     },
-    /// Replaces a queued entry: its retry was scheduled.
+    /// Moves a queued entry from where `previous_due_at` says it is filed (`None`: the FIFO)
+    /// to where its `due_at` says: its retry was scheduled. An entry no longer stored is
+    /// left alone.
     Requeue {
         destination: DestinationId,
         entry: QueueEntry,
+        previous_due_at: Option<Timestamp>,
     },
-    /// Takes an entry off its destination's queue: delivered, dead-lettered or held.
+    /// Takes an entry off its destination's queue (delivered, dead-lettered or cancelled),
+    /// from where `due_at` (the entry's) says it is filed.
     Dequeue {
         destination: DestinationId,
         seq: u64,
+        due_at: Option<Timestamp>,
+    },
+    /// Stores a held entry of a connection.
+    Hold {
+        connection: ConnectionId,
+        entry: QueueEntry,
     },
 }
 
 struct Message {
     ops: Vec<Op>,
     ack: Option<oneshot::Sender<Result<(), StoreError>>>,
-    /// Where each queue entry found at boot is stored; sent once, before any queue change.
-    index: Option<QueueIndex>,
     /// The last message: write what came before, flush, and end the thread.
     stop: bool,
 }
@@ -77,6 +87,9 @@ pub struct WriterStats {
     pub messages: std::sync::atomic::AtomicU64,
     /// Groups after which new sled blob files were synced.
     pub blob_syncs: std::sync::atomic::AtomicU64,
+    /// The sequence numbers of new entries, in the order the writer applied them.
+    #[cfg(test)]
+    pub applied_seqs: std::sync::Mutex<Vec<u64>>,
 }
 
 #[derive(Clone)]
@@ -90,6 +103,7 @@ pub struct Writer {
 const MAX_GROUP: usize = 4096;
 
 impl Writer {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn spawn(
         tree: sled::Tree,
         db: sled::Db,
@@ -98,6 +112,7 @@ impl Writer {
         blob_dir: Option<std::path::PathBuf>,
         durability: Durability,
         linger: Duration,
+        high_water: u64,
     ) -> (Writer, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel();
         let stats = std::sync::Arc::new(WriterStats::default());
@@ -117,6 +132,7 @@ impl Writer {
                     blobs,
                     durability,
                     linger,
+                    high_water,
                     rx,
                     &thread_stats,
                 )
@@ -131,7 +147,6 @@ impl Writer {
         if let Err(mpsc::SendError(msg)) = self.tx.send(Message {
             ops,
             ack: Some(ack),
-            index: None,
             stop: false,
         }) {
             if let Some(ack) = msg.ack {
@@ -146,18 +161,7 @@ impl Writer {
         let _ = self.tx.send(Message {
             ops: Vec::new(),
             ack: None,
-            index: None,
             stop: true,
-        });
-    }
-
-    /// Hands the writer the queue index rebuilt at boot.
-    pub(super) fn set_queue_index(&self, index: QueueIndex) {
-        let _ = self.tx.send(Message {
-            ops: Vec::new(),
-            ack: None,
-            index: Some(index),
-            stop: false,
         });
     }
 
@@ -171,7 +175,6 @@ impl Writer {
             .send(Message {
                 ops,
                 ack: None,
-                index: None,
                 stop: false,
             })
             .is_err()
@@ -190,12 +193,12 @@ fn run(
     mut blobs: BlobSync,
     durability: Durability,
     linger: Duration,
+    mut high_water: u64,
     rx: mpsc::Receiver<Message>,
     stats: &WriterStats,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
     let mut dirty = false;
-    let mut queue_index = QueueIndex::default();
     loop {
         // Block for the first message; if the channel is closed, flush what is left and stop.
         let first = match rx.recv_timeout(Duration::from_millis(200)) {
@@ -232,10 +235,18 @@ fn run(
         let mut overlay: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::with_capacity(op_count);
         let mut staged = Staged::default();
         let mut queues = GroupQueues::default();
+        // The highest sequence number the group's keys name, once applied.
+        let mut group_high = high_water;
         for message in group {
-            if let Some(index) = message.index {
-                queue_index = index;
-            }
+            #[cfg(test)]
+            let seqs: Vec<u64> = message
+                .ops
+                .iter()
+                .filter_map(|op| match op {
+                    Op::Enqueue { entry, .. } | Op::Hold { entry, .. } => Some(entry.seq),
+                    _ => None,
+                })
+                .collect();
             // Each message is applied whole or not at all: one that fails (a corrupt record
             // to patch, a body that cannot be staged) is answered with its error, and the
             // others of the group go on. Without a waiter its error is logged: it is a state
@@ -246,9 +257,14 @@ fn run(
                 &mut overlay,
                 &mut staged,
                 &mut queues,
-                &mut queue_index,
+                high_water,
                 message.ops,
-            );
+            )
+            .map(|named| group_high = group_high.max(named));
+            #[cfg(test)]
+            if applied.is_ok() {
+                stats.applied_seqs.lock().unwrap().extend(seqs);
+            }
             match (message.ack, applied) {
                 (Some(ack), applied) => acks.push((ack, applied)),
                 (None, Ok(())) => {}
@@ -258,6 +274,12 @@ fn run(
             }
         }
         overlay.extend(queues.finish());
+        if group_high > high_water {
+            overlay.insert(
+                keys::HIGH_WATER.to_vec(),
+                Some(layout::encode_mark(group_high)),
+            );
+        }
         let mut batch = sled::Batch::default();
         for (key, value) in overlay {
             match value {
@@ -272,6 +294,9 @@ fn run(
         }
         if result.is_ok() {
             result = tree.apply_batch(batch).map_err(StoreError::from);
+            if result.is_ok() {
+                high_water = group_high;
+            }
         }
         stats.commits.fetch_add(1, Relaxed);
         dirty = true;
@@ -288,12 +313,6 @@ fn run(
         }
         if let Err(e) = &result {
             tracing::error!(error = %e, "store commit failed");
-            // The group's queue changes are already in the index; read it back from what
-            // the disk holds, so memory and disk agree for the groups that follow.
-            match queue_records::load_all(&tree) {
-                Ok(loaded) => queue_index = loaded.index,
-                Err(e) => tracing::error!(error = %e, "cannot reread the queue index"),
-            }
         }
         for (ack, applied) in acks {
             let _ = ack.send(applied.and(result.clone()));
@@ -387,52 +406,60 @@ struct Staged {
     queue_ops: Vec<QueueChange>,
 }
 
-enum QueueChange {
-    Enqueue(DestinationId, QueueEntry),
-    Requeue(DestinationId, QueueEntry),
-    Dequeue(DestinationId, u64),
-}
-
-/// Applies one message's operations to the group, all or none.
+/// Applies one message's operations to the group, all or none. Returns the highest sequence
+/// number its keys name (0 for none). `high_water` is at least every number named in sled.
 fn apply_message(
     tree: &sled::Tree,
     bodies: &mut BodyAppender,
     overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
     staged: &mut Staged,
     queues: &mut GroupQueues,
-    queue_index: &mut QueueIndex,
+    high_water: u64,
     ops: Vec<Op>,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     staged.writes.clear();
     staged.queue_ops.clear();
+    let mut named = 0;
     // Queue records are written only at the end of a group, so earlier groups' are in sled.
     let read = |key: &[u8]| -> Result<Option<Vec<u8>>, StoreError> {
         Ok(tree.get(key)?.map(|v| v.to_vec()))
     };
     for op in ops {
-        match op {
-            Op::Enqueue { destination, entry } => {
-                staged
-                    .queue_ops
-                    .push(QueueChange::Enqueue(destination, entry));
-            }
-            Op::Requeue { destination, entry } => {
-                queues.load(queue_index, &destination, entry.seq, read)?;
-                staged
-                    .queue_ops
-                    .push(QueueChange::Requeue(destination, entry));
-            }
-            Op::Dequeue { destination, seq } => {
-                queues.load(queue_index, &destination, seq, read)?;
-                staged
-                    .queue_ops
-                    .push(QueueChange::Dequeue(destination, seq));
+        let change = match op {
+            Op::Enqueue { destination, entry } => QueueChange::Enqueue { destination, entry },
+            Op::Requeue {
+                destination,
+                entry,
+                previous_due_at,
+            } => QueueChange::Requeue {
+                destination,
+                entry,
+                previous_due_at,
+            },
+            Op::Dequeue {
+                destination,
+                seq,
+                due_at,
+            } => QueueChange::Dequeue {
+                destination,
+                seq,
+                due_at,
+            },
+            Op::Hold { connection, entry } => {
+                named = named.max(entry.seq);
+                staged.writes.insert(
+                    keys::hold(&connection, entry.seq),
+                    Some(codec::encode(&entry)),
+                );
+                continue;
             }
             Op::Put(k, v) => {
                 staged.writes.insert(k, Some(v));
+                continue;
             }
             Op::Remove(k) => {
                 staged.writes.insert(k, None);
+                continue;
             }
             Op::PutRequest(request) => {
                 let body = bodies.stage(&request.body)?;
@@ -444,6 +471,7 @@ fn apply_message(
                     keys::request(&request.team_id, &request.id),
                     Some(codec::encode(&record)),
                 );
+                continue;
             }
             Op::PatchEvent { key, patch } => {
                 let current = match staged.writes.get(&key).or_else(|| overlay.get(&key)) {
@@ -460,18 +488,19 @@ fn apply_message(
                         .insert(attempt_key, Some(codec::encode(&spilled)));
                 }
                 staged.writes.insert(key, Some(codec::encode(&record)));
+                continue;
             }
-        }
+        };
+        // Read now what the change will touch; change it only once the whole message is in.
+        queues.prepare(tree, &change, high_water)?;
+        named = named.max(change.names());
+        staged.queue_ops.push(change);
     }
     overlay.extend(staged.writes.drain());
-    for op in staged.queue_ops.drain(..) {
-        match op {
-            QueueChange::Enqueue(d, entry) => queues.enqueue(queue_index, d, entry),
-            QueueChange::Requeue(d, entry) => queues.requeue(queue_index, d, entry),
-            QueueChange::Dequeue(d, seq) => queues.dequeue(queue_index, d, seq),
-        }
+    for change in staged.queue_ops.drain(..) {
+        queues.apply(change);
     }
-    Ok(())
+    Ok(named)
 }
 
 #[cfg(test)]

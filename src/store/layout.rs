@@ -1,0 +1,163 @@
+//! The layout version of a data directory, the migration from older layouts, and the
+//! sequence numbers' high-water mark.
+//!
+//! `M/layout` holds the version of the key layout (`keys`, `queue_records`). A directory
+//! without it was written before versions were kept (version 1: queue records `Q/{seq}`
+//! holding one group's entries for every destination); it is rewritten in the current layout
+//! at open, in one atomic batch that ends with the version key, so a crash leaves it either
+//! old or new. A version newer than this build's is refused.
+//!
+//! `M/seq` holds the highest sequence number any key or stored entry has named. The writer
+//! raises it in the same batch as the keys that name a higher one, so it is never behind
+//! them, and sequence numbers handed out after a restart start above it: a number is never
+//! reissued, even once every key that named it is gone.
+
+use std::collections::HashMap;
+
+use super::{codec, keys, StoreError};
+use crate::domain::destination_core::QueueEntry;
+use crate::domain::DestinationId;
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// The layout this build reads and writes.
+pub const VERSION: u32 = 2;
+
+/// Entries per FIFO record written by a migration: a page of the actor's is a few records,
+/// and no record is one huge value.
+const MIGRATED_RECORD_ENTRIES: usize = 1024;
+
+/// Checks the layout of `tree`, migrating an older one, and returns the high-water mark.
+pub fn open(tree: &sled::Tree) -> Result<u64> {
+    let Some(version) = tree.get(keys::LAYOUT)? else {
+        return migrate_from_v1(tree);
+    };
+    let version = u32::from_be_bytes(
+        version
+            .as_ref()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("the layout version is not 4 bytes".into()))?,
+    );
+    if version > VERSION {
+        return Err(StoreError::NewerLayout {
+            found: version,
+            supported: VERSION,
+        });
+    }
+    if version < VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "store layout version {version} is not one this build knows"
+        )));
+    }
+    match tree.get(keys::HIGH_WATER)? {
+        Some(mark) => decode_mark(&mark),
+        // Only if the key was lost: every key that can name a sequence number, read once.
+        None => scan_high_water(tree),
+    }
+}
+
+pub fn encode_mark(seq: u64) -> Vec<u8> {
+    seq.to_be_bytes().to_vec()
+}
+
+fn decode_mark(bytes: &[u8]) -> Result<u64> {
+    let bytes: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("the sequence high-water mark is not 8 bytes".into()))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+/// The highest sequence number any FIFO record, scheduled or held key, or entry names.
+fn scan_high_water(tree: &sled::Tree) -> Result<u64> {
+    let mut high = 0;
+    for kv in tree.scan_prefix(keys::QUEUE) {
+        let (key, value) = kv?;
+        let (_, first) =
+            keys::parse_queue(&key).ok_or_else(|| StoreError::Corrupt("bad queue key".into()))?;
+        high = high.max(first);
+        let entries: Vec<QueueEntry> = codec::decode(&value)?;
+        high = high.max(entries.iter().map(|e| e.seq).max().unwrap_or(0));
+    }
+    for kv in tree.scan_prefix(keys::SCHEDULED) {
+        let (key, _) = kv?;
+        let (_, _, seq) = keys::parse_scheduled(&key)
+            .ok_or_else(|| StoreError::Corrupt("bad scheduled key".into()))?;
+        high = high.max(seq);
+    }
+    Ok(high.max(held_high_water(tree)?))
+}
+
+fn held_high_water(tree: &sled::Tree) -> Result<u64> {
+    let mut high = 0;
+    for kv in tree.scan_prefix(keys::HOLD) {
+        let (key, value) = kv?;
+        let entry: QueueEntry = codec::decode(&value)?;
+        let named = key
+            .len()
+            .checked_sub(8)
+            .and_then(|at| key[at..].try_into().ok())
+            .map_or(0, u64::from_be_bytes);
+        high = high.max(entry.seq).max(named);
+    }
+    Ok(high)
+}
+
+/// A version 1 queue key: `Q/` and a big-endian sequence number.
+fn parse_v1_queue(key: &[u8]) -> Option<u64> {
+    let seq: [u8; 8] = key.strip_prefix(keys::QUEUE)?.try_into().ok()?;
+    Some(u64::from_be_bytes(seq))
+}
+
+/// Rewrites version 1 queue records in the current layout (a new directory has none) and
+/// stamps the version, in one batch, then makes it durable.
+fn migrate_from_v1(tree: &sled::Tree) -> Result<u64> {
+    let mut batch = sled::Batch::default();
+    let mut high = 0;
+    let mut queues: HashMap<DestinationId, Vec<QueueEntry>> = HashMap::new();
+    for kv in tree.scan_prefix(keys::QUEUE) {
+        let (key, value) = kv?;
+        let record = parse_v1_queue(&key).ok_or_else(|| {
+            StoreError::Corrupt("a queue key of no known layout, and no layout version".into())
+        })?;
+        high = high.max(record);
+        let shares: Vec<(DestinationId, Vec<QueueEntry>)> = codec::decode(&value)?;
+        for (destination, entries) in shares {
+            queues.entry(destination).or_default().extend(entries);
+        }
+        batch.remove(key);
+    }
+    let mut migrated = 0;
+    for (destination, mut entries) in queues {
+        migrated += entries.len();
+        // Version 1 numbered entries before commit, so its records could interleave.
+        entries.sort_by_key(|e| e.seq);
+        high = high.max(entries.last().map_or(0, |e| e.seq));
+        let (fifo, scheduled): (Vec<_>, Vec<_>) =
+            entries.into_iter().partition(|e| e.due_at.is_none());
+        for entry in scheduled {
+            let due = entry.due_at.expect("partitioned by due_at");
+            batch.insert(
+                keys::scheduled(&destination, due, entry.seq),
+                codec::encode(&entry),
+            );
+        }
+        for chunk in fifo.chunks(MIGRATED_RECORD_ENTRIES) {
+            batch.insert(
+                keys::queue(&destination, chunk[0].seq),
+                codec::encode(&chunk),
+            );
+        }
+    }
+    high = high.max(held_high_water(tree)?);
+    batch.insert(keys::HIGH_WATER, encode_mark(high));
+    batch.insert(keys::LAYOUT, VERSION.to_be_bytes().to_vec());
+    tree.apply_batch(batch)?;
+    tree.flush()?;
+    if migrated > 0 {
+        tracing::info!(
+            entries = migrated,
+            "queue records rewritten in the per-destination layout"
+        );
+    }
+    Ok(high)
+}
