@@ -85,6 +85,9 @@ pub struct DeliveryConfig {
     #[serde(deserialize_with = "duration")]
     pub max_event_age: Duration,
     pub block_private_networks: bool,
+    /// Waiting events each destination keeps in memory (and as many scheduled retries); the
+    /// rest of a backlog waits on disk and is read in order as the window empties.
+    pub queue_window: usize,
 }
 
 impl Default for DeliveryConfig {
@@ -92,6 +95,7 @@ impl Default for DeliveryConfig {
         DeliveryConfig {
             max_event_age: Duration::from_secs(72 * 3600),
             block_private_networks: false,
+            queue_window: 2048,
         }
     }
 }

@@ -14,13 +14,14 @@
 //! - every entry is in exactly one place — ready, scheduled or in flight — until it settles
 //!   as delivered or dead-lettered; none vanishes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::breaker::{classify, Breaker, BreakerConfig, BreakerSnapshot, Permit, Transition};
 use super::ids::{ConnectionId, EventId, RequestId};
 use super::models::{DeliveryError, Trigger};
+use super::paging::{Offer, Paging};
 use super::rate_limiter::{RateLimit, RateLimiter};
 use super::rules::RetryPolicy;
 use super::time::Timestamp;
@@ -77,6 +78,9 @@ pub struct CoreConfig {
     pub max_event_age_ms: u64,
     pub breaker: BreakerConfig,
     pub rate_limit: Option<RateLimit>,
+    /// At most this many FIFO entries, and as many scheduled ones, are kept in memory; the
+    /// rest wait on disk and are paged in, in order.
+    pub window: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +96,28 @@ pub enum Input {
     EnginePaused(bool),
     /// An operator's reset of the breaker: closed now, and what waits flushes with `RESET`.
     ResetCircuit,
+    /// A page of the FIFO asked for by `LoadFifo`, read once the writer had applied
+    /// `high_water`; `full` when it held as many as asked.
+    FifoPage {
+        entries: Vec<QueueEntry>,
+        full: bool,
+        high_water: u64,
+    },
+    /// A page of the scheduled entries asked for by `LoadDue`.
+    DuePage {
+        entries: Vec<QueueEntry>,
+        full: bool,
+        high_water: u64,
+    },
+    /// A page could not be read (`scheduled` says which); it is asked for again.
+    PageFailed {
+        scheduled: bool,
+    },
+    /// What a background count found on disk after a restart (for counts only).
+    Counted {
+        fifo: usize,
+        scheduled: usize,
+    },
     /// Shutdown: start nothing new; attempts in flight may finish.
     Stop,
 }
@@ -132,6 +158,15 @@ pub enum Command {
     CircuitChanged(Transition),
     /// The breaker's durable state changed: persist it, so a restart resumes it.
     PersistBreaker(BreakerSnapshot),
+    /// Read the next FIFO entries after sequence `after` (from the start for `None`), at
+    /// most `limit`, once the writer has applied every change commanded so far; answer with
+    /// `Input::FifoPage`.
+    LoadFifo { after: Option<u64>, limit: usize },
+    /// The same for the scheduled entries, in (due, sequence) order; `Input::DuePage`.
+    LoadDue {
+        after: Option<(Timestamp, u64)>,
+        limit: usize,
+    },
 }
 
 /// Counters and sizes for snapshots and metrics.
@@ -162,6 +197,11 @@ pub struct DestinationCore {
     reset_through: Option<u64>,
     /// The wake-up last asked of the shell, to avoid re-arming the same timer.
     timer_at: Option<Timestamp>,
+    /// What of the FIFO and of the scheduled entries is on disk and not in memory.
+    fifo: Paging<u64>,
+    due: Paging<(Timestamp, u64)>,
+    /// Entries that left memory while a page was being read: the page may still show them.
+    left_while_loading: HashSet<u64>,
 }
 
 impl DestinationCore {
@@ -180,15 +220,39 @@ impl DestinationCore {
             stopping: false,
             blocked_until: None,
             timer_at: None,
+            fifo: Paging::unknown(),
+            due: Paging::unknown(),
+            left_while_loading: HashSet::new(),
         }
     }
 
+    /// A core whose queue on disk is known to be empty (a destination just created).
+    pub fn empty(config: CoreConfig) -> Self {
+        let mut core = DestinationCore::new(config, BreakerSnapshot::default());
+        core.fifo.loaded(None, false, 0, 0);
+        core.due.loaded(None, false, 0, 0);
+        core
+    }
+
+    /// Counts include what waits on disk beyond the window, as far as the core knows.
     pub fn stats(&self) -> CoreStats {
         CoreStats {
-            ready: self.ready.len(),
-            scheduled: self.waiting.len(),
+            ready: self.ready.len() + self.fifo.on_disk,
+            scheduled: self.waiting.len() + self.due.on_disk,
             in_flight: self.in_flight.len(),
         }
+    }
+
+    /// Entries held in memory (ready, scheduled and in flight): at most about two windows.
+    pub fn in_memory(&self) -> usize {
+        self.ready.len() + self.waiting.len() + self.in_flight.len()
+    }
+
+    /// Whether the entry is in memory (ready, scheduled or in flight).
+    pub fn knows(&self, seq: u64) -> bool {
+        self.ready.contains_key(&seq)
+            || self.waiting.contains_key(&seq)
+            || self.in_flight.contains_key(&seq)
     }
 
     pub fn config(&self) -> CoreConfig {
@@ -205,8 +269,31 @@ impl DestinationCore {
         match input {
             Input::Enqueue(entries) => {
                 for entry in entries {
-                    self.insert(entry);
+                    self.offer(entry);
                 }
+            }
+            Input::FifoPage {
+                entries,
+                full,
+                high_water,
+            } => self.take_fifo_page(entries, full, high_water),
+            Input::DuePage {
+                entries,
+                full,
+                high_water,
+            } => self.take_due_page(entries, full, high_water),
+            Input::PageFailed { scheduled } => {
+                if scheduled {
+                    self.due.failed()
+                } else {
+                    self.fifo.failed()
+                }
+            }
+            Input::Counted { fifo, scheduled } => {
+                let in_memory_fifo = self.ready.len() + self.in_flight.len();
+                self.fifo.counted(fifo.saturating_sub(in_memory_fifo));
+                self.due
+                    .counted(scheduled.saturating_sub(self.waiting.len()));
             }
             Input::Outcome { seq, result } => self.settle(seq, result, now, &mut out),
             // A wake-up may come a moment before the time asked for; arm the timer afresh.
@@ -229,6 +316,7 @@ impl DestinationCore {
         self.release_due(now, &mut out);
         self.expire_stale(now, &mut out);
         self.pump(now, &mut out);
+        self.page_in(&mut out);
         self.arm_timer(now, &mut out);
         let breaker_after = self.breaker.snapshot();
         if breaker_after != breaker_before {
@@ -237,22 +325,127 @@ impl DestinationCore {
         out
     }
 
-    fn insert(&mut self, entry: QueueEntry) {
+    /// An entry handed over by ingress: kept in memory if it fits and nothing older waits
+    /// on disk, else left for a page to bring in its turn.
+    fn offer(&mut self, entry: QueueEntry) {
         let seq = entry.seq;
-        if self.ready.contains_key(&seq)
-            || self.waiting.contains_key(&seq)
-            || self.in_flight.contains_key(&seq)
-        {
-            return; // already known: a duplicate delivery of the same entry
+        if self.knows(seq) {
+            return; // a duplicate hand-over of the same entry
         }
+        let window = self.config.window.max(1);
         match entry.due_at {
-            Some(due) => {
-                self.scheduled.insert((due, seq));
-                self.waiting.insert(seq, entry);
-            }
             None => {
-                self.ready.insert(seq, entry);
+                if self.fifo.offer(seq, seq, self.ready.len() < window) == Offer::Keep {
+                    self.ready.insert(seq, entry);
+                }
             }
+            Some(due) => {
+                let room = self.waiting.len() < window;
+                if self.due.offer((due, seq), seq, room) == Offer::Keep {
+                    self.scheduled.insert((due, seq));
+                    self.waiting.insert(seq, entry);
+                }
+            }
+        }
+    }
+
+    /// Keeps a retry the core just scheduled in memory, unless memory is full of earlier
+    /// ones (then it waits on disk, and a page brings it back in due order).
+    fn schedule(&mut self, entry: QueueEntry, due: Timestamp) {
+        let seq = entry.seq;
+        let window = self.config.window.max(1);
+        if self.waiting.len() >= window {
+            // Full: the latest-due entry is the one to leave memory.
+            if let Some(&(last_due, last_seq)) = self.scheduled.last() {
+                if (due, seq) < (last_due, last_seq) {
+                    self.scheduled.pop_last();
+                    self.waiting.remove(&last_seq);
+                    self.due
+                        .evict((last_due, last_seq), just_before((last_due, last_seq)));
+                    self.left(last_seq);
+                }
+            }
+        }
+        if self.due.place(
+            (due, seq),
+            self.waiting.len() < window,
+            just_before((due, seq)),
+        ) {
+            self.scheduled.insert((due, seq));
+            self.waiting.insert(seq, entry);
+        } else {
+            self.left(seq);
+        }
+    }
+
+    /// Notes an entry leaving memory while a page is read, so the page cannot bring it back.
+    fn left(&mut self, seq: u64) {
+        if self.fifo.loading() || self.due.loading() {
+            self.left_while_loading.insert(seq);
+        }
+    }
+
+    fn take_fifo_page(&mut self, entries: Vec<QueueEntry>, full: bool, high_water: u64) {
+        let room = self.config.window.max(1).saturating_sub(self.ready.len());
+        let (mut kept, mut last, mut cut) = (0, None, false);
+        for entry in entries {
+            let seq = entry.seq;
+            if !(self.left_while_loading.contains(&seq) || self.knows(seq)) {
+                if kept == room {
+                    cut = true;
+                    break;
+                }
+                self.ready.insert(seq, entry);
+                kept += 1;
+            }
+            last = Some(seq);
+        }
+        self.fifo.loaded(last, full || cut, high_water, kept);
+        self.forget_left();
+    }
+
+    fn take_due_page(&mut self, entries: Vec<QueueEntry>, full: bool, high_water: u64) {
+        let room = self.config.window.max(1).saturating_sub(self.waiting.len());
+        let (mut kept, mut last, mut cut) = (0, None, false);
+        for entry in entries {
+            let seq = entry.seq;
+            let key = (entry.due_at.unwrap_or_default(), seq);
+            if !(self.left_while_loading.contains(&seq) || self.knows(seq)) {
+                if kept == room {
+                    cut = true;
+                    break;
+                }
+                self.scheduled.insert(key);
+                self.waiting.insert(seq, entry);
+                kept += 1;
+            }
+            last = Some(key);
+        }
+        self.due.loaded(last, full || cut, high_water, kept);
+        self.forget_left();
+    }
+
+    fn forget_left(&mut self) {
+        if !self.fifo.loading() && !self.due.loading() {
+            self.left_while_loading.clear();
+        }
+    }
+
+    /// Asks for the next page of whatever runs low in memory while more waits on disk.
+    fn page_in(&mut self, out: &mut Vec<Command>) {
+        let window = self.config.window.max(1);
+        let low = window / 2 + 1;
+        if let Some(after) = self.fifo.want_page(self.ready.len(), low) {
+            out.push(Command::LoadFifo {
+                after,
+                limit: window - self.ready.len(),
+            });
+        }
+        if let Some(after) = self.due.want_page(self.waiting.len(), low) {
+            out.push(Command::LoadDue {
+                after,
+                limit: window - self.waiting.len(),
+            });
         }
     }
 
@@ -290,11 +483,13 @@ impl DestinationCore {
                 _ => Next::DeadLettered,
             }
         };
-        if let Next::RetryAt(due) = next {
-            entry.due_at = Some(due);
-            entry.next_trigger = Trigger::Automatic;
-            self.scheduled.insert((due, seq));
-            self.waiting.insert(seq, entry.clone());
+        match next {
+            Next::RetryAt(due) => {
+                entry.due_at = Some(due);
+                entry.next_trigger = Trigger::Automatic;
+                self.schedule(entry.clone(), due);
+            }
+            Next::Delivered | Next::DeadLettered => self.left(seq),
         }
         out.push(Command::Settle {
             entry,
@@ -339,7 +534,8 @@ impl DestinationCore {
             if now.saturating_sub(entry.created_at) < self.config.max_event_age_ms {
                 break;
             }
-            if let Some((_, entry)) = self.ready.pop_first() {
+            if let Some((seq, entry)) = self.ready.pop_first() {
+                self.left(seq);
                 out.push(Command::Expire { entry });
             }
         }
@@ -413,6 +609,9 @@ impl DestinationCore {
     /// Takes every entry out, for a delete that cancels the destination's waiting work.
     /// Attempts in flight are forgotten: their outcomes will find nothing and be ignored.
     pub fn take_all(&mut self) -> Vec<QueueEntry> {
+        // Whatever a page under way brings is cancelled by the caller from the store.
+        self.fifo.loaded(None, false, u64::MAX, 0);
+        self.due.loaded(None, false, u64::MAX, 0);
         self.scheduled.clear();
         let mut all: Vec<QueueEntry> = std::mem::take(&mut self.ready).into_values().collect();
         all.extend(self.waiting.drain().map(|(_, e)| e));
@@ -421,9 +620,22 @@ impl DestinationCore {
         all
     }
 
+    /// True when the whole queue, on disk too, is in memory.
+    pub fn all_in_memory(&self) -> bool {
+        !self.fifo.more() && !self.due.more()
+    }
+
     /// True when nothing is in flight: shutdown may proceed.
     pub fn is_idle(&self) -> bool {
         self.in_flight.is_empty()
+    }
+}
+
+/// The (due, sequence) key just below `key`, to read again from `key` on.
+fn just_before((due, seq): (Timestamp, u64)) -> (Timestamp, u64) {
+    match seq.checked_sub(1) {
+        Some(seq) => (due, seq),
+        None => (Timestamp(due.0.saturating_sub(1)), u64::MAX),
     }
 }
 
@@ -447,11 +659,37 @@ mod tests {
                 success_threshold: 1,
             },
             rate_limit: None,
+            window: 1_000,
         }
     }
 
     fn new_core(config: CoreConfig) -> DestinationCore {
-        DestinationCore::new(config, BreakerSnapshot::default())
+        DestinationCore::empty(config)
+    }
+
+    /// A core recovered with `breaker` over a queue the store says is empty.
+    fn restored(config: CoreConfig, breaker: BreakerSnapshot) -> DestinationCore {
+        let mut core = DestinationCore::new(config, breaker);
+        let cmds = core.handle(Input::Wake, Timestamp(0));
+        assert!(cmds.contains(&Command::LoadFifo {
+            after: None,
+            limit: config.window
+        }));
+        for input in [
+            Input::FifoPage {
+                entries: vec![],
+                full: false,
+                high_water: 0,
+            },
+            Input::DuePage {
+                entries: vec![],
+                full: false,
+                high_water: 0,
+            },
+        ] {
+            core.handle(input, Timestamp(0));
+        }
+        core
     }
 
     use crate::domain::fixtures::queue_entry as entry;
@@ -994,17 +1232,20 @@ mod tests {
         let snapshot = opened(3, 8_000, 3).breaker();
         assert_eq!(snapshot.next_probe_at, Some(Timestamp(8_003)));
         let mut core = DestinationCore::new(guarded(1, 3, 8_000), snapshot);
-        let cmds = core.handle(Input::Enqueue(no_retries(10..=11)), Timestamp(3_000));
-        assert!(starts(&cmds).is_empty());
+        let cmds = core.handle(Input::Wake, Timestamp(3_000));
         assert!(cmds.contains(&Command::SetTimer {
             at: Some(Timestamp(8_003))
         }));
+        let mut core = restored(guarded(1, 3, 8_000), snapshot);
+        let cmds = core.handle(Input::Enqueue(no_retries(10..=11)), Timestamp(3_000));
+        assert!(starts(&cmds).is_empty());
+        assert!(starts(&core.handle(Input::Wake, Timestamp(8_002))).is_empty());
         assert_eq!(
             starts(&core.handle(Input::Wake, Timestamp(8_003))),
             vec![(10, 1, Trigger::Probe)]
         );
         // A deadline that passed during the downtime probes at once.
-        let mut core = DestinationCore::new(guarded(1, 3, 8_000), snapshot);
+        let mut core = restored(guarded(1, 3, 8_000), snapshot);
         assert_eq!(
             starts(&core.handle(Input::Enqueue(no_retries(10..=11)), Timestamp(9_000))),
             vec![(10, 1, Trigger::Probe)]

@@ -7,6 +7,7 @@ pub mod destination_core;
 pub mod fixtures;
 pub mod ids;
 pub mod models;
+pub mod paging;
 pub mod rate_limiter;
 pub mod rules;
 pub mod time;

@@ -31,8 +31,11 @@ pub struct DestinationActor {
     /// store when their attempt starts.
     payloads: PayloadCache,
     timer: Option<SpawnHandle>,
-    /// Entries loaded from the store at boot, fed to the core once the actor runs.
-    recovered: Vec<QueueEntry>,
+    /// Whether the actor starts on a queue left on disk (a restart), which it then counts in
+    /// the background.
+    recovered: bool,
+    /// Fed to the core when the actor starts (with its first commands: pages to read).
+    engine_paused_at_start: bool,
     metrics: DestinationMetrics,
 }
 
@@ -107,20 +110,26 @@ impl DestinationMetrics {
 }
 
 impl DestinationActor {
+    /// `breaker` is the persisted state for a destination recovered at boot (its queue is
+    /// read from the store page by page), `None` for a new one (its queue is empty).
     pub fn new(
         destination: Arc<Destination>,
         deps: Deps,
-        recovered: Vec<QueueEntry>,
         engine_paused: bool,
-        breaker: BreakerSnapshot,
+        breaker: Option<BreakerSnapshot>,
     ) -> Self {
         let metrics = DestinationMetrics::new(&destination.id, deps.per_id_labels);
-        let mut core = DestinationCore::new(core_config(&destination, &deps), breaker);
+        let config = core_config(&destination, &deps);
+        let recovered = breaker.is_some();
+        let breaker = breaker.unwrap_or_default();
+        let core = match recovered {
+            true => DestinationCore::new(config, breaker),
+            false => DestinationCore::empty(config),
+        };
         metrics.circuit_state(breaker.state);
         metrics
             .circuit_failures
             .set(f64::from(breaker.failure_count));
-        core.handle(Input::EnginePaused(engine_paused), Timestamp::now());
         DestinationActor {
             core,
             target: Arc::new(Target::new(destination)),
@@ -128,6 +137,7 @@ impl DestinationActor {
             deps,
             timer: None,
             recovered,
+            engine_paused_at_start: engine_paused,
             metrics,
         }
     }
@@ -136,10 +146,15 @@ impl DestinationActor {
         let now = Timestamp::now();
         let commands = self.core.handle(input, now);
         let mut writes = Vec::new();
+        let mut loads = Vec::new();
         for command in commands {
-            self.execute(command, now, &mut writes, ctx);
+            self.execute(command, now, &mut writes, &mut loads, ctx);
         }
         self.deps.store.submit(writes);
+        // After the submit: a page is read once the writer has applied these changes.
+        for load in loads {
+            self.load(load, ctx);
+        }
         let s = self.core.stats();
         self.metrics
             .queued
@@ -151,6 +166,7 @@ impl DestinationActor {
         command: Command,
         now: Timestamp,
         writes: &mut Vec<Op>,
+        loads: &mut Vec<PageRequest>,
         ctx: &mut Context<Self>,
     ) {
         let destination = self.target.destination.clone();
@@ -244,6 +260,8 @@ impl DestinationActor {
                     .set(f64::from(snapshot.failure_count));
                 writes.push(ops::put_breaker(&destination.id, &snapshot));
             }
+            Command::LoadFifo { after, limit } => loads.push(PageRequest::Fifo { after, limit }),
+            Command::LoadDue { after, limit } => loads.push(PageRequest::Due { after, limit }),
             Command::SetTimer { at } => {
                 if let Some(handle) = self.timer.take() {
                     ctx.cancel_future(handle);
@@ -257,6 +275,73 @@ impl DestinationActor {
                 }
             }
         }
+    }
+
+    /// Reads a page of the queue off the actor thread, after the writer has applied every
+    /// change this actor submitted, and feeds it back as an input.
+    fn load(&self, load: PageRequest, ctx: &mut Context<Self>) {
+        let store = self.deps.store.clone();
+        let destination = self.target.destination.id.clone();
+        let actor = ctx.address();
+        actix::spawn(async move {
+            let input = match load {
+                PageRequest::Fifo { after, limit } => {
+                    let read = store
+                        .read_applied(move |s| {
+                            let high_water = s.high_water()?;
+                            Ok((s.queue_page(&destination, after, limit)?, high_water))
+                        })
+                        .await;
+                    match read {
+                        Ok((entries, high_water)) => Input::FifoPage {
+                            full: entries.len() >= limit,
+                            entries,
+                            high_water,
+                        },
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot read a page of a destination's queue");
+                            Input::PageFailed { scheduled: false }
+                        }
+                    }
+                }
+                PageRequest::Due { after, limit } => {
+                    let read = store
+                        .read_applied(move |s| {
+                            let high_water = s.high_water()?;
+                            Ok((s.due_page(&destination, after, limit)?, high_water))
+                        })
+                        .await;
+                    match read {
+                        Ok((entries, high_water)) => Input::DuePage {
+                            full: entries.len() >= limit,
+                            entries,
+                            high_water,
+                        },
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot read a page of a destination's scheduled events");
+                            Input::PageFailed { scheduled: true }
+                        }
+                    }
+                }
+            };
+            actor.do_send(Fed(input));
+        });
+    }
+
+    /// Counts what a recovered queue holds on disk, in the background (counts only).
+    fn count(&self, ctx: &mut Context<Self>) {
+        let store = self.deps.store.clone();
+        let destination = self.target.destination.id.clone();
+        let actor = ctx.address();
+        actix::spawn(async move {
+            match store
+                .read_applied(move |s| s.queue_counts(&destination))
+                .await
+            {
+                Ok((fifo, scheduled)) => actor.do_send(Fed(Input::Counted { fifo, scheduled })),
+                Err(e) => tracing::warn!(error = %e, "cannot count a destination's queue"),
+            }
+        });
     }
 
     fn record_attempt(
@@ -361,6 +446,7 @@ fn core_config(destination: &Destination, deps: &Deps) -> CoreConfig {
         max_concurrency: destination.max_concurrency,
         disabled: destination.disabled_at.is_some(),
         max_event_age_ms: deps.max_event_age_ms,
+        window: deps.queue_window,
         breaker: destination.circuit.into(),
         rate_limit: destination.rate_limit.map(|rate| RateLimit {
             rate,
@@ -374,8 +460,36 @@ impl Actor for DestinationActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
-        let recovered = std::mem::take(&mut self.recovered);
-        self.input(Input::Enqueue(recovered), ctx);
+        // The first input: a recovered actor asks for its first pages with it.
+        self.input(Input::EnginePaused(self.engine_paused_at_start), ctx);
+        if self.recovered {
+            self.count(ctx);
+        }
+    }
+}
+
+/// A page of the queue to read (see `Command::LoadFifo` and `Command::LoadDue`).
+enum PageRequest {
+    Fifo {
+        after: Option<u64>,
+        limit: usize,
+    },
+    Due {
+        after: Option<(Timestamp, u64)>,
+        limit: usize,
+    },
+}
+
+/// An input produced off the actor thread (a page read, a count).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Fed(Input);
+
+impl Handler<Fed> for DestinationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Fed, ctx: &mut Context<Self>) {
+        self.input(msg.0, ctx);
     }
 }
 
@@ -391,12 +505,16 @@ impl Handler<Enqueue> for DestinationActor {
     type Result = ();
 
     fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) {
+        let seqs: Vec<u64> = msg.entries.iter().map(|e| e.seq).collect();
+        self.input(Input::Enqueue(msg.entries), ctx);
+        // Bodies only for what the core keeps in memory: the rest is read when paged in.
         if let Some(payload) = msg.payload {
-            for entry in &msg.entries {
-                self.payloads.insert(entry.seq, &payload);
+            for seq in seqs {
+                if self.core.knows(seq) {
+                    self.payloads.insert(seq, &payload);
+                }
             }
         }
-        self.input(Input::Enqueue(msg.entries), ctx);
     }
 }
 

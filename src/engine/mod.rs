@@ -20,7 +20,6 @@ use sha2::Digest;
 
 use crate::config::Config;
 use crate::domain::breaker::BreakerSnapshot;
-use crate::domain::destination_core::QueueEntry;
 use crate::domain::*;
 use crate::store::{ops, Store, StoreError};
 use connection_actor::ConnectionActor;
@@ -49,6 +48,7 @@ pub struct Deps {
     /// Memory for bodies of events not yet attempted, shared by every destination.
     pub payload_budget: Arc<payload_cache::PayloadBudget>,
     pub max_event_age_ms: u64,
+    pub queue_window: usize,
     pub per_id_labels: bool,
 }
 
@@ -118,6 +118,7 @@ impl Engine {
             client,
             payload_budget: payload_cache::PayloadBudget::new(payload_cache::PAYLOAD_CACHE_BYTES),
             max_event_age_ms: config.delivery.max_event_age.as_millis() as u64,
+            queue_window: config.delivery.queue_window.max(1),
             per_id_labels: config.telemetry.per_id_labels,
         };
         let paused = config.engine.paused;
@@ -208,17 +209,18 @@ impl Engine {
         state
     }
 
+    /// Starts a destination's actor: `breaker` is its persisted state when it is recovered
+    /// at boot (its queue is then read from the store), `None` when it was just created.
     fn start_destination(
         &self,
         destination: Arc<Destination>,
-        recovered: Vec<QueueEntry>,
-        breaker: BreakerSnapshot,
+        breaker: Option<BreakerSnapshot>,
     ) -> Addr<DestinationActor> {
         let deps = self.inner.deps.clone();
         let paused = self.inner.paused.load(Ordering::Acquire);
         let arbiter = self.arbiter_for(&destination.id).clone();
         DestinationActor::start_in_arbiter(&arbiter, move |_| {
-            DestinationActor::new(destination, deps, recovered, paused, breaker)
+            DestinationActor::new(destination, deps, paused, breaker)
         })
     }
 
@@ -379,11 +381,7 @@ impl Engine {
                     .do_send(destination_actor::Configure(destination));
             }
             None => {
-                let addr = self.start_destination(
-                    destination.clone(),
-                    Vec::new(),
-                    BreakerSnapshot::default(),
-                );
+                let addr = self.start_destination(destination.clone(), None);
                 reg.destinations.insert(
                     destination.id.clone(),
                     DestinationHandle { destination, addr },
@@ -409,34 +407,41 @@ impl Engine {
             ));
         }
         let addr = self.read().destinations.get(id).map(|h| h.addr.clone());
+        // Waiting work is counted on disk, where all of it is (a queue larger than the
+        // actor's window too), once the writer has applied what the actor handed it.
+        let store = self.store().clone();
+        let dest = id.clone();
+        let (fifo, scheduled) = store.read_applied(move |s| s.queue_counts(&dest)).await?;
+        let waiting = fifo + scheduled;
+        if waiting > 0 && !cancel_waiting {
+            return Err(EngineError::Conflict(format!(
+                "the destination has {waiting} waiting events; let them be delivered, or \
+                 delete with ?cancel_events=true to cancel them"
+            )));
+        }
         if let Some(addr) = &addr {
-            let snapshot = addr
-                .send(destination_actor::GetSnapshot)
-                .await
-                .map_err(|e| EngineError::Unavailable(format!("destination actor: {e}")))?;
-            let s = snapshot.stats;
-            let waiting = s.ready + s.scheduled + s.in_flight;
-            if waiting > 0 && !cancel_waiting {
-                return Err(EngineError::Conflict(format!(
-                    "the destination has {waiting} waiting events; let them be delivered, or \
-                     delete with ?cancel_events=true to cancel them"
-                )));
-            }
+            let unavailable = |e| EngineError::Unavailable(format!("destination actor: {e}"));
             if waiting > 0 {
-                let cancelled = addr
-                    .send(destination_actor::CancelWaiting)
+                addr.send(destination_actor::CancelWaiting)
                     .await
-                    .map_err(|e| EngineError::Unavailable(format!("destination actor: {e}")))?;
-                tracing::info!(destination_id = %id, cancelled, "waiting events cancelled by a delete");
+                    .map_err(unavailable)?;
             }
+            addr.send(destination_actor::Shutdown)
+                .await
+                .map_err(unavailable)?;
+        }
+        if waiting > 0 {
+            let (dest, now) = (id.clone(), Timestamp::now());
+            let cancelled = store
+                .read_applied(move |s| recovery::cancel_queue(s, &dest, now))
+                .await?;
+            tracing::info!(destination_id = %id, cancelled, "waiting events cancelled by a delete");
         }
         // Durable after the actor's cancellations, which reached the writer first.
         self.store()
             .commit(ops::remove_destination(id).into())
             .await?;
-        if let Some(handle) = self.write().destinations.remove(id) {
-            handle.addr.do_send(destination_actor::Shutdown);
-        }
+        self.write().destinations.remove(id);
         Ok(())
     }
 

@@ -1,4 +1,9 @@
 //! Boot: every actor rebuilt from the store, and work that no actor would own cancelled.
+//!
+//! Recovery reads the configuration and each destination's breaker, never the backlog: each
+//! destination actor pages its own queue in once it runs, so `/readyz` does not wait for a
+//! million waiting events. Leftovers that no actor owns are found and cancelled in the
+//! background, a page at a time.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -6,13 +11,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{destination_actor, DestinationHandle, Engine, EngineError, Result};
-use crate::domain::destination_core::QueueEntry;
 use crate::domain::*;
 use crate::store::{ops, Store};
 
+/// Entries cancelled per write when cleaning up.
+const CANCEL_PAGE: usize = 1024;
+
 impl Engine {
-    /// Rebuilds every actor from the store: queued events in order, scheduled retries at
-    /// their times, attempts in flight at a crash made again. Then the engine is ready.
+    /// Starts every actor on what the store holds (each pages its queue in: queued events
+    /// in order, scheduled retries at their times, attempts in flight at a crash made
+    /// again). Then the engine is ready.
     pub async fn recover(&self) -> Result<()> {
         let started = Instant::now();
         let store = self.store().clone();
@@ -22,27 +30,19 @@ impl Engine {
                 .into_iter()
                 .map(|d| Ok((store.breaker(&d.id)?, d)))
                 .collect::<crate::store::Result<Vec<_>>>()?;
-            Ok((
-                store.all_sources()?,
-                destinations,
-                store.all_connections()?,
-                store.load_queues()?,
-            ))
+            Ok((store.all_sources()?, destinations, store.all_connections()?))
         })
         .await
         .map_err(|e| EngineError::Unavailable(format!("recovery task: {e}")))??;
-        let (sources, destinations, connections, mut queues) = loaded;
-        let mut queued = 0usize;
+        let (sources, destinations, connections) = loaded;
         {
             let mut reg = self.write();
             for s in sources {
                 reg.sources.insert(s.id.clone(), Arc::new(s));
             }
             for (breaker, d) in destinations {
-                let entries = queues.remove(&d.id).unwrap_or_default();
-                queued += entries.len();
                 let d = Arc::new(d);
-                let addr = self.start_destination(d.clone(), entries, breaker);
+                let addr = self.start_destination(d.clone(), Some(breaker));
                 reg.destinations.insert(
                     d.id.clone(),
                     DestinationHandle {
@@ -55,21 +55,7 @@ impl Engine {
                 self.register_connection(&mut reg, c);
             }
         }
-        let known: HashSet<ConnectionId> = self.read().connections.keys().cloned().collect();
-        let orphans: Vec<_> = queues.into_iter().collect();
-        let store = self.store().clone();
-        let cancelled =
-            tokio::task::spawn_blocking(move || cancel_orphans(&store, orphans, &known))
-                .await
-                .map_err(|e| EngineError::Unavailable(format!("recovery task: {e}")))??;
-        if cancelled > 0 {
-            tracing::warn!(
-                cancelled,
-                "events whose destination or connection was deleted are cancelled"
-            );
-        }
-        // Ready means every actor has taken in its recovered queue: a message answered after
-        // `started` proves it (the actor handles its mailbox only once started has run).
+        // Ready means every actor runs: a message answered after `started` proves it.
         let addrs = self.destination_addrs();
         futures_util::future::join_all(
             addrs.iter().map(|a| a.send(destination_actor::GetSnapshot)),
@@ -77,10 +63,31 @@ impl Engine {
         .await;
         self.inner.ready.store(true, Ordering::Release);
         tracing::info!(
-            queued,
+            destinations = addrs.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "recovery finished"
         );
+
+        let known_destinations: HashSet<DestinationId> =
+            self.read().destinations.keys().cloned().collect();
+        let known_connections: HashSet<ConnectionId> =
+            self.read().connections.keys().cloned().collect();
+        let store = self.store().clone();
+        actix::spawn(async move {
+            let cleaned = tokio::task::spawn_blocking(move || {
+                cancel_orphans(&store, &known_destinations, &known_connections)
+            })
+            .await;
+            match cleaned {
+                Ok(Ok(0)) => {}
+                Ok(Ok(cancelled)) => tracing::warn!(
+                    cancelled,
+                    "events whose destination or connection was deleted are cancelled"
+                ),
+                Ok(Err(e)) => tracing::error!(error = %e, "cannot clean up deleted work"),
+                Err(e) => tracing::error!(error = %e, "clean-up task failed"),
+            }
+        });
         Ok(())
     }
 }
@@ -90,26 +97,17 @@ impl Engine {
 /// would stay `QUEUED` or `HOLD` for good with nobody to deliver or release them.
 fn cancel_orphans(
     store: &Store,
-    queues: Vec<(DestinationId, Vec<QueueEntry>)>,
+    known_destinations: &HashSet<DestinationId>,
     known_connections: &HashSet<ConnectionId>,
 ) -> crate::store::Result<usize> {
     let now = Timestamp::now();
-    let mut writes = Vec::new();
     let mut cancelled = 0;
-    for (destination, entries) in queues {
-        let Some(team) = entries
-            .first()
-            .map(|e| store.team_of_event(&e.event_id))
-            .transpose()?
-            .flatten()
-        else {
-            continue;
-        };
-        for entry in &entries {
-            writes.extend(ops::cancel_queued(&team, &destination, entry, now));
+    for destination in store.queued_destinations()? {
+        if !known_destinations.contains(&destination) {
+            cancelled += cancel_queue(store, &destination, now)?;
         }
-        cancelled += entries.len();
     }
+    let mut writes = Vec::new();
     for (connection, entry) in store.orphaned_held_entries(known_connections)? {
         if let Some(team) = store.team_of_event(&entry.event_id)? {
             writes.extend(ops::cancel_held(&team, &connection, &entry, now));
@@ -118,4 +116,55 @@ fn cancel_orphans(
     }
     store.submit(writes);
     Ok(cancelled)
+}
+
+/// Cancels every entry of one destination's queue on disk, a page at a time. Nothing else
+/// may change that queue meanwhile (its actor is gone). Blocking.
+pub(super) fn cancel_queue(
+    store: &Store,
+    destination: &DestinationId,
+    now: Timestamp,
+) -> crate::store::Result<usize> {
+    let mut team = None;
+    let mut cancelled = 0;
+    // The pages follow a cursor, so what is cancelled need not be applied before the next.
+    let mut fifo_after = None;
+    loop {
+        let page = store.queue_page(destination, fifo_after, CANCEL_PAGE)?;
+        let Some(last) = page.last() else { break };
+        fifo_after = Some(last.seq);
+        cancelled += cancel_entries(store, destination, &mut team, &page, now)?;
+    }
+    let mut due_after = None;
+    loop {
+        let page = store.due_page(destination, due_after, CANCEL_PAGE)?;
+        let Some(last) = page.last() else { break };
+        due_after = Some((last.due_at.unwrap_or_default(), last.seq));
+        cancelled += cancel_entries(store, destination, &mut team, &page, now)?;
+    }
+    Ok(cancelled)
+}
+
+fn cancel_entries(
+    store: &Store,
+    destination: &DestinationId,
+    team: &mut Option<TeamId>,
+    entries: &[crate::domain::destination_core::QueueEntry],
+    now: Timestamp,
+) -> crate::store::Result<usize> {
+    if team.is_none() {
+        *team = match entries.first() {
+            Some(e) => store.team_of_event(&e.event_id)?,
+            None => None,
+        };
+    }
+    let Some(team) = team.as_ref() else {
+        return Ok(0);
+    };
+    let writes = entries
+        .iter()
+        .flat_map(|e| ops::cancel_queued(team, destination, e, now))
+        .collect();
+    store.submit(writes);
+    Ok(entries.len())
 }

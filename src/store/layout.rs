@@ -60,7 +60,7 @@ pub fn encode_mark(seq: u64) -> Vec<u8> {
     seq.to_be_bytes().to_vec()
 }
 
-fn decode_mark(bytes: &[u8]) -> Result<u64> {
+pub fn decode_mark(bytes: &[u8]) -> Result<u64> {
     let bytes: [u8; 8] = bytes
         .try_into()
         .map_err(|_| StoreError::Corrupt("the sequence high-water mark is not 8 bytes".into()))?;

@@ -214,6 +214,47 @@ impl Store {
         self.inner.writer.submit(ops)
     }
 
+    /// Runs a blocking `read` on a blocking thread once everything handed to the writer
+    /// before this call is applied: a reader that submitted changes (a destination actor
+    /// paging its queue) never reads what it has already changed as it was before.
+    pub async fn read_applied<T, F>(&self, read: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T> + Send + 'static,
+    {
+        self.inner
+            .writer
+            .applied()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || read(&store))
+            .await
+            .map_err(|e| StoreError::Io(format!("store reader: {e}")))?
+    }
+
+    /// The highest sequence number the writer has applied: a read that follows sees every
+    /// entry numbered up to it.
+    pub fn high_water(&self) -> Result<u64> {
+        match self.inner.tree.get(keys::HIGH_WATER)? {
+            Some(mark) => layout::decode_mark(&mark),
+            None => Ok(0),
+        }
+    }
+
+    /// Destinations with anything in their queue (FIFO or scheduled), one seek each.
+    pub fn queued_destinations(&self) -> Result<Vec<DestinationId>> {
+        let tree = &self.inner.tree;
+        let mut found = queue_records::destinations(tree, keys::QUEUE)?;
+        let known: std::collections::HashSet<_> = found.iter().cloned().collect();
+        for d in queue_records::destinations(tree, keys::SCHEDULED)? {
+            if !known.contains(&d) {
+                found.push(d);
+            }
+        }
+        Ok(found)
+    }
+
     /// Stops the writer after it has written and flushed everything already handed to it.
     /// Waits on a helper thread so no async runtime thread blocks.
     pub async fn close(self) {

@@ -75,6 +75,8 @@ pub enum Op {
 struct Message {
     ops: Vec<Op>,
     ack: Option<oneshot::Sender<Result<(), StoreError>>>,
+    /// Answered once the group holding this message is applied, flushed or not.
+    on_applied: Option<oneshot::Sender<()>>,
     /// The last message: write what came before, flush, and end the thread.
     stop: bool,
 }
@@ -147,6 +149,7 @@ impl Writer {
         if let Err(mpsc::SendError(msg)) = self.tx.send(Message {
             ops,
             ack: Some(ack),
+            on_applied: None,
             stop: false,
         }) {
             if let Some(ack) = msg.ack {
@@ -161,8 +164,22 @@ impl Writer {
         let _ = self.tx.send(Message {
             ops: Vec::new(),
             ack: None,
+            on_applied: None,
             stop: true,
         });
+    }
+
+    /// Resolves once everything sent before is applied (readable), without waiting for a
+    /// flush: a read after it sees every change the caller handed over before.
+    pub fn applied(&self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.tx.send(Message {
+            ops: Vec::new(),
+            ack: None,
+            on_applied: Some(tx),
+            stop: false,
+        });
+        rx
     }
 
     /// Applies `ops` atomically with the next group; nobody waits for the flush.
@@ -175,6 +192,7 @@ impl Writer {
             .send(Message {
                 ops,
                 ack: None,
+                on_applied: None,
                 stop: false,
             })
             .is_err()
@@ -237,7 +255,9 @@ fn run(
         let mut queues = GroupQueues::default();
         // The highest sequence number the group's keys name, once applied.
         let mut group_high = high_water;
+        let mut applied_waiters = Vec::new();
         for message in group {
+            applied_waiters.extend(message.on_applied);
             #[cfg(test)]
             let seqs: Vec<u64> = message
                 .ops
@@ -297,6 +317,10 @@ fn run(
             if result.is_ok() {
                 high_water = group_high;
             }
+        }
+        // Readers waiting for the group read it now (or, if it failed, the disk as it was).
+        for waiter in applied_waiters {
+            let _ = waiter.send(());
         }
         stats.commits.fetch_add(1, Relaxed);
         dirty = true;
