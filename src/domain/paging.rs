@@ -34,6 +34,9 @@ pub struct Paging<K> {
     seen_seq: u64,
     /// An entry was left on disk while a page was being read; the page may not hold it.
     left_while_loading: bool,
+    /// The lowest key left on disk while a page was being read, and the key just before it:
+    /// the page cannot be trusted past it.
+    lowest_left: Option<(K, K)>,
     /// Entries on disk and not in memory, as far as this actor knows (for counts only).
     pub on_disk: usize,
 }
@@ -47,6 +50,7 @@ impl<K: Copy + Ord> Paging<K> {
             read_to: None,
             seen_seq: 0,
             left_while_loading: false,
+            lowest_left: None,
             on_disk: 0,
         }
     }
@@ -96,6 +100,10 @@ impl<K: Copy + Ord> Paging<K> {
         if self.read_to.is_some_and(|r| r >= key) {
             self.read_to = Some(before);
         }
+        // A page being read may end past it without holding it.
+        if self.loading && self.lowest_left.is_none_or(|(k, _)| key < k) {
+            self.lowest_left = Some((key, before));
+        }
     }
 
     fn left_on_disk(&mut self) {
@@ -114,6 +122,7 @@ impl<K: Copy + Ord> Paging<K> {
         }
         self.loading = true;
         self.left_while_loading = false;
+        self.lowest_left = None;
         Some(self.read_to)
     }
 
@@ -124,6 +133,11 @@ impl<K: Copy + Ord> Paging<K> {
         self.loading = false;
         if let Some(last) = last {
             self.read_to = Some(self.read_to.map_or(last, |r| r.max(last)));
+        }
+        if let Some((key, before)) = self.lowest_left.take() {
+            if self.read_to.is_some_and(|r| r >= key) {
+                self.read_to = Some(before);
+            }
         }
         if !full {
             // The read saw everything applied by then: only later commits are unseen.
@@ -141,6 +155,7 @@ impl<K: Copy + Ord> Paging<K> {
     /// A page could not be read: try again at the next chance.
     pub fn failed(&mut self) {
         self.loading = false;
+        self.lowest_left = None;
     }
 
     /// A background count of what the destination has on disk (after a restart).
