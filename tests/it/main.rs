@@ -1,6 +1,7 @@
 //! FastHook integration tests: one binary, the real `fasthook serve` process, a real receiver.
 
 mod auth;
+mod backlog;
 mod bad_input;
 mod bootstrap;
 mod breaker;
