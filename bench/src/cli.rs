@@ -23,6 +23,13 @@ WORKLOADS (1 KiB JSON bodies unless stated):
   w7  restart with 1,000,000 waiting events, receiver down: time to /readyz (--w7-events; gateway modes)
   w8  64 KiB and 1 MiB bodies
   w9  bytes on disk per retained 1 KiB event (--w9-events; gateway modes)
+  w10 circuit breaker open under load, then closed (gateway modes): the receiver answers 503,
+      the destination's breaker opens after 5 failures and stays open --w10-open-s (60 s) under
+      an open-loop load of --w10-rate (2,000 events/s); the receiver turns healthy just before
+      the probe, the breaker closes and the backlog drains. Reports events accepted while
+      open, RSS (at open, at the end of the open period, peak, MiB per 100k queued events),
+      close -> drained time and rate, and whether the backlog arrived in acceptance order.
+      Each run takes about open_s + drain time (~2 min with the defaults; --quick ~10 s)
 
 Every run ends with a ledger: accepted = delivered (unique ids) + dead-lettered + waiting at
 cutoff, duplicates shown. A run whose ledger does not balance is VOID, left out of the
@@ -32,6 +39,7 @@ EXAMPLES:
   fasthook-bench --quick                                  # CI smoke test: W1, all modes, seconds
   fasthook-bench --workloads w1,w2,w4,w8                  # the traffic workloads, 3 repetitions
   fasthook-bench --workloads all --json > bench.json
+  fasthook-bench --workloads w10 --modes gateway            # breaker open 60 s at 2,000/s, then drain
   fasthook-bench --quick --modes ceiling,forward --receiver-drop-nth 100   # must say VOID";
 
 #[derive(Parser, Debug)]
@@ -128,12 +136,14 @@ pub enum Workload {
     W8,
     /// bytes on disk per retained 1 KiB event
     W9,
-    /// every workload above
+    /// circuit breaker open under load, then closed: queueing memory, drain, order
+    W10,
+    /// every workload above (w10 adds about open_s + drain time per run)
     All,
 }
 
 impl Workload {
-    pub const EACH: [Workload; 8] = [
+    pub const EACH: [Workload; 9] = [
         Workload::W1,
         Workload::W2,
         Workload::W3,
@@ -142,6 +152,7 @@ impl Workload {
         Workload::W7,
         Workload::W8,
         Workload::W9,
+        Workload::W10,
     ];
 
     pub fn name(self) -> &'static str {
@@ -154,6 +165,7 @@ impl Workload {
             Workload::W7 => "w7",
             Workload::W8 => "w8",
             Workload::W9 => "w9",
+            Workload::W10 => "w10",
             Workload::All => "all",
         }
     }
@@ -236,6 +248,26 @@ pub struct BenchArgs {
     #[arg(long)]
     pub w9_events: Option<u64>,
 
+    /// W10: open-loop rate while the breaker is open, events/s [default: 2,000; --quick: 300]
+    #[arg(long)]
+    pub w10_rate: Option<f64>,
+
+    /// W10: seconds the breaker stays open under load; also the destination's
+    /// cooldown_seconds, so the probe comes at its end [default: 60; --quick: 5]
+    #[arg(long)]
+    pub w10_open_s: Option<u64>,
+
+    /// W10: max_concurrency of the destination. 1 makes arrival order equal to start
+    /// order, so any order violation is a finding; with more, attempts in flight together
+    /// may legitimately finish out of order (the gateway promises start order)
+    #[arg(long, default_value_t = 1)]
+    pub w10_concurrency: u32,
+
+    /// W10: longest wait, from the close, for every accepted event to be delivered; a run
+    /// that misses it is VOID, seconds [default: 600; --quick: 60]
+    #[arg(long)]
+    pub w10_drain_timeout: Option<f64>,
+
     /// Self-check: the receiver answers 200 to its N-th delivery but forgets it, as if the
     /// event were lost; every run must then be reported VOID
     #[arg(long)]
@@ -265,6 +297,10 @@ pub struct Settings {
     pub w6_destinations: usize,
     pub w7_events: u64,
     pub w9_events: u64,
+    pub w10_rate: f64,
+    pub w10_open_s: u64,
+    pub w10_concurrency: u32,
+    pub w10_drain_timeout_s: f64,
     pub receiver_drop_nth: Option<u64>,
 }
 
@@ -305,6 +341,15 @@ impl BenchArgs {
                 .unwrap_or(if q { 2_000 } else { 100_000 }),
             w7_events: self.w7_events.unwrap_or(if q { 20_000 } else { 1_000_000 }),
             w9_events: self.w9_events.unwrap_or(if q { 5_000 } else { 50_000 }),
+            w10_rate: self
+                .w10_rate
+                .unwrap_or(if q { 300.0 } else { 2_000.0 })
+                .max(1.0),
+            w10_open_s: self.w10_open_s.unwrap_or(if q { 5 } else { 60 }).max(1),
+            w10_concurrency: self.w10_concurrency.max(1),
+            w10_drain_timeout_s: self
+                .w10_drain_timeout
+                .unwrap_or(if q { 60.0 } else { 600.0 }),
             receiver_drop_nth: self.receiver_drop_nth,
         }
     }
@@ -349,8 +394,42 @@ mod tests {
         ]);
         let s = c.bench.settings();
         assert_eq!(s.modes, vec![Mode::Ceiling, Mode::GatewayNosync]);
-        assert_eq!(s.workloads.len(), 8);
+        assert_eq!(s.workloads.len(), 9);
+        assert_eq!(s.workloads.last(), Some(&Workload::W10));
         assert_eq!(s.reps, 3);
+    }
+
+    #[test]
+    fn w10_settings() {
+        let s = BenchArgs::default_settings_for_tests();
+        assert_eq!(
+            (s.w10_rate, s.w10_open_s, s.w10_concurrency),
+            (2_000.0, 60, 1)
+        );
+        assert_eq!(s.w10_drain_timeout_s, 600.0);
+        let q = Cli::parse_from(["fasthook-bench", "--quick", "--workloads", "w10"])
+            .bench
+            .settings();
+        assert_eq!(q.workloads, vec![Workload::W10]);
+        assert_eq!((q.w10_rate, q.w10_open_s), (300.0, 5));
+        let c = Cli::parse_from([
+            "fasthook-bench",
+            "--workloads",
+            "w9,w10",
+            "--w10-rate",
+            "500",
+            "--w10-open-s",
+            "20",
+            "--w10-concurrency",
+            "8",
+        ])
+        .bench
+        .settings();
+        assert_eq!(c.workloads, vec![Workload::W9, Workload::W10]);
+        assert_eq!(
+            (c.w10_rate, c.w10_open_s, c.w10_concurrency),
+            (500.0, 20, 8)
+        );
     }
 
     #[test]
@@ -363,6 +442,9 @@ mod tests {
             "w1",
             "w4",
             "w9",
+            "w10",
+            "--w10-open-s",
+            "open_s + drain",
             "VOID",
         ] {
             assert!(help.contains(word), "--help lacks {word}");

@@ -191,6 +191,45 @@ impl Api {
         Self::id_of(&v, "destination")
     }
 
+    /// A destination whose circuit breaker opens after `failure_threshold` consecutive hard
+    /// failures, probes after `cooldown_seconds` and closes after one success.
+    pub async fn create_guarded_destination(
+        &self,
+        name: &str,
+        url: &str,
+        max_concurrency: u32,
+        failure_threshold: u32,
+        cooldown_seconds: u64,
+    ) -> Result<String> {
+        let body = json!({
+            "name": name,
+            "url": url,
+            "timeout_ms": 10000,
+            "max_concurrency": max_concurrency,
+            "circuit": {
+                "failure_threshold": failure_threshold,
+                "cooldown_seconds": cooldown_seconds,
+                "success_threshold": 1,
+            },
+        });
+        let v = self
+            .v1(Method::POST, "/v1/destinations", Some(&body))
+            .await?;
+        Self::id_of(&v, "destination")
+    }
+
+    /// `GET /v1/destinations/:id/circuit`.
+    pub async fn circuit(&self, destination_id: &str) -> Result<Circuit> {
+        let v = self
+            .v1(
+                Method::GET,
+                &format!("/v1/destinations/{destination_id}/circuit"),
+                None,
+            )
+            .await?;
+        Circuit::from_json(&v)
+    }
+
     pub async fn create_connection(
         &self,
         name: &str,
@@ -277,6 +316,85 @@ impl Api {
             .ok()
             .map(|(s, _)| s)
     }
+}
+
+/// The part of a destination's circuit document the bench reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Circuit {
+    /// `closed`, `open` or `half_open`.
+    pub state: String,
+    pub queued_count: u64,
+    /// Unix milliseconds, parsed from the RFC 3339 timestamps.
+    pub opened_at_ms: Option<u64>,
+    pub next_probe_at_ms: Option<u64>,
+}
+
+impl Circuit {
+    pub fn from_json(v: &Value) -> Result<Circuit> {
+        let state = v
+            .get("state")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("no state in the circuit document {v}"))?
+            .to_string();
+        let queued_count = v
+            .get("queued_count")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| anyhow!("no queued_count in the circuit document {v}"))?;
+        let ts = |k: &str| v.get(k).and_then(Value::as_str).and_then(rfc3339_ms);
+        Ok(Circuit {
+            state,
+            queued_count,
+            opened_at_ms: ts("opened_at"),
+            next_probe_at_ms: ts("next_probe_at"),
+        })
+    }
+}
+
+/// `2026-05-29T22:45:00.123Z` (UTC, optional fraction) as Unix milliseconds.
+pub fn rfc3339_ms(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if b[16] != b':' || !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 {
+        return None;
+    }
+    let rest = &s[19..];
+    let (frac, tz) = match rest.strip_prefix('.') {
+        Some(r) => {
+            let n = r.bytes().take_while(u8::is_ascii_digit).count();
+            (&r[..n], &r[n..])
+        }
+        None => ("", rest),
+    };
+    if tz != "Z" || sec > 60 {
+        return None;
+    }
+    let ms = match frac.len() {
+        0 => 0,
+        n => frac[..n.min(3)].parse::<i64>().ok()? * 10i64.pow(3 - n.min(3) as u32),
+    };
+    // Days from 1970-01-01 to y-mo-d (proleptic Gregorian).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let total = ((days * 24 + h) * 60 + mi) * 60 + sec;
+    u64::try_from(total * 1000 + ms).ok()
+}
+
+/// Now, as Unix milliseconds (the gateway's timestamps are on the same wall clock).
+pub fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// How long a start took.
@@ -408,6 +526,53 @@ mod tests {
         let a = token("fhp_bench_");
         assert!(a.starts_with("fhp_bench_") && a.len() > 20);
         assert_ne!(token("x"), token("x"));
+    }
+
+    #[test]
+    fn rfc3339_timestamps() {
+        assert_eq!(rfc3339_ms("1970-01-01T00:00:00.000Z"), Some(0));
+        assert_eq!(rfc3339_ms("1970-01-01T00:00:01Z"), Some(1000));
+        assert_eq!(rfc3339_ms("2000-03-01T00:00:00.5Z"), Some(951_868_800_500));
+        assert_eq!(
+            rfc3339_ms("2026-05-29T22:45:00.123Z"),
+            Some(1_780_094_700_123)
+        );
+        assert_eq!(
+            rfc3339_ms("2024-02-29T12:00:00.000Z"),
+            Some(1_709_208_000_000)
+        );
+        for bad in [
+            "",
+            "2026-05-29 22:45:00Z",
+            "2026-05-29T22:45:00+01:00",
+            "2026-13-01T00:00:00Z",
+            "garbage-but-long-enough",
+        ] {
+            assert_eq!(rfc3339_ms(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn circuit_documents() {
+        let v = json!({
+            "destination_id": "des_1", "state": "open", "failure_count": 5,
+            "last_transition_at": "2026-05-29T22:45:00.000Z",
+            "opened_at": "2026-05-29T22:45:00.000Z",
+            "next_probe_at": "2026-05-29T22:46:00.000Z",
+            "queued_count": 42, "failure_threshold": 5, "cooldown_seconds": 60,
+            "success_threshold": 1,
+        });
+        let c = Circuit::from_json(&v).unwrap();
+        assert_eq!((c.state.as_str(), c.queued_count), ("open", 42));
+        assert_eq!(
+            c.next_probe_at_ms.unwrap() - c.opened_at_ms.unwrap(),
+            60_000
+        );
+        let closed =
+            json!({"state": "closed", "queued_count": 0, "opened_at": null, "next_probe_at": null});
+        let c = Circuit::from_json(&closed).unwrap();
+        assert_eq!((c.opened_at_ms, c.next_probe_at_ms), (None, None));
+        assert!(Circuit::from_json(&json!({"state": "open"})).is_err());
     }
 
     #[test]

@@ -194,6 +194,10 @@ pub struct ReqRec {
 pub struct EventRec {
     pub id: Box<str>,
     pub t0: u64,
+    /// When its request was sent, and when the answer accepting it came back: an event
+    /// whose request was sent after another's answer was certainly accepted after it.
+    pub sent: u64,
+    pub done: u64,
     pub class: u8,
 }
 
@@ -254,8 +258,13 @@ fn keep(rec: &mut Records, out: Outcome, class: u8, t0: u64, sent: u64, done: u6
             done,
             events: ids.len() as u32,
         });
-        rec.events
-            .extend(ids.into_iter().map(|id| EventRec { id, t0, class }));
+        rec.events.extend(ids.into_iter().map(|id| EventRec {
+            id,
+            t0,
+            sent,
+            done,
+            class,
+        }));
     }
 }
 
@@ -314,6 +323,27 @@ pub async fn open_loop(
     stop_ns: u64,
     live: Arc<Live>,
 ) -> Records {
+    open_loop_until(
+        ep,
+        rate,
+        max_inflight,
+        start_ns,
+        Arc::new(AtomicU64::new(stop_ns)),
+        live,
+    )
+    .await
+}
+
+/// [`open_loop`] with an end that can move while it runs: requests due before the value of
+/// `stop_ns` (read before each one) are sent. Setting it to now ends the load at once.
+pub async fn open_loop_until(
+    ep: Arc<Endpoint>,
+    rate: f64,
+    max_inflight: usize,
+    start_ns: u64,
+    stop_ns: Arc<AtomicU64>,
+    live: Arc<Live>,
+) -> Records {
     const SHARDS: usize = 16;
     let shards: Arc<Vec<Mutex<Records>>> = Arc::new(
         (0..SHARDS)
@@ -326,12 +356,14 @@ pub async fn open_loop(
     let mut i: u64 = 0;
     loop {
         let due = start_ns + (i as f64 * interval) as u64;
-        if due >= stop_ns {
+        if due >= stop_ns.load(Ordering::Relaxed) {
             break;
         }
         let now = clock::now_ns();
         if due > now {
-            tokio::time::sleep_until(clock::instant_at(due).into()).await;
+            // Not past the end either: wake at least every 100 ms to see a moved end.
+            let wake = due.min(now + 100_000_000);
+            tokio::time::sleep_until(clock::instant_at(wake).into()).await;
             continue;
         }
         let permit = sem.clone().acquire_owned().await.expect("semaphore");
@@ -361,4 +393,47 @@ pub async fn open_loop(
         all.absorb(std::mem::take(&mut *s.lock().expect("shard")));
     }
     all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receiver::{Receiver, ReceiverConfig};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_open_loop_ends_when_its_end_is_moved() {
+        let r = Receiver::start(ReceiverConfig::default()).await.unwrap();
+        let ep = Arc::new(Endpoint {
+            routes: vec![Route {
+                target: Target::Direct(vec![format!("{}/ok/0", r.base_url()).parse().unwrap()]),
+                class: 0,
+            }],
+            client: crate::httpc::client(),
+            body: Bytes::from_static(b"{}"),
+            timeout: Duration::from_secs(5),
+        });
+        let live = Arc::new(Live::default());
+        let stop = Arc::new(AtomicU64::new(u64::MAX));
+        let start = clock::now_ns();
+        let run = tokio::spawn(open_loop_until(
+            ep,
+            200.0,
+            16,
+            start,
+            stop.clone(),
+            live.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(clock::now_ns(), Ordering::Relaxed);
+        let recs = tokio::time::timeout(Duration::from_secs(5), run)
+            .await
+            .expect("the load ends once its end has passed")
+            .unwrap();
+        let n = recs.events.len();
+        assert!((20..=120).contains(&n), "{n} events in ~0.3 s at 200/s");
+        for e in &recs.events {
+            assert!(e.t0 <= e.sent && e.sent <= e.done, "{e:?}");
+        }
+        r.shutdown();
+    }
 }

@@ -158,6 +158,20 @@ impl Ledger {
     pub fn empty() -> Ledger {
         compute([], [], [], Waiting::NoQueue)
     }
+
+    /// For runs that wait until everything is delivered (W10): an accepted event still
+    /// waiting or dead-lettered at cutoff makes the run void too, `why` saying what the
+    /// deadline was.
+    pub fn require_all_delivered(&mut self, why: &str) {
+        let missing = self.accepted.saturating_sub(self.delivered);
+        if missing > 0 {
+            self.void_reasons.push(format!(
+                "{missing} accepted event(s) not delivered {why} ({} waiting, {} dead-lettered)",
+                self.waiting, self.dead_lettered
+            ));
+            self.balanced = false;
+        }
+    }
 }
 
 impl fmt::Display for Ledger {
@@ -312,6 +326,31 @@ mod tests {
         );
         assert!(l.balanced, "{l}");
         assert_eq!((l.dead_lettered, l.dead_and_delivered), (0, 1));
+    }
+
+    #[test]
+    fn requiring_every_delivery_voids_a_balanced_backlog() {
+        let acc = ids(4);
+        let mut l = compute(
+            acc.iter().map(|s| s.as_str()),
+            acc[..2].iter().map(|s| (s.as_str(), 1)),
+            [acc[2].as_str()],
+            Waiting::Measured(1),
+        );
+        assert!(l.balanced, "{l}");
+        l.require_all_delivered("within 60 s");
+        assert!(!l.balanced);
+        assert!(l.to_string().contains(
+            "VOID: 2 accepted event(s) not delivered within 60 s (1 waiting, 1 dead-lettered)"
+        ));
+        let mut ok = compute(
+            acc.iter().map(|s| s.as_str()),
+            acc.iter().map(|s| (s.as_str(), 2)),
+            [],
+            Waiting::Measured(0),
+        );
+        ok.require_all_delivered("within 60 s");
+        assert!(ok.balanced, "{ok}");
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //! Paths choose the behaviour: `/delay/<ms>/...` answers after `<ms>` milliseconds (W4's slow
 //! destination); anything else answers 200 at once. Deliveries on `/delay/` paths are
 //! counted apart, so a run can wait for the fast ones only.
+//!
+//! [`Receiver::set_failing`] makes it answer an error status (W10: 503) to every delivery
+//! until switched back; those answers are counted as `failed` and record nothing.
+//! Each id's first 2xx also gets an arrival number (`first_seq`), the order the receiver
+//! answered them in.
 
 use crate::clock;
 use anyhow::Result;
@@ -17,7 +22,7 @@ use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -33,6 +38,9 @@ const SHARDS: usize = 32;
 pub struct Hit {
     pub count: u64,
     pub first_ns: u64,
+    /// Arrival number of the first 2xx answer for this id (1-based, over all ids): the
+    /// order in which the receiver accepted first deliveries.
+    pub first_seq: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -54,6 +62,8 @@ pub struct Counters {
     pub anonymous: u64,
     /// Deliveries dropped on purpose (self-check).
     pub dropped: u64,
+    /// Deliveries answered with an error status while failing ([`Receiver::set_failing`]).
+    pub failed: u64,
     pub body_bytes: u64,
 }
 
@@ -64,6 +74,11 @@ struct State {
     unique_delayed: AtomicU64,
     anonymous: AtomicU64,
     dropped: AtomicU64,
+    failed: AtomicU64,
+    /// First-delivery arrival counter (see [`Hit::first_seq`]).
+    firsts: AtomicU64,
+    /// The status answered to every delivery while failing; 0 when healthy.
+    fail_status: AtomicU16,
     body_bytes: AtomicU64,
     drop_nth: Option<u64>,
 }
@@ -90,11 +105,13 @@ impl State {
         match m.get_mut(id) {
             Some(h) => h.count += 1,
             None => {
+                let first_seq = self.firsts.fetch_add(1, Ordering::Relaxed) + 1;
                 m.insert(
                     id.into(),
                     Hit {
                         count: 1,
                         first_ns: now,
+                        first_seq,
                     },
                 );
                 self.unique.fetch_add(1, Ordering::Relaxed);
@@ -130,6 +147,9 @@ impl Receiver {
             unique_delayed: AtomicU64::new(0),
             anonymous: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            firsts: AtomicU64::new(0),
+            fail_status: AtomicU16::new(0),
             body_bytes: AtomicU64::new(0),
             drop_nth: cfg.drop_nth,
         });
@@ -155,8 +175,16 @@ impl Receiver {
             unique_delayed: s.unique_delayed.load(Ordering::Relaxed),
             anonymous: s.anonymous.load(Ordering::Relaxed),
             dropped: s.dropped.load(Ordering::Relaxed),
+            failed: s.failed.load(Ordering::Relaxed),
             body_bytes: s.body_bytes.load(Ordering::Relaxed),
         }
+    }
+
+    /// From now on, answer `status` (e.g. 503, without `Retry-After`) to every delivery and
+    /// record none of them; `None` answers 2xx again.
+    pub fn set_failing(&self, status: Option<StatusCode>) {
+        let code = status.map_or(0, |s| s.as_u16());
+        self.state.fail_status.store(code, Ordering::SeqCst);
     }
 
     /// A copy of every recorded delivery.
@@ -229,6 +257,15 @@ async fn handle(
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
+    let fail = st.fail_status.load(Ordering::SeqCst);
+    if fail != 0 {
+        if id.is_some() {
+            st.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut r = Response::new(Full::new(Bytes::from_static(b"failing on purpose")));
+        *r.status_mut() = StatusCode::from_u16(fail).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return Ok(r);
+    }
     // A delivery counts when the receiver answers 2xx, as it does for the sender: recorded
     // just before the answer, after any delay.
     match id {
@@ -275,6 +312,36 @@ mod tests {
         let snap = r.snapshot();
         assert_eq!(snap["a"].count, 2);
         assert!(!snap.contains_key("c"), "the 3rd hit was dropped");
+        assert_eq!((snap["a"].first_seq, snap["b"].first_seq), (1, 2));
+        assert_eq!(snap["d"].first_seq, 3);
+        r.shutdown();
+    }
+
+    #[tokio::test]
+    async fn failing_answers_the_status_and_records_nothing() {
+        let r = Receiver::start(ReceiverConfig::default()).await.unwrap();
+        let c = httpc::client();
+        let post = |id: &str| {
+            Request::post(format!("{}/ok/0", r.base_url()))
+                .header(EVENT_ID_HEADER, id)
+                .body(Full::new(Bytes::from_static(b"{}")))
+                .unwrap()
+        };
+        r.set_failing(Some(StatusCode::SERVICE_UNAVAILABLE));
+        for id in ["a", "b"] {
+            let (s, _) = httpc::send(&c, post(id), Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        }
+        r.set_failing(None);
+        let (s, _) = httpc::send(&c, post("b"), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(s, StatusCode::OK);
+        let k = r.counters();
+        assert_eq!((k.hits, k.unique, k.failed), (1, 1, 2));
+        assert_eq!(r.snapshot()["b"].first_seq, 1);
         r.shutdown();
     }
 }

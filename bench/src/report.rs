@@ -335,6 +335,21 @@ fn columns(workload: &str, open_loop: bool) -> Vec<Col> {
                 Fmt::Int,
             ),
         ]),
+        "w10" => c.extend([
+            ("offered/s", "offered_per_s", Fmt::Int),
+            ("open s", "open_for_s", Fmt::Secs),
+            ("accepted while open", "accepted_while_open", Fmt::Int),
+            ("queued at end of open", "queued_end_open", Fmt::Int),
+            ("RSS at open MiB", "rss_open_mib", Fmt::F1),
+            ("RSS end of open MiB", "rss_open_end_mib", Fmt::F1),
+            ("RSS peak MiB", "rss_peak_mib", Fmt::F1),
+            ("MiB/100k queued", "rss_mib_per_100k_queued", Fmt::Ms),
+            ("close→drained s", "close_to_drained_s", Fmt::Secs),
+            ("drain ev/s", "drain_per_s", Fmt::Int),
+            ("order checked", "order_checked", Fmt::Int),
+            ("order violations", "order_violations", Fmt::Int),
+            ("most overtaken", "order_max_overtaken", Fmt::Int),
+        ]),
         _ => {
             if open_loop {
                 c.push(("offered/s", "offered_per_s", Fmt::Int));
@@ -405,6 +420,29 @@ fn table(out: &mut String, header: &[String], rows: &[Vec<String>]) {
     }
 }
 
+/// W10's order violations run by run: a median would hide one run's.
+fn order_findings(out: &mut String, r: &Report, variant: &str) {
+    for run in r
+        .runs
+        .iter()
+        .filter(|x| x.workload == "w10" && x.variant == variant && x.error.is_none())
+    {
+        let m = |k: &str| run.metrics.get(k).copied().unwrap_or(0.0);
+        if m("order_violations") > 0.0 {
+            let _ = writeln!(
+                out,
+                "  ORDER: {}: {} of {} events that waited behind the breaker were delivered after \
+                 an event accepted later (most overtaken: {}; destination max_concurrency {})",
+                run.label(),
+                fmt_value(m("order_violations"), Fmt::Int),
+                fmt_value(m("order_checked"), Fmt::Int),
+                fmt_value(m("order_max_overtaken"), Fmt::Int),
+                fmt_value(m("concurrency"), Fmt::Int),
+            );
+        }
+    }
+}
+
 /// The report as Markdown-compatible text tables.
 pub fn render_text(r: &Report) -> String {
     let mut out = String::new();
@@ -461,6 +499,9 @@ pub fn render_text(r: &Report) -> String {
                 for d in &s.discarded {
                     let _ = writeln!(out, "  not counted: {d}");
                 }
+            }
+            if w == "w10" {
+                order_findings(&mut out, r, v);
             }
         }
     }
@@ -593,6 +634,40 @@ mod tests {
         assert!(t.contains("not counted"), "{t}");
         let json = serde_json::to_value(&rep).unwrap();
         assert_eq!(json["all_balanced"], false);
+    }
+
+    #[test]
+    fn w10_table_and_order_findings() {
+        let mut runs = Vec::new();
+        for (rep, violations) in [(0, 0.0), (1, 7.0), (2, 0.0)] {
+            let mut r = RunRecord::new("w10", "300 ev/s, open 5 s, c=1", Mode::Gateway, rep);
+            r.set("accepted_while_open", 1500.0);
+            r.set("rss_mib_per_100k_queued", 12.345);
+            r.set("order_checked", 1400.0);
+            r.set("order_violations", violations);
+            r.set("order_max_overtaken", violations);
+            r.set("concurrency", 1.0);
+            runs.push(r);
+        }
+        let rep = build(
+            crate::cli::BenchArgs::default_settings_for_tests(),
+            vec![Mode::Gateway],
+            runs,
+            vec![],
+        );
+        let t = render_text(&rep);
+        assert!(t.contains("### W10 — 300 ev/s, open 5 s, c=1"), "{t}");
+        assert!(
+            t.contains("accepted while open") && t.contains("1,500"),
+            "{t}"
+        );
+        assert!(t.contains("MiB/100k queued") && t.contains("12.35"), "{t}");
+        // The median says 0; the second run's violations are still reported.
+        assert!(
+            t.contains("ORDER: w10/300 ev/s, open 5 s, c=1 gateway #2: 7 of 1,400"),
+            "{t}"
+        );
+        assert!(!t.contains("gateway #1: 0 of"), "{t}");
     }
 
     #[test]

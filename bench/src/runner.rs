@@ -152,6 +152,24 @@ pub struct RunRecord {
     pub ledger: Ledger,
     pub error: Option<String>,
     pub notes: Vec<String>,
+    /// Readings taken every second while the run went on (W10; JSON only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<TimelinePoint>,
+}
+
+/// One reading of a run's timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelinePoint {
+    /// Seconds since the load started.
+    pub t_s: f64,
+    /// The server's resident set (VmRSS).
+    pub rss_mib: Option<f64>,
+    /// What the destination's circuit document said: its state and `queued_count`.
+    pub state: Option<String>,
+    pub queued: Option<u64>,
+    /// Events accepted and delivered (unique ids) so far.
+    pub accepted: u64,
+    pub delivered: u64,
 }
 
 impl RunRecord {
@@ -165,6 +183,7 @@ impl RunRecord {
             ledger: Ledger::empty(),
             error: None,
             notes: Vec::new(),
+            timeline: Vec::new(),
         }
     }
 
@@ -479,7 +498,7 @@ async fn sample(pid: Option<u32>, api: Option<&Api>) -> Sample {
     }
 }
 
-fn fmt_int(n: f64) -> String {
+pub fn fmt_int(n: f64) -> String {
     let s = format!("{:.0}", n.max(0.0));
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {

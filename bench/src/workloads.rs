@@ -18,6 +18,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod w10;
+
 /// The `fasthook` binary is needed and missing: exit status 2.
 #[derive(Debug)]
 pub struct MissingBinary(pub String);
@@ -77,6 +79,7 @@ pub async fn run(settings: Settings) -> Result<Report> {
             Workload::W7 => w7(&mut b).await,
             Workload::W8 => w8(&mut b).await,
             Workload::W9 => w9(&mut b).await,
+            Workload::W10 => w10::w10(&mut b).await,
             Workload::All => {}
         }
     }

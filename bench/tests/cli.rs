@@ -39,6 +39,8 @@ fn help_lists_modes_and_workloads() {
         "w7",
         "w8",
         "w9",
+        "w10",
+        "--w10-rate",
         "--quick",
         "--json",
     ] {
