@@ -293,10 +293,21 @@ impl DestinationCore {
                 }
             }
             Input::Counted { fifo, scheduled } => {
-                let in_memory_fifo = self.ready.len() + self.in_flight.len();
-                self.fifo.counted(fifo.saturating_sub(in_memory_fifo));
-                self.due
-                    .counted(scheduled.saturating_sub(self.waiting.len()));
+                // What the count found on disk includes what is in memory, filed where the
+                // entry's `due_at` says (a retry that came due is still filed as scheduled).
+                let in_memory = self
+                    .ready
+                    .values()
+                    .chain(self.in_flight.values().map(|(e, _, _)| e));
+                let (mut filed_fifo, mut filed_due) = (0, self.waiting.len());
+                for e in in_memory {
+                    match e.due_at {
+                        None => filed_fifo += 1,
+                        Some(_) => filed_due += 1,
+                    }
+                }
+                self.fifo.counted(fifo.saturating_sub(filed_fifo));
+                self.due.counted(scheduled.saturating_sub(filed_due));
             }
             Input::Outcome { seq, result } => self.settle(seq, result, now, &mut out),
             // A wake-up may come a moment before the time asked for; arm the timer afresh.
@@ -530,6 +541,12 @@ impl DestinationCore {
         }
     }
 
+    /// Whether attempts can start now (nothing pauses, blocks or disables the destination,
+    /// and its breaker is closed).
+    pub fn is_delivering(&self, now: Timestamp) -> bool {
+        self.may_start(now) && self.breaker.state() == super::breaker::CircuitState::Closed
+    }
+
     fn may_release(&self) -> bool {
         self.ready.len() < 2 * self.config.window.max(1)
     }
@@ -600,6 +617,19 @@ impl DestinationCore {
         }
     }
 
+    /// When the oldest waiting event outlives `max_event_age`, if nothing else will wake the
+    /// core before: only while attempts cannot start (while they can, every outcome checks
+    /// the head), and rounded up to the second, so a moving head does not re-arm the timer
+    /// on every event.
+    fn expiry_wake(&self, now: Timestamp) -> Option<Timestamp> {
+        if self.is_delivering(now) && self.in_flight.len() < self.config.max_concurrency as usize {
+            return None;
+        }
+        let (_, head) = self.ready.first_key_value()?;
+        let at = head.created_at.plus_ms(self.config.max_event_age_ms);
+        Some(Timestamp(at.0.div_ceil(1_000) * 1_000))
+    }
+
     fn arm_timer(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         let waiting = !self.ready.is_empty();
         let candidates = [
@@ -611,9 +641,7 @@ impl DestinationCore {
             // Half-open on time, so the circuit shows it even with nothing waiting.
             self.breaker.wake_at(),
             Some(self.limiter.next_allowed_at(now)).filter(|&t| t > now && waiting),
-            self.ready
-                .first_key_value()
-                .map(|(_, e)| e.created_at.plus_ms(self.config.max_event_age_ms)),
+            self.expiry_wake(now),
         ];
         let want = candidates.into_iter().flatten().min();
         if want != self.timer_at {
@@ -1725,6 +1753,55 @@ mod tests {
         ) {
             run_window(ops, window, max_conc)?;
         }
+    }
+
+    #[test]
+    fn a_background_count_accounts_for_retries_that_came_due_in_memory() {
+        // After a restart: a page of 2 FIFO entries out of 10 on disk, and 3 retries filed
+        // as scheduled that are already due (so they sit in the ready queue).
+        let config = CoreConfig {
+            window: 2,
+            ..config(1)
+        };
+        let mut core = DestinationCore::new(config, BreakerSnapshot::default());
+        core.handle(Input::EnginePaused(true), Timestamp(0));
+        let fifo: Vec<_> = (1..=2).map(|s| entry(s, linear(0, 0))).collect();
+        let due: Vec<_> = (20..=22)
+            .map(|s| {
+                let mut e = entry(s, linear(0, 0));
+                e.due_at = Some(Timestamp(5));
+                e
+            })
+            .collect();
+        core.handle(
+            Input::FifoPage {
+                entries: fifo,
+                full: true,
+                high_water: 22,
+            },
+            Timestamp(10),
+        );
+        core.handle(
+            Input::DuePage {
+                entries: due,
+                full: false,
+                high_water: 22,
+            },
+            Timestamp(10),
+        );
+        core.handle(
+            Input::Counted {
+                fifo: 10,
+                scheduled: 3,
+            },
+            Timestamp(10),
+        );
+        let s = core.stats();
+        assert_eq!(
+            s.ready + s.scheduled + s.in_flight,
+            13,
+            "every entry on disk counted once: {s:?}"
+        );
     }
 
     #[test]

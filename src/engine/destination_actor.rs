@@ -505,13 +505,25 @@ impl Handler<Enqueue> for DestinationActor {
     type Result = ();
 
     fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) {
-        let seqs: Vec<u64> = msg.entries.iter().map(|e| e.seq).collect();
+        // Bodies first: an entry the core starts at once takes its body from the cache.
+        if let Some(payload) = &msg.payload {
+            for entry in &msg.entries {
+                self.payloads.insert(entry.seq, payload);
+            }
+        }
+        let seqs: Vec<u64> = match msg.payload {
+            Some(_) => msg.entries.iter().map(|e| e.seq).collect(),
+            None => Vec::new(),
+        };
         self.input(Input::Enqueue(msg.entries), ctx);
-        // Bodies only for what the core keeps in memory: the rest is read when paged in.
-        if let Some(payload) = msg.payload {
+        // Keep the bodies of what the core keeps in memory, and, while it delivers, of what
+        // it left on disk for a moment (a backlog it is working through): reading each body
+        // back would slow it just when it is behind. A blocked destination's backlog reads
+        // its bodies when their turn comes. The cache has a byte budget of its own.
+        if !self.core.is_delivering(Timestamp::now()) {
             for seq in seqs {
-                if self.core.knows(seq) {
-                    self.payloads.insert(seq, &payload);
+                if !self.core.knows(seq) {
+                    self.payloads.remove(seq);
                 }
             }
         }

@@ -7,24 +7,27 @@ pub mod connection_actor;
 pub mod delivery;
 pub mod destination_actor;
 mod ingest;
+mod objects;
 mod payload_cache;
 mod recovery;
+mod registry;
+mod teams;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::{Actor, Addr, Arbiter, ArbiterHandle};
-use sha2::Digest;
 
 use crate::config::Config;
 use crate::domain::breaker::BreakerSnapshot;
 use crate::domain::*;
-use crate::store::{ops, Store, StoreError};
+use crate::store::{Store, StoreError};
 use connection_actor::ConnectionActor;
 use delivery::{DeliveryClient, Payload};
-use destination_actor::{DestinationActor, DestinationSnapshot};
+use destination_actor::DestinationActor;
+use registry::{ConnectionHandle, DestinationHandle, Registry};
+pub use teams::{hash_secret, new_secret};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -50,39 +53,6 @@ pub struct Deps {
     pub max_event_age_ms: u64,
     pub queue_window: usize,
     pub per_id_labels: bool,
-}
-
-struct DestinationHandle {
-    destination: Arc<Destination>,
-    addr: Addr<DestinationActor>,
-}
-
-struct ConnectionHandle {
-    connection: Arc<Connection>,
-    addr: Addr<ConnectionActor>,
-}
-
-#[derive(Default)]
-struct Registry {
-    sources: HashMap<SourceId, Arc<Source>>,
-    destinations: HashMap<DestinationId, DestinationHandle>,
-    connections: HashMap<ConnectionId, ConnectionHandle>,
-    by_source: HashMap<SourceId, Vec<ConnectionId>>,
-}
-
-impl Registry {
-    fn index_connection(&mut self, c: &Connection) {
-        let list = self.by_source.entry(c.source_id.clone()).or_default();
-        if !list.contains(&c.id) {
-            list.push(c.id.clone());
-        }
-    }
-
-    fn unindex_connection(&mut self, c: &Connection) {
-        if let Some(list) = self.by_source.get_mut(&c.source_id) {
-            list.retain(|id| id != &c.id);
-        }
-    }
 }
 
 #[derive(Clone)]
@@ -243,301 +213,6 @@ impl Engine {
         );
     }
 
-    // ---- teams and keys ----------------------------------------------------------------
-
-    pub async fn create_team(&self, id: TeamId, name: String) -> Result<Team> {
-        let now = Timestamp::now();
-        let team = Team {
-            id,
-            name,
-            created_at: now,
-            updated_at: now,
-        };
-        self.store().commit(vec![ops::put_team(&team)]).await?;
-        Ok(team)
-    }
-
-    /// Makes a key for `team` from `secret`, or a fresh secret. Returns the stored key and
-    /// the secret (shown once).
-    pub async fn create_api_key(
-        &self,
-        team: &TeamId,
-        secret: Option<String>,
-    ) -> Result<(ApiKey, String)> {
-        let secret = secret.unwrap_or_else(new_secret);
-        let key = ApiKey {
-            id: ApiKeyId::new(),
-            team_id: team.clone(),
-            hash: hash_secret(&secret),
-            created_at: Timestamp::now(),
-        };
-        self.store().commit(ops::put_api_key(&key).into()).await?;
-        Ok((key, secret))
-    }
-
-    pub async fn revoke_api_key(&self, team: &TeamId, id: &ApiKeyId) -> Result<()> {
-        match self.store().api_key_by_id(id)? {
-            Some(key) if &key.team_id == team => {
-                self.store()
-                    .commit(ops::remove_api_key(&key).into())
-                    .await?;
-                Ok(())
-            }
-            _ => Err(EngineError::NotFound("api key")),
-        }
-    }
-
-    /// The key a presented secret belongs to. The lookup is by hash; the final comparison
-    /// is constant-time.
-    pub fn authenticate(&self, secret: &str) -> Result<Option<ApiKey>> {
-        use subtle::ConstantTimeEq;
-        let hash = hash_secret(secret);
-        Ok(self
-            .store()
-            .api_key_by_hash(&hash)?
-            .filter(|k| bool::from(k.hash.ct_eq(&hash))))
-    }
-
-    /// `FASTHOOK_TEAM_ID`/`FASTHOOK_API_KEY` make sure that team and key exist; with no key
-    /// at all, a first start creates `tm_default` and returns its new key to print once.
-    pub async fn bootstrap_auth(&self) -> Result<Option<(TeamId, String)>> {
-        let auth = self.config().auth.clone();
-        if let (Some(team), Some(key)) = (auth.team_id, auth.api_key) {
-            let team =
-                TeamId::parse_loose(&team).map_err(|e| EngineError::Conflict(e.to_string()))?;
-            if self.store().team(&team)?.is_none() {
-                self.create_team(team.clone(), team.as_str().to_string())
-                    .await?;
-            }
-            match self.authenticate(&key)? {
-                Some(existing) if existing.team_id == team => {}
-                Some(_) => {
-                    return Err(EngineError::Conflict(
-                        "FASTHOOK_API_KEY already belongs to another team".into(),
-                    ));
-                }
-                None => {
-                    self.create_api_key(&team, Some(key)).await?;
-                }
-            }
-            return Ok(None);
-        }
-        if self.store().any_api_key()? {
-            return Ok(None);
-        }
-        let team = TeamId::parse_loose("tm_default").expect("a valid team id");
-        if self.store().team(&team)?.is_none() {
-            self.create_team(team.clone(), "default".into()).await?;
-        }
-        let (_, secret) = self.create_api_key(&team, None).await?;
-        Ok(Some((team, secret)))
-    }
-
-    // ---- sources ----------------------------------------------------------------------
-
-    pub fn source(&self, id: &SourceId) -> Option<Arc<Source>> {
-        self.read().sources.get(id).cloned()
-    }
-
-    pub async fn save_source(&self, source: Source) -> Result<()> {
-        self.store().commit(vec![ops::put_source(&source)]).await?;
-        self.write()
-            .sources
-            .insert(source.id.clone(), Arc::new(source));
-        Ok(())
-    }
-
-    pub async fn delete_source(&self, id: &SourceId) -> Result<()> {
-        if self.read().by_source.get(id).is_some_and(|l| !l.is_empty()) {
-            return Err(EngineError::Conflict(
-                "the source still has connections; delete them first".into(),
-            ));
-        }
-        self.store().commit(vec![ops::remove_source(id)]).await?;
-        self.write().sources.remove(id);
-        Ok(())
-    }
-
-    // ---- destinations -------------------------------------------------------------------
-
-    pub fn destination(&self, id: &DestinationId) -> Option<Arc<Destination>> {
-        self.read()
-            .destinations
-            .get(id)
-            .map(|h| h.destination.clone())
-    }
-
-    pub async fn save_destination(&self, destination: Destination) -> Result<()> {
-        self.store()
-            .commit(vec![ops::put_destination(&destination)])
-            .await?;
-        let destination = Arc::new(destination);
-        let mut reg = self.write();
-        match reg.destinations.get_mut(&destination.id) {
-            Some(handle) => {
-                handle.destination = destination.clone();
-                handle
-                    .addr
-                    .do_send(destination_actor::Configure(destination));
-            }
-            None => {
-                let addr = self.start_destination(destination.clone(), None);
-                reg.destinations.insert(
-                    destination.id.clone(),
-                    DestinationHandle { destination, addr },
-                );
-            }
-        }
-        Ok(())
-    }
-
-    /// Deletes a destination that has no connections. Waiting events (queued, scheduled or
-    /// in flight) make it a conflict unless `cancel_waiting`, which cancels them in the same
-    /// step: nothing is left in the store that no actor owns.
-    pub async fn delete_destination(&self, id: &DestinationId, cancel_waiting: bool) -> Result<()> {
-        let _no_ingest = self.inner.ingest_gate.write().await;
-        if self
-            .read()
-            .connections
-            .values()
-            .any(|c| &c.connection.destination_id == id)
-        {
-            return Err(EngineError::Conflict(
-                "the destination still has connections; delete them first".into(),
-            ));
-        }
-        let addr = self.read().destinations.get(id).map(|h| h.addr.clone());
-        // Waiting work is counted on disk, where all of it is (a queue larger than the
-        // actor's window too), once the writer has applied what the actor handed it.
-        let store = self.store().clone();
-        let dest = id.clone();
-        let (fifo, scheduled) = store.read_applied(move |s| s.queue_counts(&dest)).await?;
-        let waiting = fifo + scheduled;
-        if waiting > 0 && !cancel_waiting {
-            return Err(EngineError::Conflict(format!(
-                "the destination has {waiting} waiting events; let them be delivered, or \
-                 delete with ?cancel_events=true to cancel them"
-            )));
-        }
-        if let Some(addr) = &addr {
-            let unavailable = |e| EngineError::Unavailable(format!("destination actor: {e}"));
-            if waiting > 0 {
-                addr.send(destination_actor::CancelWaiting)
-                    .await
-                    .map_err(unavailable)?;
-            }
-            addr.send(destination_actor::Shutdown)
-                .await
-                .map_err(unavailable)?;
-        }
-        if waiting > 0 {
-            let (dest, now) = (id.clone(), Timestamp::now());
-            let cancelled = store
-                .read_applied(move |s| recovery::cancel_queue(s, &dest, now))
-                .await?;
-            tracing::info!(destination_id = %id, cancelled, "waiting events cancelled by a delete");
-        }
-        // Durable after the actor's cancellations, which reached the writer first.
-        self.store()
-            .commit(ops::remove_destination(id).into())
-            .await?;
-        self.write().destinations.remove(id);
-        Ok(())
-    }
-
-    fn destination_addr(&self, id: &DestinationId) -> Result<Addr<DestinationActor>> {
-        self.read()
-            .destinations
-            .get(id)
-            .map(|h| h.addr.clone())
-            .ok_or(EngineError::NotFound("destination"))
-    }
-
-    pub async fn circuit(&self, id: &DestinationId) -> Result<destination_actor::CircuitView> {
-        self.destination_addr(id)?
-            .send(destination_actor::GetCircuit)
-            .await
-            .map_err(|e| EngineError::Unavailable(format!("destination actor: {e}")))
-    }
-
-    pub async fn reset_circuit(
-        &self,
-        id: &DestinationId,
-    ) -> Result<destination_actor::CircuitView> {
-        let view = self
-            .destination_addr(id)?
-            .send(destination_actor::ResetCircuit)
-            .await
-            .map_err(|e| EngineError::Unavailable(format!("destination actor: {e}")))?;
-        tracing::info!(destination_id = %id, "circuit breaker reset by an operator");
-        Ok(view)
-    }
-
-    pub async fn destination_snapshot(&self, id: &DestinationId) -> Option<DestinationSnapshot> {
-        let addr = self.read().destinations.get(id).map(|h| h.addr.clone())?;
-        addr.send(destination_actor::GetSnapshot).await.ok()
-    }
-
-    // ---- connections --------------------------------------------------------------------
-
-    pub fn connection(&self, id: &ConnectionId) -> Option<Arc<Connection>> {
-        self.read()
-            .connections
-            .get(id)
-            .map(|h| h.connection.clone())
-    }
-
-    pub async fn save_connection(&self, connection: Connection) -> Result<()> {
-        self.store()
-            .commit(vec![ops::put_connection(&connection)])
-            .await?;
-        let mut reg = self.write();
-        match reg.connections.get_mut(&connection.id) {
-            Some(handle) => {
-                handle
-                    .addr
-                    .do_send(connection_actor::Reconfigure(connection.clone()));
-                handle.connection = Arc::new(connection);
-            }
-            None => self.register_connection(&mut reg, connection),
-        }
-        Ok(())
-    }
-
-    /// Deletes a connection. Its held events make it a conflict unless `cancel_held`, which
-    /// cancels them in the same commit. Its events already at the destination stay there and
-    /// are delivered: they belong to the destination's queue.
-    pub async fn delete_connection(&self, id: &ConnectionId, cancel_held: bool) -> Result<()> {
-        let _no_ingest = self.inner.ingest_gate.write().await;
-        let Some(connection) = self.connection(id) else {
-            return Err(EngineError::NotFound("connection"));
-        };
-        let store = self.store().clone();
-        let cid = id.clone();
-        let held = tokio::task::spawn_blocking(move || store.held_entries(&cid))
-            .await
-            .map_err(|e| EngineError::Unavailable(format!("held events reader: {e}")))??;
-        if !held.is_empty() && !cancel_held {
-            return Err(EngineError::Conflict(format!(
-                "the connection has {} held events; unpause it to deliver them, or delete with \
-                 ?cancel_events=true to cancel them",
-                held.len()
-            )));
-        }
-        let now = Timestamp::now();
-        let mut writes = vec![ops::remove_connection(id)];
-        for entry in &held {
-            writes.extend(ops::cancel_held(&connection.team_id, id, entry, now));
-        }
-        self.store().commit(writes).await?;
-        let mut reg = self.write();
-        if let Some(handle) = reg.connections.remove(id) {
-            reg.unindex_connection(&handle.connection);
-            handle.addr.do_send(connection_actor::Shutdown);
-        }
-        Ok(())
-    }
-
     // ---- shutdown -----------------------------------------------------------------------
 
     /// Stops starting attempts everywhere and waits (at most `grace`) for those in flight.
@@ -589,17 +264,4 @@ pub(crate) async fn load_payload(
             None
         }
     }
-}
-
-pub fn hash_secret(secret: &str) -> [u8; 32] {
-    sha2::Sha256::digest(secret.as_bytes()).into()
-}
-
-/// `fhp_` and 40 random alphanumerics (about 238 bits).
-pub fn new_secret() -> String {
-    use rand::distributions::{Alphanumeric, DistString};
-    format!(
-        "fhp_{}",
-        Alphanumeric.sample_string(&mut rand::rngs::OsRng, 40)
-    )
 }

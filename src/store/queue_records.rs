@@ -165,10 +165,15 @@ impl GroupQueues {
         destination: &DestinationId,
         seq: u64,
     ) -> Result<()> {
-        let Some(kv) = tree
-            .range(keys::queue_prefix(destination)..=keys::queue(destination, seq))
-            .next_back()
-        else {
+        let range = keys::queue_prefix(destination)..=keys::queue(destination, seq);
+        // Most changes of a group touch a record it already read: records never overlap, so
+        // one that reaches `seq` is the one.
+        if let Some((_, record)) = self.records.range(range.clone()).next_back() {
+            if record.entries.last().is_some_and(|last| last.seq >= seq) {
+                return Ok(());
+            }
+        }
+        let Some(kv) = tree.range(range).next_back() else {
             return Ok(());
         };
         let (key, value) = kv?;
