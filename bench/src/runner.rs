@@ -549,13 +549,7 @@ async fn progress(
             live.rejected.load(Ordering::Relaxed),
             live.errors.load(Ordering::Relaxed),
         );
-        let mut e = std::io::stderr().lock();
-        if tty {
-            let _ = write!(e, "\r\x1b[2K{line}");
-        } else {
-            let _ = writeln!(e, "{line}");
-        }
-        let _ = e.flush();
+        print_progress(tty, &line);
         (last_acc, last_del, last_t) = (acc, del, now);
     }
 }
@@ -942,6 +936,18 @@ fn window_metrics(
             rec.set("events_per_flush", acc as f64 / (b - a));
         }
     }
+}
+
+/// A progress line on stderr: rewritten in place on a terminal, one line each otherwise.
+pub fn print_progress(tty: bool, line: &str) {
+    use std::io::Write;
+    let mut e = std::io::stderr().lock();
+    if tty {
+        let _ = write!(e, "\r\x1b[2K{line}");
+    } else {
+        let _ = writeln!(e, "{line}");
+    }
+    let _ = e.flush();
 }
 
 #[cfg(test)]

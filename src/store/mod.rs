@@ -73,6 +73,7 @@ use crate::domain::destination_core::QueueEntry;
 use crate::domain::*;
 use body_log::BodyLog;
 use event_record::{EventRecord, NewEventRecord};
+pub use queue_records::QueueChange;
 use request_record::RequestRecord;
 pub use writer::{Durability, Op, Writer, WriterStats};
 
@@ -724,10 +725,10 @@ pub mod ops {
     }
 
     pub fn enqueue(destination: &DestinationId, entry: &QueueEntry) -> Op {
-        Op::Enqueue {
+        Op::Queue(QueueChange::Enqueue {
             destination: destination.clone(),
             entry: entry.clone(),
-        }
+        })
     }
 
     /// Files `entry` anew by its `due_at`, taking it from where it was filed while its
@@ -737,20 +738,20 @@ pub mod ops {
         entry: &QueueEntry,
         previous_due_at: Option<Timestamp>,
     ) -> Op {
-        Op::Requeue {
+        Op::Queue(QueueChange::Requeue {
             destination: destination.clone(),
             entry: entry.clone(),
             previous_due_at,
-        }
+        })
     }
 
     /// Takes `entry` off its destination's queue, from where its `due_at` says it is filed.
     pub fn dequeue(destination: &DestinationId, entry: &QueueEntry) -> Op {
-        Op::Dequeue {
+        Op::Queue(QueueChange::Dequeue {
             destination: destination.clone(),
             seq: entry.seq,
             due_at: entry.due_at,
-        }
+        })
     }
 
     pub fn put_hold(connection: &ConnectionId, entry: &QueueEntry) -> Op {

@@ -20,7 +20,7 @@ use super::queue_records::{GroupQueues, QueueChange};
 use super::request_record::NewRequestRecord;
 use super::StoreError;
 use crate::domain::destination_core::QueueEntry;
-use crate::domain::{ConnectionId, DestinationId, EventPatch, Request, Timestamp};
+use crate::domain::{ConnectionId, EventPatch, Request};
 
 /// What "durable" means when a commit is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -44,27 +44,8 @@ pub enum Op {
         key: Vec<u8>,
         patch: EventPatch,
     },
-    /// Adds an entry to a destination's durable queue (see `queue_records`): to its FIFO, or
-    /// among its scheduled entries when `entry.due_at` is set (a delay).
-    Enqueue {
-        destination: DestinationId,
-        entry: QueueEntry,
-    },
-    /// Moves a queued entry from where `previous_due_at` says it is filed (`None`: the FIFO)
-    /// to where its `due_at` says: its retry was scheduled. An entry no longer stored is
-    /// left alone.
-    Requeue {
-        destination: DestinationId,
-        entry: QueueEntry,
-        previous_due_at: Option<Timestamp>,
-    },
-    /// Takes an entry off its destination's queue (delivered, dead-lettered or cancelled),
-    /// from where `due_at` (the entry's) says it is filed.
-    Dequeue {
-        destination: DestinationId,
-        seq: u64,
-        due_at: Option<Timestamp>,
-    },
+    /// A change to a destination's durable queue (see `queue_records`).
+    Queue(QueueChange),
     /// Stores a held entry of a connection.
     Hold {
         connection: ConnectionId,
@@ -263,7 +244,9 @@ fn run(
                 .ops
                 .iter()
                 .filter_map(|op| match op {
-                    Op::Enqueue { entry, .. } | Op::Hold { entry, .. } => Some(entry.seq),
+                    Op::Queue(QueueChange::Enqueue { entry, .. }) | Op::Hold { entry, .. } => {
+                        Some(entry.seq)
+                    }
                     _ => None,
                 })
                 .collect();
@@ -450,25 +433,7 @@ fn apply_message(
     };
     for op in ops {
         let change = match op {
-            Op::Enqueue { destination, entry } => QueueChange::Enqueue { destination, entry },
-            Op::Requeue {
-                destination,
-                entry,
-                previous_due_at,
-            } => QueueChange::Requeue {
-                destination,
-                entry,
-                previous_due_at,
-            },
-            Op::Dequeue {
-                destination,
-                seq,
-                due_at,
-            } => QueueChange::Dequeue {
-                destination,
-                seq,
-                due_at,
-            },
+            Op::Queue(change) => change,
             Op::Hold { connection, entry } => {
                 named = named.max(entry.seq);
                 staged.writes.insert(

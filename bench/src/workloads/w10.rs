@@ -390,7 +390,7 @@ async fn sample_every_second(
     pid: u32,
     start: u64,
 ) {
-    use std::io::{IsTerminal, Write};
+    use std::io::IsTerminal;
     let tty = std::io::stderr().is_terminal();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -420,13 +420,7 @@ async fn sample_every_second(
                 p.rss_mib.map_or("?".into(), |r| format!("{r:.1}")),
                 shared.live.errors.load(Ordering::Relaxed),
             );
-            let mut e = std::io::stderr().lock();
-            if tty {
-                let _ = write!(e, "\r\x1b[2K{line}");
-            } else {
-                let _ = writeln!(e, "{line}");
-            }
-            let _ = e.flush();
+            runner::print_progress(tty, &line);
         }
         skip = (skip + 1) % 5;
         shared.timeline.lock().expect("timeline").push(p);
