@@ -107,6 +107,8 @@ pub struct StoreConfig {
     /// How long the writer waits for more commits to join a group before flushing.
     #[serde(deserialize_with = "duration")]
     pub group_commit_linger: Duration,
+    /// Bytes of sled's page cache: recently written and read records stay in memory.
+    pub cache_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -114,6 +116,7 @@ impl Default for StoreConfig {
         StoreConfig {
             durability: Durability::Fsync,
             group_commit_linger: Duration::ZERO,
+            cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
         }
     }
 }

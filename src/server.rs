@@ -37,10 +37,11 @@ async fn serve(
 ) -> Result<(), ServeError> {
     let data_dir = config.server.data_dir.clone();
     let opening = std::time::Instant::now();
-    let store = Store::open(
+    let store = Store::open_with_cache(
         &data_dir,
         config.store.durability,
         config.store.group_commit_linger,
+        config.store.cache_bytes,
     )
     .map_err(|e| ServeError::Store {
         path: data_dir.display().to_string(),

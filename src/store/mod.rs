@@ -114,6 +114,9 @@ struct Inner {
     next_seq: std::sync::Mutex<u64>,
 }
 
+/// sled's page cache unless the configuration says otherwise.
+pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// One page of a list.
 pub struct Page<T> {
     pub items: Vec<T>,
@@ -133,7 +136,19 @@ pub enum Direction {
 const MAX_SCAN_PER_PAGE: usize = 50_000;
 
 impl Store {
+    /// Opens with sled's page cache at its default size (`DEFAULT_CACHE_BYTES`).
     pub fn open(dir: &Path, durability: Durability, linger: Duration) -> Result<Store> {
+        Store::open_with_cache(dir, durability, linger, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens with a page cache of `cache_bytes`: most of what a gateway's memory grows by
+    /// as it writes (BENCHMARKS.md, W7 and W10).
+    pub fn open_with_cache(
+        dir: &Path,
+        durability: Durability,
+        linger: Duration,
+        cache_bytes: u64,
+    ) -> Result<Store> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
         let db = sled::Config::new()
@@ -142,7 +157,7 @@ impl Store {
             // The writer flushes every group that anyone waits for, and idle changes within
             // 200 ms; sled's own periodic flusher would only add wake-ups.
             .flush_every_ms(None)
-            .cache_capacity(256 * 1024 * 1024)
+            .cache_capacity(cache_bytes)
             .open()?;
         let tree = db.open_tree("fasthook")?;
         let high_water = layout::open(&tree)?;
