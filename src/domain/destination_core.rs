@@ -247,6 +247,7 @@ impl DestinationCore {
     /// Entries held in memory (ready, scheduled and in flight): at most three windows (the
     /// FIFO's, the scheduled entries', and those of them that came due) and the attempts in
     /// flight.
+    #[cfg(test)]
     pub fn in_memory(&self) -> usize {
         self.ready.len() + self.waiting.len() + self.in_flight.len()
     }
@@ -662,11 +663,6 @@ impl DestinationCore {
         all.extend(self.in_flight.drain().map(|(_, (e, _, _))| e));
         all.sort_by_key(|e| e.seq);
         all
-    }
-
-    /// True when the whole queue, on disk too, is in memory.
-    pub fn all_in_memory(&self) -> bool {
-        !self.fifo.more() && !self.due.more()
     }
 
     /// True when nothing is in flight: shutdown may proceed.

@@ -57,7 +57,6 @@ mod queue_records;
 mod request_record;
 mod writer;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -560,14 +559,15 @@ impl Store {
     }
 
     /// Every destination's whole queue: its FIFO in sequence order, then its scheduled
-    /// entries in due order; also for destinations that no longer exist. Blocking, and reads
-    /// every waiting entry: boot only.
-    pub fn load_queues(&self) -> Result<HashMap<DestinationId, Vec<QueueEntry>>> {
+    /// entries in due order; also for destinations that no longer exist. Reads every waiting
+    /// entry: the gateway never does (it pages), the store's tests check the layout with it.
+    #[cfg(test)]
+    pub fn load_queues(&self) -> Result<std::collections::HashMap<DestinationId, Vec<QueueEntry>>> {
         const PAGE: usize = 4096;
         let tree = &self.inner.tree;
         let mut destinations = queue_records::destinations(tree, keys::QUEUE)?;
         destinations.extend(queue_records::destinations(tree, keys::SCHEDULED)?);
-        let mut queues = HashMap::new();
+        let mut queues = std::collections::HashMap::new();
         for destination in destinations {
             if queues.contains_key(&destination) {
                 continue;

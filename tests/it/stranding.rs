@@ -2,12 +2,14 @@
 //! ingress, not by a delete that would leave work no actor owns.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
-use crate::common::{assert_error, breaker_off, eventually, id_of, TestReceiver, TestServer};
+use crate::common::{assert_error, breaker_off, eventually, id_of, poll, TestReceiver, TestServer};
 
 /// Counts of each status among a source's events.
 async fn status_counts(server: &TestServer, source: &str) -> HashMap<String, usize> {
@@ -55,23 +57,21 @@ async fn events_of_clients_that_hang_up_right_after_sending_are_delivered_withou
     for c in clients {
         c.await.unwrap();
     }
-    // Wait until the stored events stop growing, then every one of them must be delivered.
+    // Wait until the stored events stop growing (the same count over six polls in a row),
+    // then every one of them must be delivered.
     let s = &server;
     let src_ref = &src;
-    let mut last = usize::MAX;
-    let started = std::time::Instant::now();
-    let stored = loop {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = std::cell::Cell::new((usize::MAX, 0u32));
+    let seen_ref = &seen;
+    let stored = poll(Duration::from_secs(20), || async move {
         let now = s.statuses(src_ref).await.len();
-        if now == last && now > 0 {
-            break now;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "ingress never settled"
-        );
-        last = now;
-    };
+        let (last, same) = seen_ref.get();
+        let same = if now == last { same + 1 } else { 0 };
+        seen_ref.set((now, same));
+        (now > 0 && same >= 6).then_some(now)
+    })
+    .await
+    .expect("ingress never settled");
     eventually(
         Duration::from_secs(20),
         "every stored event of a hung-up client is delivered",
@@ -99,21 +99,25 @@ async fn deleting_connections_while_ingress_fans_out_strands_no_event() {
             .await;
         connections.push(id_of(&conn).to_string());
     }
+    let answered = Arc::new(AtomicUsize::new(0));
     let ingress = {
         let (client, url) = (server.client().clone(), server.url(&format!("/e/{src}")));
+        let answered = answered.clone();
         tokio::spawn(async move {
             let mut accepted = 0;
             let mut batch = Vec::new();
             for i in 0..600 {
-                let (client, url) = (client.clone(), url.clone());
+                let (client, url, answered) = (client.clone(), url.clone(), answered.clone());
                 batch.push(tokio::spawn(async move {
-                    client
+                    let status = client
                         .post(url)
                         .header("content-type", "application/json")
                         .body(format!(r#"{{"n":{i}}}"#))
                         .send()
                         .await
-                        .map(|r| r.status().as_u16())
+                        .map(|r| r.status().as_u16());
+                    answered.fetch_add(1, Ordering::SeqCst);
+                    status
                 }));
                 if batch.len() == 32 {
                     for b in batch.drain(..) {
@@ -131,8 +135,15 @@ async fn deleting_connections_while_ingress_fans_out_strands_no_event() {
             accepted
         })
     };
-    for conn in connections.iter().take(20) {
-        tokio::time::sleep(Duration::from_millis(40)).await;
+    // A connection deleted after every 25 answers, while requests routed to it are in flight.
+    for (k, conn) in connections.iter().take(20).enumerate() {
+        let answered = &answered;
+        eventually(
+            Duration::from_secs(30),
+            "ingress makes progress",
+            || async move { answered.load(Ordering::SeqCst) >= (k + 1) * 25 },
+        )
+        .await;
         let (status, v) = server
             .api()
             .delete(&format!("/v1/connections/{conn}"))
