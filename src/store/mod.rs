@@ -114,7 +114,7 @@ struct Inner {
 }
 
 /// sled's page cache unless the configuration says otherwise.
-pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+pub const DEFAULT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// One page of a list.
 pub struct Page<T> {

@@ -22,8 +22,11 @@ const MAX_QUEUE_ITEMS: usize = 64;
 #[cfg(any(test, feature = "lock_free_delays"))]
 const N_SHARDS: usize = 2;
 
+// FastHook patch: one shard (was 256). Each shard learns of accesses in blocks of
+// MAX_QUEUE_ITEMS, so 256 shards let 16,384 page-ins pass before any eviction was
+// considered, and a scan that touched each page once never evicted (PATCHED.md).
 #[cfg(not(any(test, feature = "lock_free_delays")))]
-const N_SHARDS: usize = 256;
+const N_SHARDS: usize = 1;
 
 struct AccessBlock {
     len: AtomicUsize,
