@@ -1,7 +1,9 @@
 //! The decisions of one connection, free of IO: whether a routed request becomes an event,
-//! and whether that event is delivered now, later (delay rule) or held (paused).
+//! whether that event is delivered now, later (delay rule) or held (paused), and the drain
+//! that releases held events once the connection is active again.
 
 use super::models::{Connection, EventStatus};
+use super::rate_limiter::{RateLimit, RateLimiter};
 use super::time::Timestamp;
 
 /// What routing does with one request for one connection.
@@ -16,19 +18,114 @@ pub enum Route {
     },
 }
 
-/// The state a connection actor owns: what the connection looks like now.
+/// Held entries released per step of a drain without a rate: one store commit each.
+pub const DRAIN_BATCH: usize = 256;
+
+/// What a drain does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainStep {
+    /// Release up to this many held entries (the oldest) now.
+    Release(usize),
+    /// Nothing may be released before this time (the drain rate).
+    WaitUntil(Timestamp),
+}
+
+/// The release of a connection's held events after it becomes active again, in the order
+/// they were accepted: as fast as the store commits them, or at most `drain_rate` per
+/// period, one entry at a time, so the destination sees the backlog arrive no faster.
+#[derive(Debug, Clone)]
+pub struct Drain {
+    rate: Option<RateLimit>,
+    limiter: RateLimiter,
+}
+
+impl Drain {
+    pub fn new(rate: Option<RateLimit>) -> Self {
+        Drain {
+            rate,
+            limiter: RateLimiter::new(rate),
+        }
+    }
+
+    pub fn rate(&self) -> Option<RateLimit> {
+        self.rate
+    }
+
+    /// The next step at `now`. A `Release` under a rate has taken its slot.
+    pub fn next_step(&mut self, now: Timestamp) -> DrainStep {
+        if self.rate.is_none() {
+            return DrainStep::Release(DRAIN_BATCH);
+        }
+        if self.limiter.try_acquire(now) {
+            DrainStep::Release(1)
+        } else {
+            DrainStep::WaitUntil(self.limiter.next_allowed_at(now))
+        }
+    }
+}
+
+/// The state a connection actor owns: what the connection looks like now, and its drain.
 #[derive(Debug, Clone)]
 pub struct ConnectionCore {
     pub connection: Connection,
+    drain: Option<Drain>,
 }
 
 impl ConnectionCore {
     pub fn new(connection: Connection) -> Self {
-        ConnectionCore { connection }
+        ConnectionCore {
+            connection,
+            drain: None,
+        }
     }
 
     pub fn is_paused(&self) -> bool {
         self.connection.paused_at.is_some()
+    }
+
+    /// Neither paused nor disabled: its events are delivered, and its held ones released.
+    pub fn is_active(&self) -> bool {
+        self.connection.paused_at.is_none() && self.connection.disabled_at.is_none()
+    }
+
+    /// The connection changed, or held work was found for it (`release`). An active
+    /// connection drains when asked to, or when it just became active; `drain_rate`, when
+    /// given, replaces the rate of a drain under way. A connection that is paused or
+    /// disabled again stops its drain: what is still held stays `HOLD`.
+    pub fn reconfigure(
+        &mut self,
+        connection: Connection,
+        release: bool,
+        drain_rate: Option<RateLimit>,
+    ) {
+        let was_active = self.is_active();
+        self.connection = connection;
+        if !self.is_active() {
+            self.drain = None;
+        } else if drain_rate.is_some() {
+            self.drain = Some(Drain::new(drain_rate));
+        } else if self.drain.is_none() && (release || !was_active) {
+            self.drain = Some(Drain::new(None));
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_some()
+    }
+
+    /// The rate of the drain under way, if it has one.
+    pub fn drain_rate(&self) -> Option<RateLimit> {
+        self.drain.as_ref().and_then(Drain::rate)
+    }
+
+    /// The drain's next step at `now`; `None` when not draining.
+    pub fn drain_step(&mut self, now: Timestamp) -> Option<DrainStep> {
+        self.drain.as_mut().map(|d| d.next_step(now))
+    }
+
+    /// Nothing was left to release: the drain is over.
+    pub fn drain_finished(&mut self) {
+        self.drain = None;
     }
 
     /// Routes one request. `body` is the parsed JSON body when there is one.
@@ -120,6 +217,80 @@ mod tests {
                 due_at: Some(Timestamp(5_010))
             }
         );
+    }
+
+    fn paused(mut c: Connection) -> Connection {
+        c.paused_at = Some(Timestamp(1));
+        c
+    }
+
+    #[test]
+    fn unpausing_drains_pausing_again_stops_and_disabled_holds() {
+        let c = connection();
+        let mut core = ConnectionCore::new(paused(c.clone()));
+        assert!(!core.is_draining());
+        assert_eq!(core.drain_step(Timestamp(0)), None);
+        core.reconfigure(c.clone(), false, None);
+        assert!(core.is_draining(), "becoming active releases what is held");
+        assert_eq!(
+            core.drain_step(Timestamp(0)),
+            Some(DrainStep::Release(DRAIN_BATCH))
+        );
+        core.reconfigure(paused(c.clone()), false, None);
+        assert!(!core.is_draining(), "pausing again stops the release");
+        let mut disabled = c.clone();
+        disabled.disabled_at = Some(Timestamp(2));
+        core.reconfigure(disabled.clone(), true, None);
+        assert!(
+            !core.is_draining(),
+            "a disabled connection keeps its events held"
+        );
+        core.reconfigure(c.clone(), false, None);
+        assert!(core.is_draining(), "enabling releases them");
+        core.drain_finished();
+        core.reconfigure(c.clone(), false, None);
+        assert!(
+            !core.is_draining(),
+            "an edit of an active connection starts nothing"
+        );
+        core.reconfigure(c, true, None);
+        assert!(core.is_draining(), "held work found at boot is released");
+    }
+
+    #[test]
+    fn a_drain_rate_releases_one_entry_per_interval_and_can_be_set_mid_drain() {
+        let rate = RateLimit {
+            rate: 50,
+            period_ms: 1_000,
+        };
+        let mut core = ConnectionCore::new(paused(connection()));
+        core.reconfigure(connection(), false, Some(rate));
+        assert_eq!(core.drain_rate(), Some(rate));
+        let mut released = Vec::new();
+        for ms in 0..2_000 {
+            match core.drain_step(Timestamp(ms)) {
+                Some(DrainStep::Release(n)) => {
+                    assert_eq!(n, 1);
+                    released.push(ms);
+                }
+                Some(DrainStep::WaitUntil(at)) => assert!(at > Timestamp(ms)),
+                None => panic!("the drain stopped"),
+            }
+        }
+        assert_eq!(released.len(), 100, "50 per second over two seconds");
+        assert!(released.windows(2).all(|w| w[1] - w[0] >= 20));
+        // A plain unpause of the draining connection keeps its rate; a new rate replaces it.
+        core.reconfigure(connection(), false, None);
+        assert_eq!(core.drain_rate(), Some(rate));
+        core.reconfigure(
+            connection(),
+            false,
+            Some(RateLimit {
+                rate: 1,
+                period_ms: 1_000,
+            }),
+        );
+        assert_eq!(core.drain_rate().map(|r| r.rate), Some(1));
     }
 
     #[test]
