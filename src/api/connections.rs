@@ -8,6 +8,7 @@ use serde_json::json;
 use super::auth::Auth;
 use super::error::ApiError;
 use super::json::{self, check_name, QueryParams};
+use crate::domain::rate_limiter::RateLimit;
 use crate::domain::rules::{Filter, JsonValue, RetryPolicy, RetryStrategy, Rules};
 use crate::domain::*;
 use crate::engine::Engine;
@@ -232,7 +233,7 @@ async fn create(
     body: super::Body,
 ) -> Result<HttpResponse, ApiError> {
     let connection = build(&engine, json::parse(&body)?, None, &auth.team)?;
-    engine.save_connection(connection.clone()).await?;
+    engine.save_connection(connection.clone(), None).await?;
     Ok(HttpResponse::Ok().json(render(&connection)))
 }
 
@@ -277,7 +278,7 @@ async fn update(
         Some(&current),
         &auth.team,
     )?;
-    engine.save_connection(connection.clone()).await?;
+    engine.save_connection(connection.clone(), None).await?;
     Ok(HttpResponse::Ok().json(render(&connection)))
 }
 
@@ -295,6 +296,79 @@ async fn delete(
     Ok(HttpResponse::Ok().json(json!({"id": current.id})))
 }
 
+/// The optional body of an unpause: how fast the held backlog may be released.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnpauseIn {
+    #[serde(default)]
+    drain_rate: Option<u32>,
+    #[serde(default)]
+    drain_rate_period: Option<RatePeriod>,
+}
+
+impl UnpauseIn {
+    fn rate(&self) -> Result<Option<RateLimit>, ApiError> {
+        match (self.drain_rate, self.drain_rate_period) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(ApiError::validation(
+                "drain_rate",
+                "is required with drain_rate_period",
+            )),
+            (Some(0), _) => Err(ApiError::validation("drain_rate", "must be at least 1")),
+            (Some(rate), period) => Ok(Some(RateLimit {
+                rate,
+                period_ms: period.unwrap_or(RatePeriod::Second).millis(),
+            })),
+        }
+    }
+}
+
+/// Pausing a paused connection keeps its first `paused_at`. A disabled connection cannot be
+/// paused: it routes nothing, so there is nothing to hold.
+async fn pause(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let mut connection = (*owned(&engine, &auth, &id)?).clone();
+    if connection.disabled_at.is_some() {
+        return Err(ApiError::Conflict {
+            code: "CONNECTION_DISABLED",
+            message: "the connection is disabled; enable it first".into(),
+        });
+    }
+    if connection.paused_at.is_none() {
+        let now = Timestamp::now();
+        connection.paused_at = Some(now);
+        connection.updated_at = now;
+        engine.save_connection(connection.clone(), None).await?;
+    }
+    Ok(HttpResponse::Ok().json(render(&connection)))
+}
+
+/// Clears `paused_at`; the held events are released in the order they were accepted, no
+/// faster than the body's `drain_rate` when it has one.
+async fn unpause(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    id: web::Path<String>,
+    body: super::Body,
+) -> Result<HttpResponse, ApiError> {
+    let input: UnpauseIn = if body.0.iter().all(u8::is_ascii_whitespace) {
+        UnpauseIn::default()
+    } else {
+        json::parse(&body)?
+    };
+    let rate = input.rate()?;
+    let mut connection = (*owned(&engine, &auth, &id)?).clone();
+    if connection.paused_at.is_some() || rate.is_some() {
+        connection.paused_at = None;
+        connection.updated_at = Timestamp::now();
+        engine.save_connection(connection.clone(), rate).await?;
+    }
+    Ok(HttpResponse::Ok().json(render(&connection)))
+}
+
 /// Disabling clears `paused_at` too (a disabled branch builds no held work); held events
 /// already stored stay `HOLD`. Enabling clears `disabled_at`.
 async fn set_disabled(
@@ -310,7 +384,7 @@ async fn set_disabled(
         connection.paused_at = None;
     }
     connection.updated_at = now;
-    engine.save_connection(connection.clone()).await?;
+    engine.save_connection(connection.clone(), None).await?;
     Ok(HttpResponse::Ok().json(render(&connection)))
 }
 
@@ -331,6 +405,8 @@ async fn enable(
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(super::resource("/v1/connections/{id}/pause").route(web::put().to(pause)));
+    cfg.service(super::resource("/v1/connections/{id}/unpause").route(web::put().to(unpause)));
     cfg.service(super::resource("/v1/connections/{id}/disable").route(web::put().to(disable)));
     cfg.service(super::resource("/v1/connections/{id}/enable").route(web::put().to(enable)));
     cfg.service(

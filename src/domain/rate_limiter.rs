@@ -6,7 +6,7 @@
 
 use super::time::Timestamp;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RateLimit {
     /// Starts per period; 0 (rejected by the API) acts as 1 rather than stopping the
     /// destination for good.

@@ -152,7 +152,7 @@ impl Engine {
                 .filter(|(held, ..)| !held)
                 .map(|(_, destination, entry)| (destination, entry))
                 .collect();
-            if let Some(payload) = payload {
+            if payload.is_some() {
                 engine.hand_off(&team, forwards, payload).await;
             }
             drop(gate);
@@ -164,49 +164,60 @@ impl Engine {
         Ok((request_id, event_ids))
     }
 
-    /// Gives durable entries to their destinations' actors, looked up now (after the commit).
+    /// Gives durable entries to their destinations' actors, looked up now (after the commit),
+    /// with their body when it is at hand (the actor reads it from the store otherwise).
     async fn hand_off(
         &self,
         team: &TeamId,
         forwards: Vec<(DestinationId, QueueEntry)>,
-        payload: Arc<Payload>,
+        payload: Option<Arc<Payload>>,
     ) {
         for (destination, entry) in forwards {
-            let addr = self
-                .read()
-                .destinations
-                .get(&destination)
-                .map(|h| h.addr.clone());
-            let enqueue = Enqueue {
-                entries: vec![entry],
-                payload: Some(payload.clone()),
-            };
-            // The common case costs no round trip; a full mailbox makes ingress wait
-            // (backpressure) instead of growing an unbounded queue.
-            let lost = match addr {
-                None => Some(enqueue.entries),
-                Some(addr) => match addr.try_send(enqueue) {
-                    Ok(()) => None,
-                    Err(SendError::Full(enqueue)) => {
-                        let entries = enqueue.entries.clone();
-                        addr.send(enqueue).await.err().map(|_| entries)
-                    }
-                    Err(SendError::Closed(enqueue)) => Some(enqueue.entries),
-                },
-            };
-            if let Some(entries) = lost {
-                tracing::error!(
-                    destination_id = %destination,
-                    events = entries.len(),
-                    "the destination of accepted events is gone; they are cancelled"
-                );
-                let now = Timestamp::now();
-                let writes = entries
-                    .iter()
-                    .flat_map(|e| ops::cancel_queued(team, &destination, e, now))
-                    .collect();
-                self.store().submit(writes);
-            }
+            self.hand_to(team, &destination, vec![entry], payload.clone())
+                .await;
+        }
+    }
+
+    /// Gives durable entries of one destination to its actor. Entries whose actor is gone
+    /// are cancelled, never left.
+    pub(super) async fn hand_to(
+        &self,
+        team: &TeamId,
+        destination: &DestinationId,
+        entries: Vec<QueueEntry>,
+        payload: Option<Arc<Payload>>,
+    ) {
+        let addr = self
+            .read()
+            .destinations
+            .get(destination)
+            .map(|h| h.addr.clone());
+        let enqueue = Enqueue { entries, payload };
+        // The common case costs no round trip; a full mailbox makes the sender wait
+        // (backpressure) instead of growing an unbounded queue.
+        let lost = match addr {
+            None => Some(enqueue.entries),
+            Some(addr) => match addr.try_send(enqueue) {
+                Ok(()) => None,
+                Err(SendError::Full(enqueue)) => {
+                    let entries = enqueue.entries.clone();
+                    addr.send(enqueue).await.err().map(|_| entries)
+                }
+                Err(SendError::Closed(enqueue)) => Some(enqueue.entries),
+            },
+        };
+        if let Some(entries) = lost {
+            tracing::error!(
+                destination_id = %destination,
+                events = entries.len(),
+                "the destination of accepted events is gone; they are cancelled"
+            );
+            let now = Timestamp::now();
+            let writes = entries
+                .iter()
+                .flat_map(|e| ops::cancel_queued(team, destination, e, now))
+                .collect();
+            self.store().submit(writes);
         }
     }
 

@@ -6,6 +6,7 @@
 pub mod connection_actor;
 pub mod delivery;
 pub mod destination_actor;
+mod drain;
 mod ingest;
 mod objects;
 mod payload_cache;
@@ -201,8 +202,10 @@ impl Engine {
         };
         let arbiter = self.arbiter_for(&dest.destination.id).clone();
         let actor_conn = c.clone();
-        let addr =
-            ConnectionActor::start_in_arbiter(&arbiter, move |_| ConnectionActor::new(actor_conn));
+        let engine = self.clone();
+        let addr = ConnectionActor::start_in_arbiter(&arbiter, move |_| {
+            ConnectionActor::new(actor_conn, engine)
+        });
         reg.index_connection(&c);
         reg.connections.insert(
             c.id.clone(),

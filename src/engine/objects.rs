@@ -7,6 +7,7 @@ use actix::prelude::Addr;
 
 use super::destination_actor::{self, DestinationActor, DestinationSnapshot};
 use super::{connection_actor, recovery, DestinationHandle, Engine, EngineError, Result};
+use crate::domain::rate_limiter::RateLimit;
 use crate::domain::*;
 use crate::store::ops;
 
@@ -165,16 +166,35 @@ impl Engine {
             .map(|h| h.connection.clone())
     }
 
-    pub async fn save_connection(&self, connection: Connection) -> Result<()> {
-        self.store()
-            .commit(vec![ops::put_connection(&connection)])
-            .await?;
+    /// Creates or updates a connection. `drain_rate` caps the release of its held events
+    /// if this makes it active (an unpause), and is kept for the drain's whole run.
+    ///
+    /// Takes the write side of the ingest gate: every ingest that routed by the old state
+    /// has committed before the new one shows, so a drain that starts now finds every
+    /// event held by the pause, and none is held after it.
+    pub async fn save_connection(
+        &self,
+        connection: Connection,
+        drain_rate: Option<RateLimit>,
+    ) -> Result<()> {
+        let _no_ingest = self.inner.ingest_gate.write().await;
+        let active = connection.paused_at.is_none() && connection.disabled_at.is_none();
+        let mut writes = vec![ops::put_connection(&connection)];
+        if !active || drain_rate.is_some() {
+            writes.push(ops::put_drain_rate(
+                &connection.id,
+                drain_rate.filter(|_| active),
+            ));
+        }
+        self.store().commit(writes).await?;
         let mut reg = self.write();
         match reg.connections.get_mut(&connection.id) {
             Some(handle) => {
-                handle
-                    .addr
-                    .do_send(connection_actor::Reconfigure(connection.clone()));
+                handle.addr.do_send(connection_actor::Reconfigure {
+                    connection: connection.clone(),
+                    release: false,
+                    drain_rate,
+                });
                 handle.connection = Arc::new(connection);
             }
             None => self.register_connection(&mut reg, connection),

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{destination_actor, DestinationHandle, Engine, EngineError, Result};
+use super::{connection_actor, destination_actor, DestinationHandle, Engine, EngineError, Result};
 use crate::domain::*;
 use crate::store::{ops, Store};
 
@@ -72,6 +72,12 @@ impl Engine {
             self.read().destinations.keys().cloned().collect();
         let known_connections: HashSet<ConnectionId> =
             self.read().connections.keys().cloned().collect();
+        let engine = self.clone();
+        actix::spawn(async move {
+            if let Err(e) = engine.resume_drains().await {
+                tracing::error!(error = %e, "cannot resume the drains of held events");
+            }
+        });
         let store = self.store().clone();
         actix::spawn(async move {
             let cleaned = tokio::task::spawn_blocking(move || {
@@ -88,6 +94,34 @@ impl Engine {
                 Err(e) => tracing::error!(error = %e, "clean-up task failed"),
             }
         });
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Tells every active connection that still has held events to release them: a drain
+    /// that a crash or a stop interrupted goes on, at the rate its unpause asked for.
+    async fn resume_drains(&self) -> Result<()> {
+        let store = self.store().clone();
+        let found = tokio::task::spawn_blocking(move || -> crate::store::Result<_> {
+            store
+                .connections_with_held()?
+                .into_iter()
+                .map(|id| Ok((store.drain_rate(&id)?, id)))
+                .collect::<crate::store::Result<Vec<_>>>()
+        })
+        .await
+        .map_err(|e| EngineError::Unavailable(format!("drain reader: {e}")))??;
+        let reg = self.read();
+        for (drain_rate, id) in found {
+            if let Some(handle) = reg.connections.get(&id) {
+                handle.addr.do_send(connection_actor::Reconfigure {
+                    connection: (*handle.connection).clone(),
+                    release: true,
+                    drain_rate,
+                });
+            }
+        }
         Ok(())
     }
 }

@@ -69,6 +69,7 @@ use serde::Serialize;
 
 use crate::domain::breaker::BreakerSnapshot;
 use crate::domain::destination_core::QueueEntry;
+use crate::domain::rate_limiter::RateLimit;
 use crate::domain::*;
 use body_log::BodyLog;
 use event_record::{EventRecord, NewEventRecord};
@@ -605,6 +606,28 @@ impl Store {
         self.scan_all(&keys::hold_prefix(connection))
     }
 
+    /// The oldest `limit` held entries of a connection, in the order they were accepted.
+    /// Blocking.
+    pub fn held_page(&self, connection: &ConnectionId, limit: usize) -> Result<Vec<QueueEntry>> {
+        self.inner
+            .tree
+            .scan_prefix(keys::hold_prefix(connection))
+            .values()
+            .take(limit)
+            .map(|v| codec::decode(&v?))
+            .collect()
+    }
+
+    /// Connections with held entries, one seek each. Blocking.
+    pub fn connections_with_held(&self) -> Result<Vec<ConnectionId>> {
+        queue_records::owners(&self.inner.tree, keys::HOLD, ConnectionId::parse_loose)
+    }
+
+    /// The drain rate an unpause of `connection` asked for, while its drain runs.
+    pub fn drain_rate(&self, connection: &ConnectionId) -> Result<Option<RateLimit>> {
+        self.get(&keys::drain_rate(connection))
+    }
+
     /// Held entries whose connection is not in `known`, with the connection they name: work
     /// no actor owns (left by a delete of an earlier version, or a crash in the middle of one).
     pub fn orphaned_held_entries(
@@ -797,6 +820,38 @@ pub mod ops {
             dequeue(destination, entry),
             patch_event(team, &entry.event_id, cancelled(now)),
         ]
+    }
+
+    /// Moves a held entry (filed under `held_seq`) to its destination's queue as `entry`,
+    /// renumbered, and its event from `HOLD` to `QUEUED`: the drain after an unpause.
+    pub fn release_held(
+        team: &TeamId,
+        destination: &DestinationId,
+        held_seq: u64,
+        entry: &QueueEntry,
+        now: Timestamp,
+    ) -> [Op; 3] {
+        [
+            Op::Remove(keys::hold(&entry.connection_id, held_seq)),
+            enqueue(destination, entry),
+            patch_event(
+                team,
+                &entry.event_id,
+                EventPatch {
+                    status: Some(EventStatus::Queued),
+                    updated_at: now,
+                    ..Default::default()
+                },
+            ),
+        ]
+    }
+
+    /// Keeps the drain rate of an unpause while the drain runs (`None`: no cap).
+    pub fn put_drain_rate(connection: &ConnectionId, rate: Option<RateLimit>) -> Op {
+        match rate {
+            Some(rate) => put(keys::drain_rate(connection), &rate),
+            None => Op::Remove(keys::drain_rate(connection)),
+        }
     }
 
     /// Removes a held entry and marks its event `CANCELLED`.

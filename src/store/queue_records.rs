@@ -383,6 +383,16 @@ pub fn counts(tree: &sled::Tree, destination: &DestinationId) -> Result<(usize, 
 /// Every destination that has keys under `kind` (`Q/` or `W/`): one seek per destination,
 /// whatever the number of its keys.
 pub fn destinations(tree: &sled::Tree, kind: &[u8]) -> Result<Vec<DestinationId>> {
+    owners(tree, kind, DestinationId::parse_loose)
+}
+
+/// Every owner (the id after `kind`, as in `H/{connection}/...`) that has keys under `kind`:
+/// one seek per owner, whatever the number of its keys.
+pub fn owners<T, E: std::fmt::Display>(
+    tree: &sled::Tree,
+    kind: &[u8],
+    parse: impl Fn(&str) -> std::result::Result<T, E>,
+) -> Result<Vec<T>> {
     let kind_end = keys::prefix_end(kind);
     let mut found = Vec::new();
     let mut from = kind.to_vec();
@@ -392,11 +402,10 @@ pub fn destinations(tree: &sled::Tree, kind: &[u8]) -> Result<Vec<DestinationId>
         let id_len = rest
             .iter()
             .position(|&b| b == b'/')
-            .ok_or_else(|| StoreError::Corrupt("queue key without a destination".into()))?;
+            .ok_or_else(|| StoreError::Corrupt("queue key without an owner".into()))?;
         let text = std::str::from_utf8(&rest[..id_len])
-            .map_err(|_| StoreError::Corrupt("queue key with a bad destination".into()))?;
-        let id = DestinationId::parse_loose(text)
-            .map_err(|e| StoreError::Corrupt(format!("queue key: {e}")))?;
+            .map_err(|_| StoreError::Corrupt("queue key with a bad owner".into()))?;
+        let id = parse(text).map_err(|e| StoreError::Corrupt(format!("queue key: {e}")))?;
         from = keys::prefix_end(&key[..kind.len() + id_len + 1]);
         found.push(id);
     }
