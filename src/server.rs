@@ -138,8 +138,15 @@ async fn watch_engine_pause(
         };
         match Config::parse(&text) {
             Ok(c) if c.engine.paused != last => {
-                last = c.engine.paused;
-                engine.set_paused(last, crate::domain::PauseSource::Config);
+                match engine
+                    .set_paused(c.engine.paused, crate::domain::PauseSource::Config)
+                    .await
+                {
+                    Ok(_) => last = c.engine.paused,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot store the engine pause; trying again")
+                    }
+                }
             }
             Ok(_) => {}
             Err(e) => {

@@ -64,12 +64,12 @@ async fn engine_state(engine: web::Data<Engine>, _: Admin) -> HttpResponse {
     HttpResponse::Ok().json(engine.pause_state())
 }
 
-async fn engine_pause(engine: web::Data<Engine>, _: Admin) -> HttpResponse {
-    HttpResponse::Ok().json(engine.set_paused(true, PauseSource::Api))
+async fn engine_pause(engine: web::Data<Engine>, _: Admin) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(engine.set_paused(true, PauseSource::Api).await?))
 }
 
-async fn engine_resume(engine: web::Data<Engine>, _: Admin) -> HttpResponse {
-    HttpResponse::Ok().json(engine.set_paused(false, PauseSource::Api))
+async fn engine_resume(engine: web::Data<Engine>, _: Admin) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(engine.set_paused(false, PauseSource::Api).await?))
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -35,6 +35,31 @@ impl EnginePause {
     }
 }
 
+/// The whole-engine pause as stored: the state and the config file's `[engine] paused` as it
+/// was when the state last changed. A crash must not undo an operator's pause, so at start
+/// the file decides only if it changed since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPause {
+    pub state: EnginePause,
+    pub file_paused: bool,
+}
+
+impl StoredPause {
+    /// The state at start, given what was stored and what the file says now.
+    pub fn at_start(stored: Option<StoredPause>, file_paused: bool, now: Timestamp) -> StoredPause {
+        let state = match stored {
+            Some(s) if s.file_paused == file_paused => s.state,
+            Some(s) => s.state.switch(file_paused, PauseSource::Config, now),
+            None => EnginePause {
+                paused: file_paused,
+                paused_at: file_paused.then_some(now),
+                changed_by: PauseSource::Config,
+            },
+        };
+        StoredPause { state, file_paused }
+    }
+}
+
 /// A `disabled_at`/`paused_at` stamp after switching it on (the first stamp is kept) or off.
 pub fn toggled(at: Option<Timestamp>, on: bool, now: Timestamp) -> Option<Timestamp> {
     if on {
@@ -367,5 +392,47 @@ impl EventPatch {
             event.dead_lettered_at = dead;
         }
         event.updated_at = self.updated_at;
+    }
+}
+
+#[cfg(test)]
+mod stored_pause_tests {
+    use super::*;
+
+    fn stored(paused: bool, by: PauseSource, file_paused: bool) -> StoredPause {
+        StoredPause {
+            state: EnginePause {
+                paused,
+                paused_at: paused.then_some(Timestamp(5)),
+                changed_by: by,
+            },
+            file_paused,
+        }
+    }
+
+    #[test]
+    fn the_last_change_survives_a_restart_unless_the_file_changed_since() {
+        let now = Timestamp(100);
+        // An API pause while the file says false: still paused after a restart.
+        let s = StoredPause::at_start(Some(stored(true, PauseSource::Api, false)), false, now);
+        assert_eq!(s.state, stored(true, PauseSource::Api, false).state);
+        // An API resume while the file says true: still running.
+        let s = StoredPause::at_start(Some(stored(false, PauseSource::Api, true)), true, now);
+        assert!(!s.state.paused);
+        // The file changed while the gateway was down: the file wins.
+        let s = StoredPause::at_start(Some(stored(true, PauseSource::Api, false)), true, now);
+        assert_eq!(s.state.changed_by, PauseSource::Config);
+        assert_eq!(
+            s.state.paused_at,
+            Some(Timestamp(5)),
+            "still the first pause"
+        );
+        let s = StoredPause::at_start(Some(stored(true, PauseSource::Api, true)), false, now);
+        assert!(!s.state.paused);
+        assert!(!s.file_paused);
+        // Nothing stored: the file decides.
+        let s = StoredPause::at_start(None, true, now);
+        assert_eq!(s.state.paused_at, Some(now));
+        assert_eq!(s.state.changed_by, PauseSource::Config);
     }
 }

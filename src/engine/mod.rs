@@ -23,7 +23,7 @@ use actix::prelude::{Actor, Addr, Arbiter, ArbiterHandle};
 use crate::config::Config;
 use crate::domain::breaker::BreakerSnapshot;
 use crate::domain::*;
-use crate::store::{Store, StoreError};
+use crate::store::{ops, Store, StoreError};
 use connection_actor::ConnectionActor;
 use delivery::{DeliveryClient, Payload};
 use destination_actor::DestinationActor;
@@ -70,9 +70,11 @@ struct Inner {
     /// Held for reading from an ingest's routing to its hand-off, for writing by deletes
     /// (see `ingest`).
     ingest_gate: Arc<tokio::sync::RwLock<()>>,
-    /// Read on every actor start; `pause` is the full state behind it.
+    /// Read on every actor start; `pause` is the full state behind it, as stored.
     paused: AtomicBool,
-    pause: std::sync::Mutex<EnginePause>,
+    pause: std::sync::Mutex<StoredPause>,
+    /// One pause change at a time, so the store and memory agree on the last one.
+    pause_changes: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
@@ -92,7 +94,13 @@ impl Engine {
             queue_window: config.delivery.queue_window.max(1),
             per_id_labels: config.telemetry.per_id_labels,
         };
-        let paused = config.engine.paused;
+        // An operator's pause survives a crash: the stored state holds unless the file's
+        // value changed since it was stored.
+        let stored = deps.store.engine_pause()?;
+        // (`recover` stores it before the engine is ready.)
+        let pause = StoredPause::at_start(stored, config.engine.paused, Timestamp::now());
+        let paused = pause.state.paused;
+        metrics::gauge!(crate::telemetry::ENGINE_PAUSED).set(if paused { 1.0 } else { 0.0 });
         Ok(Engine {
             inner: Arc::new(Inner {
                 config,
@@ -102,11 +110,8 @@ impl Engine {
                 ready: AtomicBool::new(false),
                 ingest_gate: Arc::new(tokio::sync::RwLock::new(())),
                 paused: AtomicBool::new(paused),
-                pause: std::sync::Mutex::new(EnginePause {
-                    paused,
-                    paused_at: paused.then(Timestamp::now),
-                    changed_by: PauseSource::Config,
-                }),
+                pause: std::sync::Mutex::new(pause),
+                pause_changes: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -160,24 +165,38 @@ impl Engine {
     }
 
     pub fn pause_state(&self) -> EnginePause {
-        *self.inner.pause.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner
+            .pause
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .state
     }
 
     /// Pauses or resumes every delivery at once; ingress keeps accepting. Nothing is
     /// reloaded: each actor keeps its queue and only stops or resumes starting attempts.
-    pub fn set_paused(&self, paused: bool, by: PauseSource) -> EnginePause {
-        let state = {
-            let mut guard = self.inner.pause.lock().unwrap_or_else(|e| e.into_inner());
-            *guard = guard.switch(paused, by, Timestamp::now());
-            self.inner.paused.store(paused, Ordering::Release);
-            *guard
+    /// The change is durable before it applies, so a crash cannot undo it.
+    pub async fn set_paused(&self, paused: bool, by: PauseSource) -> Result<EnginePause> {
+        let _one_at_a_time = self.inner.pause_changes.lock().await;
+        let current = *self.inner.pause.lock().unwrap_or_else(|e| e.into_inner());
+        let next = StoredPause {
+            state: current.state.switch(paused, by, Timestamp::now()),
+            file_paused: match by {
+                PauseSource::Config => paused,
+                PauseSource::Api => current.file_paused,
+            },
         };
+        self.store()
+            .commit(vec![ops::put_engine_pause(&next)])
+            .await?;
+        *self.inner.pause.lock().unwrap_or_else(|e| e.into_inner()) = next;
+        self.inner.paused.store(paused, Ordering::Release);
+        let state = next.state;
         metrics::gauge!(crate::telemetry::ENGINE_PAUSED).set(if paused { 1.0 } else { 0.0 });
         for addr in self.destination_addrs() {
             addr.do_send(destination_actor::SetEnginePaused(paused));
         }
         tracing::info!(paused, by = ?by, "engine pause changed");
-        state
+        Ok(state)
     }
 
     /// Starts a destination's actor: `breaker` is its persisted state when it is recovered

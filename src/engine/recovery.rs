@@ -23,6 +23,12 @@ impl Engine {
     /// again). Then the engine is ready.
     pub async fn recover(&self) -> Result<()> {
         let started = Instant::now();
+        // The engine pause as it starts, from the store and the file: durable before ready,
+        // so the next start compares the file with what this one saw.
+        let pause = *self.inner.pause.lock().unwrap_or_else(|e| e.into_inner());
+        self.store()
+            .commit(vec![ops::put_engine_pause(&pause)])
+            .await?;
         let store = self.store().clone();
         let loaded = tokio::task::spawn_blocking(move || -> crate::store::Result<_> {
             let destinations = store

@@ -22,6 +22,8 @@ pub const DRAIN_RATE: &[u8] = b"U/";
 /// `M/seq` (the highest sequence number any key has named, a big-endian `u64`).
 pub const LAYOUT: &[u8] = b"M/layout";
 pub const HIGH_WATER: &[u8] = b"M/seq";
+/// The whole-engine pause as last changed, and the config file's value it was changed with.
+pub const ENGINE_PAUSE: &[u8] = b"M/engine_pause";
 
 fn join(parts: &[&[u8]]) -> Vec<u8> {
     let mut key = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());

@@ -606,6 +606,11 @@ impl Store {
         self.scan_all(&keys::hold_prefix(connection))
     }
 
+    /// The whole-engine pause as last stored.
+    pub fn engine_pause(&self) -> Result<Option<StoredPause>> {
+        self.get(keys::ENGINE_PAUSE)
+    }
+
     /// The oldest `limit` held entries of a connection, in the order they were accepted.
     /// Blocking.
     pub fn held_page(&self, connection: &ConnectionId, limit: usize) -> Result<Vec<QueueEntry>> {
@@ -844,6 +849,10 @@ pub mod ops {
                 },
             ),
         ]
+    }
+
+    pub fn put_engine_pause(pause: &StoredPause) -> Op {
+        put(keys::ENGINE_PAUSE.to_vec(), pause)
     }
 
     /// Keeps the drain rate of an unpause while the drain runs (`None`: no cap).

@@ -154,6 +154,12 @@ impl TestServer {
         self.root.path().join("fasthook.toml")
     }
 
+    /// Rewrites the config file, now and for later restarts.
+    pub fn set_config(&mut self, text: &str) {
+        std::fs::write(self.config_path(), text).expect("write config");
+        self.opts.config = Some(text.to_string());
+    }
+
     fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fasthook"));
         cmd.arg("serve");
