@@ -101,6 +101,7 @@ impl From<EngineError> for ApiError {
                 code: "CONFLICT",
                 message,
             },
+            EngineError::Refused { code, message } => ApiError::Conflict { code, message },
             EngineError::Store(e) => e.into(),
             EngineError::Unavailable(m) => ApiError::Unavailable(m),
         }

@@ -102,6 +102,17 @@ async fn get_event(
     Ok(HttpResponse::Ok().json(out))
 }
 
+/// A `MANUAL` attempt of a finished event; held if its connection is paused.
+async fn retry_event(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = EventId::parse(&id).map_err(|_| ApiError::NotFound("event"))?;
+    let event = engine.retry_event(&auth.team, &id, Trigger::Manual).await?;
+    Ok(HttpResponse::Ok().json(event))
+}
+
 async fn list_attempts(
     engine: web::Data<Engine>,
     auth: Auth,
@@ -152,6 +163,7 @@ async fn get_request(
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/v1/events").route(web::get().to(list_events)));
     cfg.service(super::resource("/v1/events/{id}").route(web::get().to(get_event)));
+    cfg.service(super::resource("/v1/events/{id}/retry").route(web::post().to(retry_event)));
     cfg.service(super::resource("/v1/attempts").route(web::get().to(list_attempts)));
     cfg.service(super::resource("/v1/requests").route(web::get().to(list_requests)));
     cfg.service(super::resource("/v1/requests/{id}").route(web::get().to(get_request)));

@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod destination_actor;
 mod drain;
 mod ingest;
+mod manual_retry;
 mod objects;
 mod payload_cache;
 mod recovery;
@@ -36,6 +37,9 @@ pub enum EngineError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    /// The object's state does not allow the operation; `code` names the state.
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]

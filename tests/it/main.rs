@@ -10,6 +10,7 @@ mod common;
 mod crash;
 mod delivery;
 mod engine_pause;
+mod manual_retry;
 mod pause;
 mod quickstart;
 mod retry;
