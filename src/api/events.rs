@@ -109,7 +109,9 @@ async fn retry_event(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = EventId::parse(&id).map_err(|_| ApiError::NotFound("event"))?;
-    let event = engine.retry_event(&auth.team, &id, Trigger::Manual).await?;
+    let event = engine
+        .retry_event(&auth.team, &id, Trigger::Manual, Vec::new())
+        .await?;
     Ok(HttpResponse::Ok().json(event))
 }
 

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod bulk;
 pub mod connections;
 pub mod destinations;
 pub mod error;
@@ -23,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     destinations::configure(cfg);
     connections::configure(cfg);
     events::configure(cfg);
+    bulk::configure(cfg);
     admin::configure(cfg);
 }
 

@@ -1,6 +1,7 @@
 //! Plain data and pure logic: no IO, no actix, no sled. Time comes in as an argument.
 
 pub mod breaker;
+pub mod bulk_retry;
 pub mod connection_core;
 pub mod destination_core;
 #[cfg(test)]

@@ -5,18 +5,20 @@
 use super::{Engine, EngineError, Result};
 use crate::domain::destination_core::QueueEntry;
 use crate::domain::*;
-use crate::store::ops;
+use crate::store::{ops, Op};
 
 impl Engine {
     /// Puts a finished event (delivered, failed or dead-lettered, cancelled) back in its
     /// destination's queue with `trigger`, or on hold if its connection is not active. An
     /// event that is waiting already (queued, scheduled, held) is refused: it has an attempt
-    /// coming. Returns the event as it now is.
+    /// coming. `also` is committed with the retry, atomically (a bulk job's progress).
+    /// Returns the event as it now is.
     pub async fn retry_event(
         &self,
         team: &TeamId,
         id: &EventId,
         trigger: Trigger,
+        also: Vec<Op>,
     ) -> Result<Event> {
         // Like ingress: a delete or a pause never runs between the check and the hand-off.
         let _gate = self.inner.ingest_gate.clone().read_owned().await;
@@ -83,14 +85,16 @@ impl Engine {
         self.store()
             .commit_numbered(|next_seq| {
                 entry.seq = next_seq();
-                vec![
+                let mut writes = vec![
                     ops::patch_event(team, id, patch),
                     if held {
                         ops::put_hold(&connection.id, &entry)
                     } else {
                         ops::enqueue(&connection.destination_id, &entry)
                     },
-                ]
+                ];
+                writes.extend(also);
+                writes
             })
             .await?;
         if !held {

@@ -3,6 +3,7 @@
 //! registry here mirrors the configuration objects in memory for routing; the store is the
 //! record.
 
+mod bulk_retry;
 pub mod connection_actor;
 pub mod delivery;
 pub mod destination_actor;

@@ -83,6 +83,9 @@ impl Engine {
             if let Err(e) = engine.resume_drains().await {
                 tracing::error!(error = %e, "cannot resume the drains of held events");
             }
+            if let Err(e) = engine.resume_bulk_retries().await {
+                tracing::error!(error = %e, "cannot resume the bulk retries");
+            }
         });
         let store = self.store().clone();
         actix::spawn(async move {

@@ -16,6 +16,7 @@ pub const QUEUE: &[u8] = b"Q/";
 pub const SCHEDULED: &[u8] = b"W/";
 pub const HOLD: &[u8] = b"H/";
 pub const BREAKER: &[u8] = b"B/";
+pub const BULK_RETRY: &[u8] = b"J/";
 /// The drain rate an unpause asked for, kept while the connection's drain runs.
 pub const DRAIN_RATE: &[u8] = b"U/";
 /// The store's own bookkeeping: `M/layout` (the layout version, a big-endian `u32`) and
@@ -60,6 +61,10 @@ pub fn destination(id: &DestinationId) -> Vec<u8> {
 /// A destination's circuit breaker snapshot.
 pub fn breaker(id: &DestinationId) -> Vec<u8> {
     join(&[BREAKER, id.as_str().as_bytes()])
+}
+
+pub fn bulk_retry(id: &BulkRetryId) -> Vec<u8> {
+    join(&[BULK_RETRY, id.as_str().as_bytes()])
 }
 
 pub fn drain_rate(id: &ConnectionId) -> Vec<u8> {

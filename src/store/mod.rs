@@ -68,6 +68,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::domain::breaker::BreakerSnapshot;
+use crate::domain::bulk_retry::{BulkRetryJob, BulkStatus};
 use crate::domain::destination_core::QueueEntry;
 use crate::domain::rate_limiter::RateLimit;
 use crate::domain::*;
@@ -606,6 +607,41 @@ impl Store {
         self.scan_all(&keys::hold_prefix(connection))
     }
 
+    pub fn bulk_retry(&self, id: &BulkRetryId) -> Result<Option<BulkRetryJob>> {
+        self.get(&keys::bulk_retry(id))
+    }
+
+    /// Bulk retry jobs that have not finished. Blocking.
+    pub fn running_bulk_retries(&self) -> Result<Vec<BulkRetryJob>> {
+        let jobs: Vec<BulkRetryJob> = self.scan_all(keys::BULK_RETRY)?;
+        Ok(jobs
+            .into_iter()
+            .filter(|j| j.status == BulkStatus::Running)
+            .collect())
+    }
+
+    /// Up to `limit` of the team's events after `after`, in creation order. Blocking.
+    pub fn events_after(
+        &self,
+        team: &TeamId,
+        after: Option<&EventId>,
+        limit: usize,
+    ) -> Result<Vec<Event>> {
+        let prefix = keys::team_prefix(keys::EVENT, team);
+        let end = keys::prefix_end(&prefix);
+        let start = match after {
+            Some(id) => std::ops::Bound::Excluded(keys::event(team, id)),
+            None => std::ops::Bound::Included(prefix),
+        };
+        self.inner
+            .tree
+            .range((start, std::ops::Bound::Excluded(end)))
+            .values()
+            .take(limit)
+            .map(|v| Ok(codec::decode::<EventRecord>(&v?)?.event))
+            .collect()
+    }
+
     /// The whole-engine pause as last stored.
     pub fn engine_pause(&self) -> Result<Option<StoredPause>> {
         self.get(keys::ENGINE_PAUSE)
@@ -849,6 +885,10 @@ pub mod ops {
                 },
             ),
         ]
+    }
+
+    pub fn put_bulk_retry(job: &BulkRetryJob) -> Op {
+        put(keys::bulk_retry(&job.id), job)
     }
 
     pub fn put_engine_pause(pause: &StoredPause) -> Op {

@@ -5,6 +5,7 @@ mod backlog;
 mod bad_input;
 mod bootstrap;
 mod breaker;
+mod bulk_retry;
 mod cli;
 mod common;
 mod crash;
