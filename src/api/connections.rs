@@ -243,6 +243,7 @@ async fn list(
     req: actix_web::HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::parse(req.query_string())?;
+    params.only_list(&["source_id", "destination_id", "paused", "disabled"])?;
     let q = params.list_query(&auth.team)?;
     let source = params.id("source_id", SourceId::parse)?;
     let destination = params.id("destination_id", DestinationId::parse)?;

@@ -231,6 +231,7 @@ async fn list(
     req: actix_web::HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::parse(req.query_string())?;
+    params.only_list(&["disabled"])?;
     let q = params.list_query(&auth.team)?;
     let disabled = params.bool("disabled")?;
     let page = engine.store().list_destinations(&q, |d| {

@@ -53,6 +53,17 @@ async fn list_events(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::parse(req.query_string())?;
+    params.only_list(&[
+        "connection_id",
+        "destination_id",
+        "source_id",
+        "request_id",
+        "status",
+        "status[]",
+        "created_at[gte]",
+        "created_at[lte]",
+        "dead_lettered",
+    ])?;
     let q = params.list_query(&auth.team)?;
     let connection = params.id("connection_id", ConnectionId::parse)?;
     let destination = params.id("destination_id", DestinationId::parse)?;
@@ -121,15 +132,33 @@ async fn list_attempts(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::parse(req.query_string())?;
+    params.only_list(&["event_id"])?;
+    let q = params.list_query(&auth.team)?;
     let Some(event) = params.id("event_id", EventId::parse)? else {
         return Err(ApiError::validation("event_id", "is required"));
     };
+    // In attempt order unless asked otherwise: an event's story reads forwards.
+    let asc = params.get("dir") != Some("desc");
     // The event must be the team's: another team's event answers an empty list.
-    let attempts = engine.store().attempts(&auth.team, &event)?;
+    let mut attempts = engine.store().attempts(&auth.team, &event)?;
+    if !asc {
+        attempts.reverse();
+    }
+    let start = match &q.cursor {
+        None => 0,
+        Some(cursor) => attempts
+            .iter()
+            .position(|a| a.id.as_str() == cursor)
+            .map(|i| i + 1)
+            .ok_or_else(|| ApiError::validation("next", "is not a cursor from a previous page"))?,
+    };
+    let rest = &attempts[start..];
+    let page = &rest[..rest.len().min(q.limit)];
+    let next = (rest.len() > page.len()).then(|| page.last().map(|a| a.id.to_string()));
     Ok(HttpResponse::Ok().json(json!({
-        "count": attempts.len(),
-        "models": attempts,
-        "pagination": {"limit": attempts.len(), "next": null},
+        "count": page.len(),
+        "models": page,
+        "pagination": {"limit": q.limit, "next": next.flatten(), "dir": if asc { "asc" } else { "desc" }},
     })))
 }
 
@@ -139,6 +168,7 @@ async fn list_requests(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::parse(req.query_string())?;
+    params.only_list(&["source_id", "rejected"])?;
     let q = params.list_query(&auth.team)?;
     let source = params.id("source_id", SourceId::parse)?;
     let rejected = params.bool("rejected")?;

@@ -64,6 +64,13 @@ impl QueryParams {
         }
     }
 
+    /// `only` for a list call: its own parameters and the paging ones.
+    pub fn only_list(&self, own: &[&str]) -> Result<(), ApiError> {
+        let mut known = vec!["limit", "dir", "next"];
+        known.extend_from_slice(own);
+        self.only(&known)
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()

@@ -54,6 +54,11 @@ async fn a_backlog_larger_than_the_window_survives_kill9_and_is_delivered_in_ord
 
     server.kill9();
     server.restart().await;
+    // The operator's pause survives the crash; resuming starts the delivery.
+    let (_, v) = server.admin().get("/admin/engine").await;
+    assert_eq!(v["paused"], true, "{v}");
+    let (status, v) = server.admin().put("/admin/engine/resume", None).await;
+    assert_eq!(status, 200, "{v}");
     eventually(
         Duration::from_secs(240),
         "the whole backlog is delivered after the restart",

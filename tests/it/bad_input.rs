@@ -7,7 +7,7 @@ use serde_json::json;
 use sha2::Sha256;
 
 use crate::common::{
-    assert_error, eventually, id_of, sample_body, ServerOpts, TestReceiver, TestServer,
+    assert_error, breaker_off, eventually, id_of, sample_body, ServerOpts, TestReceiver, TestServer,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,4 +260,61 @@ async fn wrong_methods_and_unknown_routes_answer_json_errors() {
     let (status, v) = server.api().get("/v1/nothing-here").await;
     assert_eq!(status, 404, "{v}");
     assert_eq!(v["code"], "NOT_FOUND", "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misspelled_list_parameter_is_a_422_naming_it_and_attempts_page() {
+    let receiver = TestReceiver::start().await;
+    receiver.set_status(500);
+    let server = TestServer::start().await;
+    let api = server.api();
+    for (path, wrong) in [
+        ("/v1/events?conection_id=web_x", "conection_id"),
+        ("/v1/events?status=FAILED&dead_letered=true", "dead_letered"),
+        ("/v1/connections?sorce_id=src_x", "sorce_id"),
+        ("/v1/destinations?disbled=true", "disbled"),
+        ("/v1/sources?limt=5", "limt"),
+        ("/v1/requests?rejectd=true", "rejectd"),
+        ("/v1/attempts?event=evt_x", "event"),
+    ] {
+        let v = assert_error(api.get(path).await, 422, None);
+        assert!(
+            v["message"].as_str().unwrap_or_default().contains(wrong),
+            "{path}: {v}"
+        );
+    }
+
+    let rules = json!([{ "type": "retry", "strategy": "linear", "count": 4, "interval": 1 }]);
+    let (src, _, _) = server.pipeline(&receiver.url(), breaker_off(), rules).await;
+    let id = server.send_events(&src, 1, "paged").await[0].clone();
+    eventually(Duration::from_secs(20), "five attempts", || async {
+        server.event(&id).await["dead_lettered_at"].is_string()
+    })
+    .await;
+    let (status, first) = api
+        .get(&format!("/v1/attempts?event_id={id}&limit=2"))
+        .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["count"], 2, "{first}");
+    assert_eq!(
+        first["models"][0]["attempt_number"], 1,
+        "in attempt order: {first}"
+    );
+    assert!(first["pagination"]["next"].is_string(), "{first}");
+    let all = server.attempts(&id).await;
+    let numbers: Vec<u64> = all
+        .iter()
+        .map(|a| a["attempt_number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, vec![1, 2, 3, 4, 5]);
+    let (_, desc) = api
+        .get(&format!("/v1/attempts?event_id={id}&dir=desc&limit=1"))
+        .await;
+    assert_eq!(desc["models"][0]["attempt_number"], 5, "{desc}");
+    assert_error(
+        api.get(&format!("/v1/attempts?event_id={id}&next=atm_unknown"))
+            .await,
+        422,
+        None,
+    );
 }

@@ -32,22 +32,6 @@ async fn wait_state(server: &TestServer, dest: &str, state: &str) -> Value {
     .unwrap_or_else(|| panic!("circuit of {dest} never became {state}"))
 }
 
-async fn send(server: &TestServer, src: &str, n: usize, tag: &str) -> Vec<String> {
-    let mut ids = Vec::new();
-    for i in 0..n {
-        ids.extend(
-            server
-                .ingest_ok(
-                    src,
-                    format!(r#"{{"tag":"{tag}","n":{i}}}"#),
-                    "application/json",
-                )
-                .await,
-        );
-    }
-    ids
-}
-
 async fn first_trigger(server: &TestServer, event: &str) -> String {
     server.attempts(event).await[0]["trigger"]
         .as_str()
@@ -73,13 +57,13 @@ async fn five_hard_failures_open_the_breaker_and_one_probe_closes_it() {
     assert_eq!(c["cooldown_seconds"], 2);
     assert_eq!(c["success_threshold"], 1);
 
-    send(&server, &src, 5, "failing").await;
+    server.send_events(&src, 5, "failing").await;
     let opened = wait_state(&server, &dest, "open").await;
     assert_eq!(receiver.hit_count(), 5, "exactly five attempts opened it");
     assert!(opened["opened_at"].is_string() && opened["next_probe_at"].is_string());
     assert_eq!(opened["last_transition_at"], opened["opened_at"]);
 
-    let waiting = send(&server, &src, 3, "waiting").await;
+    let waiting = server.send_events(&src, 3, "waiting").await;
     let s = &server;
     let (src_ref, waiting_ref) = (&src, &waiting);
     eventually(
@@ -140,9 +124,9 @@ async fn a_manual_reset_closes_the_breaker_and_flushes_with_reset() {
             no_retries(),
         )
         .await;
-    send(&server, &src, 2, "failing").await;
+    server.send_events(&src, 2, "failing").await;
     wait_state(&server, &dest, "open").await;
-    let waiting = send(&server, &src, 3, "waiting").await;
+    let waiting = server.send_events(&src, 3, "waiting").await;
     receiver.set_status(200);
     let (status, c) = server
         .api()
@@ -185,9 +169,9 @@ async fn an_open_breaker_probes_at_its_original_deadline_after_kill9() {
             no_retries(),
         )
         .await;
-    send(&server, &src, 1, "failing").await;
+    server.send_events(&src, 1, "failing").await;
     let opened = wait_state(&server, &dest, "open").await;
-    let waiting = send(&server, &src, 1, "waiting").await;
+    let waiting = server.send_events(&src, 1, "waiting").await;
     let probe_at = opened["next_probe_at"].clone();
     let opened_at = Instant::now();
     // Three seconds into the cooldown (a wait for a time, polled, not a guess).
@@ -235,7 +219,7 @@ async fn the_rate_limit_holds_at_the_receiver_and_loses_nothing() {
             json!([]),
         )
         .await;
-    let ids = send(&server, &src, 14, "limited").await;
+    let ids = server.send_events(&src, 14, "limited").await;
     let s = &server;
     let (src_ref, ids_ref) = (&src, &ids);
     eventually(Duration::from_secs(20), "all delivered", || async move {
@@ -267,7 +251,7 @@ async fn retry_after_delays_the_next_attempt_and_a_404_does_not_trip_the_breaker
             rules,
         )
         .await;
-    let ids = send(&server, &src, 1, "limited").await;
+    let ids = server.send_events(&src, 1, "limited").await;
     let s = &server;
     let (src_ref, ids_ref) = (&src, &ids);
     eventually(
@@ -284,7 +268,7 @@ async fn retry_after_delays_the_next_attempt_and_a_404_does_not_trip_the_breaker
     );
 
     receiver.set_status(404);
-    let ids = send(&server, &src, 3, "missing").await;
+    let ids = server.send_events(&src, 3, "missing").await;
     let (ids_ref, s) = (&ids, &server);
     eventually(
         Duration::from_secs(10),
@@ -310,9 +294,9 @@ async fn events_waiting_behind_an_open_breaker_are_dead_lettered_at_max_event_ag
             no_retries(),
         )
         .await;
-    send(&server, &src, 1, "failing").await;
+    server.send_events(&src, 1, "failing").await;
     wait_state(&server, &dest, "open").await;
-    let waiting = send(&server, &src, 2, "waiting").await;
+    let waiting = server.send_events(&src, 2, "waiting").await;
     let s = &server;
     let (src_ref, waiting_ref) = (&src, &waiting);
     eventually(
@@ -346,7 +330,7 @@ async fn a_disabled_destination_keeps_its_queue_and_resumes_in_order_when_enable
     let (src, dest, _) = server
         .pipeline(&receiver.url(), json!({ "max_concurrency": 1 }), rules)
         .await;
-    let ids = send(&server, &src, 3, "queued").await;
+    let ids = server.send_events(&src, 3, "queued").await;
     let (status, v) = server
         .api()
         .put(&format!("/v1/destinations/{dest}/disable"), None)

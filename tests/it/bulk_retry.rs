@@ -13,21 +13,6 @@ fn no_retries() -> Value {
     json!([{ "type": "retry", "strategy": "linear", "count": 0, "interval": 1000 }])
 }
 
-/// Sends `n` events, 50 at a time.
-async fn send_many(server: &TestServer, src: &str, n: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
-        let answers = futures_util::future::join_all(
-            chunk
-                .iter()
-                .map(|i| server.ingest_ok(src, format!(r#"{{"n":{i}}}"#), "application/json")),
-        )
-        .await;
-        ids.extend(answers.into_iter().flatten());
-    }
-    ids
-}
-
 /// `n` events of a new pipeline, all dead-lettered (the receiver answers 500, no retries).
 async fn failed_events(
     server: &TestServer,
@@ -37,7 +22,7 @@ async fn failed_events(
 ) -> (String, String, Vec<String>) {
     receiver.set_status(500);
     let (src, _, conn) = server.pipeline(&receiver.url(), dest, no_retries()).await;
-    let ids = send_many(server, &src, n).await;
+    let ids = server.send_events_concurrently(&src, n, "bulk").await;
     eventually(
         Duration::from_secs(60),
         "every event dead-lettered",
@@ -151,7 +136,7 @@ async fn a_bulk_retry_never_selects_held_events_and_holds_those_of_a_paused_conn
     let api = server.api();
     api.put(&format!("/v1/connections/{conn}/pause"), None)
         .await;
-    let held = send_many(&server, &src, 2).await;
+    let held = server.send_events_concurrently(&src, 2, "bulk").await;
 
     let only_held = start(
         &server,

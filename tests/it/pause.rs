@@ -10,40 +10,6 @@ use serde_json::{json, Value};
 
 use crate::common::{eventually, id_of, TestReceiver, TestServer};
 
-/// Sends `n` events one after the other (so acceptance order is send order).
-async fn send(server: &TestServer, src: &str, n: usize, tag: &str) -> Vec<String> {
-    let mut ids = Vec::new();
-    for i in 0..n {
-        ids.extend(
-            server
-                .ingest_ok(
-                    src,
-                    format!(r#"{{"tag":"{tag}","n":{i}}}"#),
-                    "application/json",
-                )
-                .await,
-        );
-    }
-    ids
-}
-
-/// Sends `n` events, 50 at a time; returns every event id the answers name.
-async fn send_many(server: &TestServer, src: &str, n: usize, tag: &str) -> Vec<String> {
-    let mut ids = Vec::new();
-    for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
-        let answers = futures_util::future::join_all(chunk.iter().map(|i| {
-            server.ingest_ok(
-                src,
-                format!(r#"{{"tag":"{tag}","n":{i}}}"#),
-                "application/json",
-            )
-        }))
-        .await;
-        ids.extend(answers.into_iter().flatten());
-    }
-    ids
-}
-
 /// The event ids the receiver got on `path`, in arrival order, first arrivals only.
 fn arrivals(receiver: &TestReceiver, path: &str) -> Vec<String> {
     let mut seen = HashSet::new();
@@ -149,7 +115,7 @@ async fn a_paused_branch_holds_while_its_sibling_delivers_and_unpause_drains_it_
         "a second pause keeps the first time"
     );
 
-    let ids = send(&server, &src, 10, "held").await;
+    let ids = server.send_events(&src, 10, "held").await;
     assert_eq!(ids.len(), 20, "each request makes an event per connection");
     eventually(
         Duration::from_secs(20),
@@ -220,7 +186,7 @@ async fn a_paused_at_patch_is_stored_as_given_keeps_the_rules_and_null_drains() 
     assert_eq!(v["rules"][0]["count"], 2, "rules kept: {v}");
     assert_eq!(v["rules"][0]["interval"], 500, "rules kept: {v}");
 
-    let ids = send(&server, &src, 5, "patch").await;
+    let ids = server.send_events(&src, 5, "patch").await;
     eventually(Duration::from_secs(10), "five held", || async {
         held(&server, &conn).await.len() == 5
     })
@@ -259,7 +225,7 @@ async fn disable_clears_the_pause_keeps_held_events_held_and_enable_releases_the
     let api = server.api();
     api.put(&format!("/v1/connections/{conn}/pause"), None)
         .await;
-    let before = send(&server, &src, 3, "before").await;
+    let before = server.send_events(&src, 3, "before").await;
     let held_ids = of_connection(&server, &conn, &before).await;
     assert_eq!(held_ids.len(), 3);
 
@@ -275,7 +241,7 @@ async fn disable_clears_the_pause_keeps_held_events_held_and_enable_releases_the
         .put(&format!("/v1/connections/{conn}/pause"), None)
         .await;
     assert_eq!(status, 409, "a disabled connection cannot be paused: {v}");
-    let during = send(&server, &src, 2, "during").await;
+    let during = server.send_events(&src, 2, "during").await;
     assert_eq!(during.len(), 2, "the disabled branch makes no event");
     // The sibling delivering the later events shows the engine has moved on; the held ones
     // are still held, and none reached the disabled branch.
@@ -293,7 +259,7 @@ async fn disable_clears_the_pause_keeps_held_events_held_and_enable_releases_the
         .await;
     assert_eq!(status, 200, "{v}");
     assert!(v["disabled_at"].is_null(), "{v}");
-    let after = send(&server, &src, 1, "after").await;
+    let after = server.send_events(&src, 1, "after").await;
     let new_ids = of_connection(&server, &conn, &after).await;
     assert_eq!(new_ids.len(), 1, "enable restores routing");
     eventually(
@@ -320,7 +286,7 @@ async fn a_drain_of_2000_held_events_keeps_to_the_destinations_rate_limit_and_lo
     let api = server.api();
     api.put(&format!("/v1/connections/{conn}/pause"), None)
         .await;
-    let ids = send_many(&server, &src, 2000, "bulk").await;
+    let ids = server.send_events_concurrently(&src, 2000, "bulk").await;
     assert_eq!(ids.len(), 2000);
     api.put(&format!("/v1/connections/{conn}/unpause"), None)
         .await;
@@ -349,7 +315,8 @@ async fn a_drain_rate_caps_the_backlog_while_new_events_keep_the_destinations_li
     let api = server.api();
     api.put(&format!("/v1/connections/{conn}/pause"), None)
         .await;
-    let backlog: HashSet<String> = send_many(&server, &src, 300, "backlog")
+    let backlog: HashSet<String> = server
+        .send_events_concurrently(&src, 300, "backlog")
         .await
         .into_iter()
         .collect();
@@ -367,7 +334,7 @@ async fn a_drain_rate_caps_the_backlog_while_new_events_keep_the_destinations_li
             receiver.delivered_ids().len() >= 30 * (round + 1)
         })
         .await;
-        let new = send(&server, &src, 5, "fresh").await;
+        let new = server.send_events(&src, 5, "fresh").await;
         let probe = new.clone();
         eventually(
             Duration::from_secs(3),
@@ -419,7 +386,7 @@ async fn a_drain_killed_midway_resumes_after_restart_at_its_rate_in_order() {
     let api = server.api();
     api.put(&format!("/v1/connections/{conn}/pause"), None)
         .await;
-    let ids = send(&server, &src, 300, "crash").await;
+    let ids = server.send_events(&src, 300, "crash").await;
     let (status, v) = api
         .put(
             &format!("/v1/connections/{conn}/unpause"),
@@ -474,7 +441,7 @@ async fn a_crash_while_paused_keeps_the_connection_paused_and_its_events_held() 
     let api = server.api();
     api.put(&format!("/v1/connections/{conn}/pause"), None)
         .await;
-    let ids = send(&server, &src, 5, "paused").await;
+    let ids = server.send_events(&src, 5, "paused").await;
     let held_ids = of_connection(&server, &conn, &ids).await;
     server.kill9();
     server.restart().await;
@@ -482,7 +449,7 @@ async fn a_crash_while_paused_keeps_the_connection_paused_and_its_events_held() 
     let (_, v) = api.get(&format!("/v1/connections/{conn}")).await;
     assert!(v["paused_at"].is_string(), "still paused: {v}");
     // A later event through the sibling is delivered: the engine runs, and holds still hold.
-    send(&server, &src, 1, "clock").await;
+    server.send_events(&src, 1, "clock").await;
     eventually(Duration::from_secs(20), "the sibling delivers", || async {
         arrivals(&receiver, "/live").len() == 6
     })

@@ -521,6 +521,36 @@ impl TestServer {
             .collect()
     }
 
+    /// Sends `n` small JSON events one after the other (acceptance order is send order);
+    /// returns every event id the answers name.
+    pub async fn send_events(&self, source_id: &str, n: usize, tag: &str) -> Vec<String> {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let body = format!(r#"{{"tag":"{tag}","n":{i}}}"#);
+            ids.extend(self.ingest_ok(source_id, body, "application/json").await);
+        }
+        ids
+    }
+
+    /// Sends `n` small JSON events, 50 at a time; returns every event id the answers name.
+    pub async fn send_events_concurrently(
+        &self,
+        source_id: &str,
+        n: usize,
+        tag: &str,
+    ) -> Vec<String> {
+        let mut ids = Vec::new();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
+            let answers = futures_util::future::join_all(chunk.iter().map(|i| {
+                let body = format!(r#"{{"tag":"{tag}","n":{i}}}"#);
+                self.ingest_ok(source_id, body, "application/json")
+            }))
+            .await;
+            ids.extend(answers.into_iter().flatten());
+        }
+        ids
+    }
+
     /// All pages of `GET {path}?{query}` (a list endpoint), oldest first.
     pub async fn list_all(&self, path: &str, query: &str) -> Vec<Value> {
         let mut out = Vec::new();
