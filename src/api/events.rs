@@ -9,10 +9,21 @@ use super::json::{self, QueryParams};
 use crate::domain::*;
 use crate::engine::Engine;
 
-/// A body as JSON when it is JSON, else as text.
-pub fn render_body(body: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(body)
-        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(body).into_owned()))
+/// A body exactly as it came, and how it is written: `json` (the parsed document), `text`
+/// (UTF-8 that is not JSON), or `base64` (anything else, byte for byte: a replacement
+/// character would hide what the provider sent).
+pub fn render_body(body: &[u8]) -> (serde_json::Value, &'static str) {
+    use base64::Engine as _;
+    if let Ok(value) = serde_json::from_slice(body) {
+        return (value, "json");
+    }
+    match std::str::from_utf8(body) {
+        Ok(text) => (serde_json::Value::String(text.to_owned()), "text"),
+        Err(_) => (
+            serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(body)),
+            "base64",
+        ),
+    }
 }
 
 fn render_headers(headers: &[(String, String)]) -> serde_json::Value {
@@ -33,13 +44,15 @@ fn render_headers(headers: &[(String, String)]) -> serde_json::Value {
 }
 
 pub fn render_request(r: &Request) -> serde_json::Value {
+    let (body, encoding) = render_body(&r.body);
     json!({
         "id": r.id,
         "team_id": r.team_id,
         "source_id": r.source_id,
         "method": r.method,
         "headers": render_headers(&r.headers),
-        "body": render_body(&r.body),
+        "body": body,
+        "encoding": encoding,
         "rejection_cause": r.rejection_cause,
         "event_ids": r.event_ids,
         "created_at": r.created_at,
@@ -108,7 +121,10 @@ async fn get_event(
     let data = engine
         .store()
         .request(&auth.team, &event.request_id)?
-        .map(|r| json!({"headers": render_headers(&r.headers), "body": render_body(&r.body)}));
+        .map(|r| {
+            let (body, encoding) = render_body(&r.body);
+            json!({"headers": render_headers(&r.headers), "body": body, "encoding": encoding})
+        });
     out["data"] = data.unwrap_or(serde_json::Value::Null);
     Ok(HttpResponse::Ok().json(out))
 }
@@ -192,6 +208,42 @@ async fn get_request(
     Ok(HttpResponse::Ok().json(render_request(&request)))
 }
 
+/// Replays a stored request through the routing of now: new events, for the connections
+/// its source has today, under a new request (`replay_of` names the original). A request
+/// that was rejected (a failed signature, say) is not replayed.
+async fn retry_request(
+    engine: web::Data<Engine>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = RequestId::parse(&id).map_err(|_| ApiError::NotFound("request"))?;
+    let request = engine
+        .store()
+        .request(&auth.team, &id)?
+        .ok_or(ApiError::NotFound("request"))?;
+    if request.rejection_cause.is_some() {
+        return Err(ApiError::Conflict {
+            code: "REQUEST_REJECTED",
+            message: "the request was rejected when it arrived; it is not replayed".into(),
+        });
+    }
+    let source = engine
+        .source(&request.source_id)
+        .filter(|s| s.team_id == auth.team)
+        .ok_or_else(|| ApiError::Conflict {
+            code: "SOURCE_DELETED",
+            message: "the request's source was deleted".into(),
+        })?;
+    let (request_id, event_ids) = engine
+        .ingest(&source, request.method, request.headers, request.body)
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "request_id": request_id,
+        "event_ids": event_ids,
+        "replay_of": id,
+    })))
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/v1/events").route(web::get().to(list_events)));
     cfg.service(super::resource("/v1/events/{id}").route(web::get().to(get_event)));
@@ -199,4 +251,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/v1/attempts").route(web::get().to(list_attempts)));
     cfg.service(super::resource("/v1/requests").route(web::get().to(list_requests)));
     cfg.service(super::resource("/v1/requests/{id}").route(web::get().to(get_request)));
+    cfg.service(super::resource("/v1/requests/{id}/retry").route(web::post().to(retry_request)));
 }

@@ -189,3 +189,46 @@ async fn fan_out_to_two_connections() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_is_not_utf8_is_shown_and_delivered_byte_for_byte() {
+    use base64::Engine as _;
+    let receiver = TestReceiver::start().await;
+    let server = TestServer::start().await;
+    let (src, _, _) = server.pipeline(&receiver.url(), json!({}), json!([])).await;
+    let bytes: Vec<u8> = vec![0xff, 0xfe, 0x00, b'a', 0xc3, 0x28, b'\n'];
+    let (status, v) = server
+        .ingest(&src, bytes.clone(), "application/octet-stream")
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let request_id = v["request_id"].as_str().unwrap().to_string();
+    let event_id = v["event_ids"][0].as_str().unwrap().to_string();
+    let decode = |v: &serde_json::Value| {
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().expect("a base64 string"))
+            .expect("valid base64")
+    };
+    let (status, request) = server
+        .api()
+        .get(&format!("/v1/requests/{request_id}"))
+        .await;
+    assert_eq!(status, 200, "{request}");
+    assert_eq!(request["encoding"], "base64", "{request}");
+    assert_eq!(decode(&request["body"]), bytes);
+    let event = server.event(&event_id).await;
+    assert_eq!(event["data"]["encoding"], "base64", "{event}");
+    assert_eq!(decode(&event["data"]["body"]), bytes);
+    eventually(Duration::from_secs(10), "delivered", || async {
+        receiver.hit_count() == 1
+    })
+    .await;
+    assert_eq!(receiver.hits()[0].body, bytes, "delivered exactly");
+    // Text and JSON say so.
+    let (_, v) = server.ingest(&src, "plain text", "text/plain").await;
+    let id = v["request_id"].as_str().unwrap();
+    let (_, request) = server.api().get(&format!("/v1/requests/{id}")).await;
+    assert_eq!(
+        (request["encoding"].clone(), request["body"].clone()),
+        (json!("text"), json!("plain text"))
+    );
+}

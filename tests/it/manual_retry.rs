@@ -144,3 +144,53 @@ async fn a_retry_of_a_waiting_or_unknown_event_is_refused() {
         None,
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_replays_through_todays_routing_as_new_events() {
+    let receiver = TestReceiver::start().await;
+    let server = TestServer::start().await;
+    let (src, _, _) = server.pipeline(&receiver.url(), json!({}), json!([])).await;
+    let (status, first) = server.ingest(&src, r#"{"n":1}"#, "application/json").await;
+    assert_eq!(status, 200, "{first}");
+    eventually(Duration::from_secs(10), "delivered", || async {
+        receiver.hit_count() == 1
+    })
+    .await;
+    // A second branch since: the replay goes down both.
+    let dest = server
+        .create_destination(json!({ "url": format!("{}/second", receiver.base_url()) }))
+        .await;
+    server
+        .create_connection(&src, dest["id"].as_str().unwrap(), json!([]))
+        .await;
+    let original = first["request_id"].as_str().unwrap();
+    let (status, v) = server
+        .api()
+        .post(&format!("/v1/requests/{original}/retry"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["replay_of"], original);
+    assert_ne!(v["request_id"], original);
+    let new_events = v["event_ids"].as_array().unwrap();
+    assert_eq!(new_events.len(), 2, "{v}");
+    eventually(Duration::from_secs(10), "both delivered", || async {
+        receiver.hit_count() == 3
+    })
+    .await;
+    let bodies: Vec<Vec<u8>> = receiver.hits().iter().map(|h| h.body.clone()).collect();
+    assert!(
+        bodies.iter().all(|b| b == br#"{"n":1}"#),
+        "the same body each time"
+    );
+    assert_error(
+        server
+            .api()
+            .post(
+                "/v1/requests/req_01M97KBVMTHGG1QE4EKD96QX9Q/retry",
+                &json!({}),
+            )
+            .await,
+        404,
+        None,
+    );
+}
