@@ -104,6 +104,7 @@ impl Engine {
                 created_at: now,
             };
             writes.push(ops::put_event(&event));
+            writes.extend(ops::index_event(&event));
             let held = status == EventStatus::Hold;
             entries.push((held, connection.destination_id.clone(), entry));
             event_ids.push(event.id);

@@ -17,6 +17,9 @@ pub const SCHEDULED: &[u8] = b"W/";
 pub const HOLD: &[u8] = b"H/";
 pub const BREAKER: &[u8] = b"B/";
 pub const BULK_RETRY: &[u8] = b"J/";
+/// The event index: `X/{team}/s/{STATUS}/{event}` and `X/{team}/c/{connection}/{STATUS}/{event}`
+/// for events whose status `is_indexed`.
+pub const EVENT_INDEX: &[u8] = b"X/";
 /// The drain rate an unpause asked for, kept while the connection's drain runs.
 pub const DRAIN_RATE: &[u8] = b"U/";
 /// The store's own bookkeeping: `M/layout` (the layout version, a big-endian `u32`) and
@@ -65,6 +68,52 @@ pub fn breaker(id: &DestinationId) -> Vec<u8> {
 
 pub fn bulk_retry(id: &BulkRetryId) -> Vec<u8> {
     join(&[BULK_RETRY, id.as_str().as_bytes()])
+}
+
+/// The statuses the event index keeps: the ones an operator looks for among many delivered
+/// events. `QUEUED` and `SUCCESSFUL`, the path of nearly every event, are left out, so
+/// delivering an event costs the index nothing.
+pub fn is_indexed(status: EventStatus) -> bool {
+    matches!(
+        status,
+        EventStatus::Hold | EventStatus::Scheduled | EventStatus::Failed | EventStatus::Cancelled
+    )
+}
+
+/// Where the index lists the team's events with `status`, optionally of one connection.
+pub fn event_index_prefix(
+    team: &TeamId,
+    connection: Option<&ConnectionId>,
+    status: EventStatus,
+) -> Vec<u8> {
+    let team = team.as_str().as_bytes();
+    let status = status.as_str().as_bytes();
+    let mut key = match connection {
+        None => join(&[EVENT_INDEX, team, b"s", status]),
+        Some(c) => join(&[EVENT_INDEX, team, b"c", c.as_str().as_bytes(), status]),
+    };
+    key.push(b'/');
+    key
+}
+
+/// The index keys of an event with `status` (none when the status is not indexed).
+pub fn event_index(
+    team: &TeamId,
+    connection: &ConnectionId,
+    status: EventStatus,
+    event: &EventId,
+) -> Vec<Vec<u8>> {
+    if !is_indexed(status) {
+        return Vec::new();
+    }
+    [None, Some(connection)]
+        .into_iter()
+        .map(|c| {
+            let mut key = event_index_prefix(team, c, status);
+            key.extend_from_slice(event.as_str().as_bytes());
+            key
+        })
+        .collect()
 }
 
 pub fn drain_rate(id: &ConnectionId) -> Vec<u8> {

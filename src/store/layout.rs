@@ -14,14 +14,21 @@
 
 use std::collections::HashMap;
 
+use super::event_record::EventRecord;
 use super::{codec, keys, StoreError};
 use crate::domain::destination_core::QueueEntry;
 use crate::domain::DestinationId;
 
 type Result<T> = std::result::Result<T, StoreError>;
 
-/// The layout this build reads and writes.
-pub const VERSION: u32 = 2;
+/// The layout this build reads and writes. Version 3 added the event index (`X/`).
+pub const VERSION: u32 = 3;
+
+/// The per-destination queue layout, before the event index.
+const V2: u32 = 2;
+
+/// Index keys written per batch by the migration to version 3.
+const INDEX_BATCH: usize = 10_000;
 
 /// Entries per FIFO record written by a migration: a page of the actor's is a few records,
 /// and no record is one huge value.
@@ -29,25 +36,31 @@ const MIGRATED_RECORD_ENTRIES: usize = 1024;
 
 /// Checks the layout of `tree`, migrating an older one, and returns the high-water mark.
 pub fn open(tree: &sled::Tree) -> Result<u64> {
-    let Some(version) = tree.get(keys::LAYOUT)? else {
-        return migrate_from_v1(tree);
+    let version = match tree.get(keys::LAYOUT)? {
+        None => {
+            migrate_from_v1(tree)?;
+            V2
+        }
+        Some(version) => u32::from_be_bytes(
+            version
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("the layout version is not 4 bytes".into()))?,
+        ),
     };
-    let version = u32::from_be_bytes(
-        version
-            .as_ref()
-            .try_into()
-            .map_err(|_| StoreError::Corrupt("the layout version is not 4 bytes".into()))?,
-    );
     if version > VERSION {
         return Err(StoreError::NewerLayout {
             found: version,
             supported: VERSION,
         });
     }
-    if version < VERSION {
+    if version < V2 {
         return Err(StoreError::Corrupt(format!(
             "store layout version {version} is not one this build knows"
         )));
+    }
+    if version == V2 {
+        migrate_v2_to_v3(tree)?;
     }
     match tree.get(keys::HIGH_WATER)? {
         Some(mark) => decode_mark(&mark),
@@ -150,7 +163,7 @@ fn migrate_from_v1(tree: &sled::Tree) -> Result<u64> {
     }
     high = high.max(held_high_water(tree)?);
     batch.insert(keys::HIGH_WATER, encode_mark(high));
-    batch.insert(keys::LAYOUT, VERSION.to_be_bytes().to_vec());
+    batch.insert(keys::LAYOUT, V2.to_be_bytes().to_vec());
     tree.apply_batch(batch)?;
     tree.flush()?;
     if migrated > 0 {
@@ -160,4 +173,29 @@ fn migrate_from_v1(tree: &sled::Tree) -> Result<u64> {
         );
     }
     Ok(high)
+}
+
+/// Builds the event index from every stored event, then stamps version 3. Index keys are
+/// idempotent, so a crash part-way leaves version 2 and the next open starts over.
+fn migrate_v2_to_v3(tree: &sled::Tree) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    let (mut pending, mut indexed) = (0, 0);
+    for kv in tree.scan_prefix(keys::EVENT) {
+        let (_, value) = kv?;
+        let e = codec::decode::<EventRecord>(&value)?.event;
+        for key in keys::event_index(&e.team_id, &e.connection_id, e.status, &e.id) {
+            batch.insert(key, Vec::new());
+            pending += 1;
+            indexed += 1;
+        }
+        if pending >= INDEX_BATCH {
+            tree.apply_batch(std::mem::take(&mut batch))?;
+            pending = 0;
+        }
+    }
+    batch.insert(keys::LAYOUT, VERSION.to_be_bytes().to_vec());
+    tree.apply_batch(batch)?;
+    tree.flush()?;
+    tracing::info!(index_keys = indexed, "event index built (store layout 3)");
+    Ok(())
 }

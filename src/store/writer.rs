@@ -470,11 +470,22 @@ fn apply_message(
                 // A patch for an event that no longer exists (purged) is dropped.
                 let Some(bytes) = current else { continue };
                 let mut record = codec::decode::<EventRecord>(&bytes)?;
+                let before = record.event.status;
                 if let Some(spilled) = record.apply(patch) {
                     let attempt_key = keys::attempt(&spilled.event_id, spilled.attempt_number);
                     staged
                         .writes
                         .insert(attempt_key, Some(codec::encode(&spilled)));
+                }
+                let e = &record.event;
+                if e.status != before {
+                    // The index follows the status in the same batch.
+                    for gone in keys::event_index(&e.team_id, &e.connection_id, before, &e.id) {
+                        staged.writes.insert(gone, None);
+                    }
+                    for new in keys::event_index(&e.team_id, &e.connection_id, e.status, &e.id) {
+                        staged.writes.insert(new, Some(Vec::new()));
+                    }
                 }
                 staged.writes.insert(key, Some(codec::encode(&record)));
                 continue;

@@ -468,3 +468,61 @@ async fn a_crash_while_paused_keeps_the_connection_paused_and_its_events_held() 
     .await;
     assert_eq!(arrivals(&receiver, "/held")[..5], held_ids[..]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_and_failed_events_list_in_full_pages_from_the_index() {
+    let receiver = TestReceiver::start().await;
+    let server = TestServer::start().await;
+    let (src, live, conn, _) = two_branches(&server, &receiver, json!({})).await;
+    // 300 delivered events on the sibling around 60 held ones: pages of held events are full.
+    server.send_events_concurrently(&src, 150, "before").await;
+    server
+        .api()
+        .put(&format!("/v1/connections/{conn}/pause"), None)
+        .await;
+    let sent = server.send_events(&src, 60, "held").await;
+    let held_ids = of_connection(&server, &conn, &sent).await;
+    server
+        .api()
+        .put(&format!("/v1/connections/{live}/disable"), None)
+        .await;
+    let (status, first) = server
+        .api()
+        .get(&format!(
+            "/v1/events?connection_id={conn}&status=HOLD&limit=50&dir=asc"
+        ))
+        .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["count"], 50, "a full page");
+    let next = first["pagination"]["next"].as_str().expect("a next cursor");
+    let (_, second) = server
+        .api()
+        .get(&format!(
+            "/v1/events?connection_id={conn}&status=HOLD&limit=50&dir=asc&next={next}"
+        ))
+        .await;
+    assert_eq!(second["count"], 10, "{second}");
+    let listed: Vec<String> = first["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["models"].as_array().unwrap())
+        .map(|e| id_of(e).to_string())
+        .collect();
+    assert_eq!(listed, held_ids, "every held event, oldest first");
+    let (_, newest) = server.api().get("/v1/events?status=HOLD&limit=1").await;
+    assert_eq!(
+        id_of(&newest["models"][0]),
+        held_ids[59],
+        "newest first by default"
+    );
+    // Unpaused and delivered: the index lets them go.
+    server
+        .api()
+        .put(&format!("/v1/connections/{conn}/unpause"), None)
+        .await;
+    eventually(Duration::from_secs(20), "drained", || async {
+        held(&server, &conn).await.is_empty()
+    })
+    .await;
+}
