@@ -4,7 +4,7 @@
 use super::{Engine, EngineError, Result};
 use crate::domain::bulk_retry::{BulkQuery, BulkRetryJob};
 use crate::domain::*;
-use crate::store::ops;
+use crate::store::{keys, ops, Direction, ListQuery, Store, StoreError};
 
 /// Events read per step of a job.
 const PAGE: usize = 500;
@@ -18,11 +18,11 @@ impl Engine {
             let mut count = 0;
             let mut after: Option<EventId> = None;
             loop {
-                let page = store.events_after(&t, after.as_ref(), PAGE)?;
-                count += page.iter().filter(|e| q.selects(e, now)).count() as u64;
-                match page.last() {
-                    Some(last) if page.len() == PAGE => after = Some(last.id.clone()),
-                    _ => return Ok(count),
+                let (selected, next) = select_page(&store, &t, &q, now, after)?;
+                count += selected.len() as u64;
+                match next {
+                    Some(next) => after = Some(next),
+                    None => return Ok(count),
                 }
             }
         })
@@ -67,45 +67,87 @@ impl Engine {
 
     async fn bulk_retry_steps(&self, mut job: BulkRetryJob) -> Result<()> {
         loop {
-            let (t, after) = (job.team_id.clone(), job.cursor.clone());
-            let page = self
+            let (t, q, started, after) = (
+                job.team_id.clone(),
+                job.query.clone(),
+                job.created_at,
+                job.cursor.clone(),
+            );
+            let (page, next) = self
                 .store()
-                .read_applied(move |s| s.events_after(&t, after.as_ref(), PAGE))
+                .read_applied(move |s| select_page(s, &t, &q, started, after))
                 .await?;
             let mut skipped = 0;
             for event in &page {
-                if !job.query.selects(event, job.created_at) {
-                    continue;
-                }
                 // The job's progress is stored with each retry: a crash never retries one
                 // twice, nor skips one.
-                let next = job.retried(&event.id, Timestamp::now());
+                let progressed = job.retried(&event.id, Timestamp::now());
                 let retried = self
                     .retry_event(
                         &job.team_id,
                         &event.id,
                         Trigger::BulkRetry,
-                        vec![ops::put_bulk_retry(&next)],
+                        vec![ops::put_bulk_retry(&progressed)],
                     )
                     .await;
                 match retried {
-                    Ok(_) => job = next,
+                    Ok(_) => job = progressed,
                     Err(EngineError::Refused { .. } | EngineError::NotFound(_)) => skipped += 1,
                     Err(e) => return Err(e),
                 }
             }
             let now = Timestamp::now();
-            if let Some(last) = page.last() {
-                job = job.passed(&last.id, skipped, now);
+            if let Some(last) = next.as_ref().or(page.last().map(|e| &e.id)) {
+                job = job.passed(last, skipped, now);
             }
-            if page.len() < PAGE {
+            if next.is_none() {
                 job = job.completed(now);
             }
             self.store().commit(vec![ops::put_bulk_retry(&job)]).await?;
-            if page.len() < PAGE {
+            if next.is_none() {
                 tracing::info!(bulk_retry_id = %job.id, retried = job.retried_count, skipped = job.skipped_count, "bulk retry completed");
                 return Ok(());
             }
         }
     }
+}
+
+/// The next events `query` selects after `after`, in creation order, and where the page
+/// after starts (`None`: nothing is left). From the event index when every status asked for
+/// is indexed (the common `FAILED`), else by walking the team's events. Blocking.
+fn select_page(
+    store: &Store,
+    team: &TeamId,
+    query: &BulkQuery,
+    started_at: Timestamp,
+    after: Option<EventId>,
+) -> crate::store::Result<(Vec<Event>, Option<EventId>)> {
+    if !query.status.is_empty() && query.status.iter().all(|s| keys::is_indexed(*s)) {
+        let q = ListQuery {
+            team: team.clone(),
+            limit: PAGE,
+            cursor: after.map(|a| a.to_string()),
+            dir: Direction::Asc,
+        };
+        let page =
+            store.list_events_indexed(&q, &query.status, query.connection_id.as_ref(), |e| {
+                query.selects(e, started_at)
+            })?;
+        let next = page
+            .next
+            .map(|n| {
+                EventId::parse(&n).map_err(|e| StoreError::Corrupt(format!("event index: {e}")))
+            })
+            .transpose()?;
+        return Ok((page.items, next));
+    }
+    let page = store.events_after(team, after.as_ref(), PAGE)?;
+    let next = (page.len() == PAGE)
+        .then(|| page.last().map(|e| e.id.clone()))
+        .flatten();
+    let selected = page
+        .into_iter()
+        .filter(|e| query.selects(e, started_at))
+        .collect();
+    Ok((selected, next))
 }

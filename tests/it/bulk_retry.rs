@@ -202,3 +202,27 @@ async fn bad_bulk_retry_queries_are_refused_and_name_the_field() {
         None,
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_retry_of_delivered_events_sends_them_again_when_asked() {
+    let receiver = TestReceiver::start().await;
+    let server = TestServer::start().await;
+    let (src, _, conn) = server.pipeline(&receiver.url(), json!({}), json!([])).await;
+    server.send_events(&src, 3, "delivered").await;
+    eventually(Duration::from_secs(10), "delivered", || async {
+        receiver.hit_count() == 3
+    })
+    .await;
+    let started = start(
+        &server,
+        json!({ "connection_id": conn, "status": ["SUCCESSFUL"] }),
+    )
+    .await;
+    assert_eq!(started["estimated_count"], 3, "{started}");
+    let done = completed(&server, started["id"].as_str().unwrap()).await;
+    assert_eq!(done["retried_count"], 3, "{done}");
+    eventually(Duration::from_secs(10), "sent again", || async {
+        receiver.hit_count() == 6
+    })
+    .await;
+}
