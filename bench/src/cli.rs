@@ -19,6 +19,8 @@ WORKLOADS (1 KiB JSON bodies unless stated):
   w2  fan-out: one source -> 10 connections/destinations
   w3  the W1 load spread over 10,000 sources/destinations (--w3-destinations)
   w4  one destination answering after 200 ms beside 100 healthy ones, vs 101 healthy
+  w5  a held backlog (--w5-events, 100,000) drained on unpause (gateway modes): drain rate
+      (÷ W1's delivered rate when W1 runs in the same invocation), RSS while holding and draining
   w6  RSS per idle destination with 100,000 destinations (--w6-destinations; gateway modes)
   w7  restart with 1,000,000 waiting events, receiver down: time to /readyz (--w7-events; gateway modes)
   w8  64 KiB and 1 MiB bodies
@@ -30,6 +32,9 @@ WORKLOADS (1 KiB JSON bodies unless stated):
       open, RSS (at open, at the end of the open period, peak, MiB per 100k queued events),
       close -> drained time and rate, and whether the backlog arrived in acceptance order.
       Each run takes about open_s + drain time (~2 min with the defaults; --quick ~10 s)
+  w11 event queries (gateway modes): --w11-events (1,000,000) delivered events, then 50 held
+      on a paused connection and 50 dead-lettered; p50/p99 of listing the 50 held ones of
+      their connection, status=FAILED and dead_lettered=true (200 calls each)
 
 Every run ends with a ledger: accepted = delivered (unique ids) + dead-lettered + waiting at
 cutoff, duplicates shown. A run whose ledger does not balance is VOID, left out of the
@@ -128,6 +133,8 @@ pub enum Workload {
     W3,
     /// one 200 ms destination beside 100 healthy ones
     W4,
+    /// a 100,000-event HOLD backlog drained on unpause: drain rate, RSS
+    W5,
     /// RSS per idle destination, 100,000 destinations
     W6,
     /// restart with 1,000,000 waiting events: time to /readyz
@@ -138,21 +145,25 @@ pub enum Workload {
     W9,
     /// circuit breaker open under load, then closed: queueing memory, drain, order
     W10,
+    /// listing 50 held / failed / dead-lettered events among 1,000,000 delivered ones
+    W11,
     /// every workload above (w10 adds about open_s + drain time per run)
     All,
 }
 
 impl Workload {
-    pub const EACH: [Workload; 9] = [
+    pub const EACH: [Workload; 11] = [
         Workload::W1,
         Workload::W2,
         Workload::W3,
         Workload::W4,
+        Workload::W5,
         Workload::W6,
         Workload::W7,
         Workload::W8,
         Workload::W9,
         Workload::W10,
+        Workload::W11,
     ];
 
     pub fn name(self) -> &'static str {
@@ -161,11 +172,13 @@ impl Workload {
             Workload::W2 => "w2",
             Workload::W3 => "w3",
             Workload::W4 => "w4",
+            Workload::W5 => "w5",
             Workload::W6 => "w6",
             Workload::W7 => "w7",
             Workload::W8 => "w8",
             Workload::W9 => "w9",
             Workload::W10 => "w10",
+            Workload::W11 => "w11",
             Workload::All => "all",
         }
     }
@@ -240,6 +253,10 @@ pub struct BenchArgs {
     #[arg(long)]
     pub w6_destinations: Option<usize>,
 
+    /// W5: events held, then drained [default: 100,000; --quick: 5,000]
+    #[arg(long)]
+    pub w5_events: Option<u64>,
+
     /// W7: events waiting when the gateway restarts [default: 1,000,000; --quick: 20,000]
     #[arg(long)]
     pub w7_events: Option<u64>,
@@ -251,6 +268,10 @@ pub struct BenchArgs {
     /// W10: open-loop rate while the breaker is open, events/s [default: 2,000; --quick: 300]
     #[arg(long)]
     pub w10_rate: Option<f64>,
+
+    /// W11: delivered events around the ones listed [default: 1,000,000; --quick: 20,000]
+    #[arg(long)]
+    pub w11_events: Option<u64>,
 
     /// W10: seconds the breaker stays open under load; also the destination's
     /// cooldown_seconds, so the probe comes at its end [default: 60; --quick: 5]
@@ -295,9 +316,11 @@ pub struct Settings {
     pub json: bool,
     pub w3_destinations: usize,
     pub w6_destinations: usize,
+    pub w5_events: u64,
     pub w7_events: u64,
     pub w9_events: u64,
     pub w10_rate: f64,
+    pub w11_events: u64,
     pub w10_open_s: u64,
     pub w10_concurrency: u32,
     pub w10_drain_timeout_s: f64,
@@ -339,6 +362,7 @@ impl BenchArgs {
             w6_destinations: self
                 .w6_destinations
                 .unwrap_or(if q { 2_000 } else { 100_000 }),
+            w5_events: self.w5_events.unwrap_or(if q { 5_000 } else { 100_000 }),
             w7_events: self.w7_events.unwrap_or(if q { 20_000 } else { 1_000_000 }),
             w9_events: self.w9_events.unwrap_or(if q { 5_000 } else { 50_000 }),
             w10_rate: self
@@ -346,6 +370,9 @@ impl BenchArgs {
                 .unwrap_or(if q { 300.0 } else { 2_000.0 })
                 .max(1.0),
             w10_open_s: self.w10_open_s.unwrap_or(if q { 5 } else { 60 }).max(1),
+            w11_events: self
+                .w11_events
+                .unwrap_or(if q { 20_000 } else { 1_000_000 }),
             w10_concurrency: self.w10_concurrency.max(1),
             w10_drain_timeout_s: self
                 .w10_drain_timeout
@@ -394,8 +421,8 @@ mod tests {
         ]);
         let s = c.bench.settings();
         assert_eq!(s.modes, vec![Mode::Ceiling, Mode::GatewayNosync]);
-        assert_eq!(s.workloads.len(), 9);
-        assert_eq!(s.workloads.last(), Some(&Workload::W10));
+        assert_eq!(s.workloads.len(), 11);
+        assert_eq!(s.workloads.last(), Some(&Workload::W11));
         assert_eq!(s.reps, 3);
     }
 

@@ -19,6 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod w10;
+mod w11;
+mod w5;
 
 /// The `fasthook` binary is needed and missing: exit status 2.
 #[derive(Debug)]
@@ -75,11 +77,13 @@ pub async fn run(settings: Settings) -> Result<Report> {
             Workload::W2 => w2(&mut b).await,
             Workload::W3 => w3(&mut b).await,
             Workload::W4 => w4(&mut b).await,
+            Workload::W5 => w5::w5(&mut b).await,
             Workload::W6 => w6(&mut b).await,
             Workload::W7 => w7(&mut b).await,
             Workload::W8 => w8(&mut b).await,
             Workload::W9 => w9(&mut b).await,
             Workload::W10 => w10::w10(&mut b).await,
+            Workload::W11 => w11::w11(&mut b).await,
             Workload::All => {}
         }
     }

@@ -1,0 +1,113 @@
+//! W5: a held backlog drained on unpause.
+//!
+//! One source → one destination (healthy receiver) → one connection, paused. `--w5-events`
+//! events are accepted while it is paused (`HOLD`); then it is unpaused and the bench waits
+//! until the receiver has every one. Reports the drain rate (and, when W1 ran in the same
+//! invocation, its ratio to W1's delivered rate on the same mode), and the gateway's RSS when
+//! the backlog starts, when it is complete, and at its peak while draining (sampled every
+//! 200 ms).
+
+use super::{clear_line, load_events, median_sustained, secs_of, Bench};
+use crate::cli::Mode;
+use crate::gateway::{Gateway, GatewayHome};
+use crate::procfs;
+use crate::receiver::{Receiver, ReceiverConfig};
+use crate::runner::{self, RunRecord, Topology};
+use anyhow::{anyhow, Result};
+use hyper::Method;
+use std::time::{Duration, Instant};
+
+pub async fn w5(b: &mut Bench) {
+    let n = b.ctx.settings.w5_events.max(1);
+    let variant = format!("{n} held");
+    let modes = b.gateway_modes("w5");
+    for rep in 0..b.ctx.settings.reps {
+        for &mode in &modes {
+            let mut rec = RunRecord::new("w5", &variant, mode, rep);
+            if let Err(e) = w5_once(b, &mut rec, mode, n).await {
+                rec.error = Some(format!("{e:#}"));
+            }
+            if let (Some(drain), Some(w1)) = (
+                rec.metrics.get("drain_per_s").copied(),
+                median_sustained(&b.runs, "w1", "max", mode),
+            ) {
+                rec.set("drain_over_w1", drain / w1);
+            }
+            clear_line();
+            eprintln!("{}", runner::run_summary(&rec));
+            b.runs.push(rec);
+        }
+    }
+}
+
+async fn w5_once(b: &Bench, rec: &mut RunRecord, mode: Mode, n: u64) -> Result<()> {
+    let receiver = Receiver::start(ReceiverConfig {
+        drop_nth: b.ctx.settings.receiver_drop_nth,
+    })
+    .await?;
+    let home = GatewayHome::new(&Bench::gateway_opts(mode, true))?;
+    let mut gw = Gateway::start(&b.bin()?, &home, &b.ctx.client, Duration::from_secs(120)).await?;
+    let pid = gw.pid();
+    let rss = move || procfs::vm_rss_kib(pid).map(|k| k as f64 / 1024.0);
+    let res = async {
+        let src = runner::setup_gateway_routes(
+            &gw.api,
+            &Topology::single(),
+            &receiver.base_url(),
+            b.ctx.settings.dest_concurrency,
+        )
+        .await?
+        .remove(0);
+        let connections = gw
+            .api
+            .v1(
+                Method::GET,
+                &format!("/v1/connections?source_id={src}"),
+                None,
+            )
+            .await?;
+        let web = connections["models"][0]["id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no connection listed: {connections}"))?
+            .to_string();
+        gw.api
+            .v1(Method::PUT, &format!("/v1/connections/{web}/pause"), None)
+            .await?;
+        if let Some(m) = rss() {
+            rec.set("rss_hold_start_mib", m);
+        }
+        let (records, took, live) =
+            load_events(b, rec.label(), &format!("{}/e/{src}", gw.api.base), n).await?;
+        rec.set("events", records.events.len() as f64);
+        rec.set("ingest_per_s", records.events.len() as f64 / secs_of(took));
+        if let Some(m) = rss() {
+            rec.set("rss_hold_end_mib", m);
+        }
+        let want = live
+            .accepted_events
+            .load(std::sync::atomic::Ordering::Relaxed);
+        gw.api
+            .v1(Method::PUT, &format!("/v1/connections/{web}/unpause"), None)
+            .await?;
+        let t0 = Instant::now();
+        let mut peak: f64 = 0.0;
+        while receiver.counters().unique < want
+            && t0.elapsed().as_secs_f64() < b.ctx.settings.drain_timeout_s.max(300.0)
+        {
+            peak = peak.max(rss().unwrap_or(0.0));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let drained = t0.elapsed();
+        rec.set("drain_s", drained.as_secs_f64());
+        rec.set(
+            "drain_per_s",
+            receiver.counters().unique as f64 / secs_of(drained),
+        );
+        rec.set("rss_drain_peak_mib", peak);
+        runner::close_ledger(rec, &records, &receiver, Some(&gw.api), true).await;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    gw.stop(Duration::from_secs(60)).await;
+    res
+}
