@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use super::drain::Released;
 use super::Engine;
 use crate::domain::connection_core::{ConnectionCore, DrainStep};
 use crate::domain::rate_limiter::RateLimit;
@@ -17,6 +18,9 @@ use crate::store::ops;
 
 /// How long a drain waits before trying again after a store error.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
+
+/// How long a drain waits while its destination has a window's worth of events waiting.
+const DESTINATION_BUSY_WAIT: Duration = Duration::from_millis(20);
 
 pub struct ConnectionActor {
     core: ConnectionCore,
@@ -60,8 +64,15 @@ impl ConnectionActor {
                 ctx.spawn(release.into_actor(self).map(|released, act, ctx| {
                     act.stepping = false;
                     match released {
-                        Ok(0) => act.finish_drain(),
-                        Ok(_) => act.step(ctx),
+                        Ok(Released::Nothing) => act.finish_drain(),
+                        Ok(Released::Some(_)) => act.step(ctx),
+                        Ok(Released::DestinationBusy) => {
+                            act.stepping = true;
+                            ctx.run_later(DESTINATION_BUSY_WAIT, |act, ctx| {
+                                act.stepping = false;
+                                act.step(ctx);
+                            });
+                        }
                         Err(e) => {
                             tracing::error!(connection_id = %act.core.connection.id, error = %e, "drain step failed; retrying");
                             act.stepping = true;

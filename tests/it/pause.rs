@@ -32,13 +32,17 @@ fn arrival_times(receiver: &TestReceiver, path: &str, ids: &HashSet<String>) -> 
         .collect()
 }
 
-/// The most arrivals within any one second.
+/// The most arrivals within any one second, less 50 ms. The limit is on attempt starts, and
+/// an arrival is a start plus a latency that varies by a few ms: a first arrival a little
+/// late and a 31st on time can share a second that held 30 starts. A rate twice the limit
+/// still shows.
 fn most_in_one_second(times: &[Instant]) -> usize {
+    let window = Duration::from_millis(950);
     (0..times.len())
         .map(|i| {
             times[i..]
                 .iter()
-                .take_while(|&&u| u < times[i] + Duration::from_secs(1))
+                .take_while(|&&u| u < times[i] + window)
                 .count()
         })
         .max()
