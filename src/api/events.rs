@@ -115,7 +115,7 @@ async fn list_events(
     };
     // Off the HTTP worker: a filtered walk of many events may take a while.
     let (store, query) = (engine.store().clone(), q.clone());
-    let page = web::block(move || {
+    let page = crate::store::readers::read(move || {
         if by_index {
             store.list_events_indexed(&query, &wanted, index_connection.as_ref(), keep)
         } else {

@@ -14,7 +14,7 @@ impl Engine {
     pub async fn start_bulk_retry(&self, team: &TeamId, query: BulkQuery) -> Result<BulkRetryJob> {
         let now = Timestamp::now();
         let (store, t, q) = (self.store().clone(), team.clone(), query.clone());
-        let estimated = tokio::task::spawn_blocking(move || -> crate::store::Result<u64> {
+        let estimated = crate::store::readers::read(move || -> crate::store::Result<u64> {
             let mut count = 0;
             let mut after: Option<EventId> = None;
             loop {
@@ -44,7 +44,7 @@ impl Engine {
     /// Resumes the jobs a stop or crash interrupted.
     pub(super) async fn resume_bulk_retries(&self) -> Result<()> {
         let store = self.store().clone();
-        let jobs = tokio::task::spawn_blocking(move || store.running_bulk_retries())
+        let jobs = crate::store::readers::read(move || store.running_bulk_retries())
             .await
             .map_err(|e| EngineError::Unavailable(format!("bulk retry reader: {e}")))??;
         for job in jobs {

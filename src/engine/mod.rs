@@ -278,7 +278,7 @@ pub(crate) async fn load_payload(
     request: &RequestId,
 ) -> Option<Arc<Payload>> {
     let (store, team, request) = (store.clone(), team.clone(), request.clone());
-    let loaded = tokio::task::spawn_blocking(move || store.request(&team, &request)).await;
+    let loaded = crate::store::readers::read(move || store.request(&team, &request)).await;
     match loaded {
         Ok(Ok(Some(r))) => Some(Arc::new(Payload::new(&r.headers, r.body))),
         Ok(Ok(None)) => None,

@@ -212,7 +212,7 @@ impl Engine {
         };
         let store = self.store().clone();
         let cid = id.clone();
-        let held = tokio::task::spawn_blocking(move || store.held_entries(&cid))
+        let held = crate::store::readers::read(move || store.held_entries(&cid))
             .await
             .map_err(|e| EngineError::Unavailable(format!("held events reader: {e}")))??;
         if !held.is_empty() && !cancel_held {

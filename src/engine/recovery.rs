@@ -30,7 +30,7 @@ impl Engine {
             .commit(vec![ops::put_engine_pause(&pause)])
             .await?;
         let store = self.store().clone();
-        let loaded = tokio::task::spawn_blocking(move || -> crate::store::Result<_> {
+        let loaded = crate::store::readers::read(move || -> crate::store::Result<_> {
             let destinations = store
                 .all_destinations()?
                 .into_iter()
@@ -89,7 +89,7 @@ impl Engine {
         });
         let store = self.store().clone();
         actix::spawn(async move {
-            let cleaned = tokio::task::spawn_blocking(move || {
+            let cleaned = crate::store::readers::read(move || {
                 cancel_orphans(&store, &known_destinations, &known_connections)
             })
             .await;
@@ -112,7 +112,7 @@ impl Engine {
     /// that a crash or a stop interrupted goes on, at the rate its unpause asked for.
     async fn resume_drains(&self) -> Result<()> {
         let store = self.store().clone();
-        let found = tokio::task::spawn_blocking(move || -> crate::store::Result<_> {
+        let found = crate::store::readers::read(move || -> crate::store::Result<_> {
             store
                 .connections_with_held()?
                 .into_iter()

@@ -54,6 +54,7 @@ mod event_record;
 pub mod keys;
 mod layout;
 mod queue_records;
+pub mod readers;
 mod request_record;
 mod writer;
 
@@ -245,7 +246,7 @@ impl Store {
             .await
             .map_err(|_| StoreError::Closed)?;
         let store = self.clone();
-        tokio::task::spawn_blocking(move || read(&store))
+        readers::read(move || read(&store))
             .await
             .map_err(|e| StoreError::Io(format!("store reader: {e}")))?
     }
