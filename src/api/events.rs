@@ -102,6 +102,7 @@ async fn list_events(
     }
     let by_index = !wanted.is_empty() && wanted.iter().all(|s| keys::is_indexed(*s));
     let index_connection = connection.clone();
+    let by_request = request.clone();
     let keep_statuses = wanted.clone();
     let keep = move |e: &Event| {
         connection.as_ref().is_none_or(|c| &e.connection_id == c)
@@ -116,7 +117,9 @@ async fn list_events(
     // Off the HTTP worker: a filtered walk of many events may take a while.
     let (store, query) = (engine.store().clone(), q.clone());
     let page = crate::store::readers::read(move || {
-        if by_index {
+        if let Some(request) = by_request {
+            store.list_request_events(&query, &request, keep)
+        } else if by_index {
             store.list_events_indexed(&query, &wanted, index_connection.as_ref(), keep)
         } else {
             store.list_events(&query, keep)

@@ -594,6 +594,46 @@ impl Store {
         }
     }
 
+    /// A page of the events made from one request that `keep` accepts: the request's
+    /// record names them, so nothing else is read. Blocking.
+    pub fn list_request_events(
+        &self,
+        q: &ListQuery,
+        request: &RequestId,
+        keep: impl Fn(&Event) -> bool,
+    ) -> Result<Page<Event>> {
+        let Some(record) = self.get::<RequestRecord>(&keys::request(&q.team, request))? else {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        };
+        let mut ids = record.request.event_ids;
+        ids.sort();
+        if q.dir == Direction::Desc {
+            ids.reverse();
+        }
+        let after = |id: &EventId| match (&q.cursor, q.dir) {
+            (None, _) => true,
+            (Some(c), Direction::Asc) => id.as_str() > c.as_str(),
+            (Some(c), Direction::Desc) => id.as_str() < c.as_str(),
+        };
+        let mut items = Vec::new();
+        let mut rest = ids.into_iter().filter(|id| after(id)).peekable();
+        while let Some(id) = rest.next() {
+            if let Some(e) = self.event(&q.team, &id)? {
+                if keep(&e) {
+                    items.push(e);
+                }
+            }
+            if items.len() == q.limit {
+                let next = rest.peek().is_some().then(|| id.to_string());
+                return Ok(Page { items, next });
+            }
+        }
+        Ok(Page { items, next: None })
+    }
+
     /// The team's event's attempts in order (empty for an unknown event): the first ones
     /// are inside the event record, later ones under their own keys.
     pub fn attempts(&self, team: &TeamId, event: &EventId) -> Result<Vec<Attempt>> {

@@ -177,6 +177,24 @@ async fn a_request_replays_through_todays_routing_as_new_events() {
         receiver.hit_count() == 3
     })
     .await;
+    // The request's own record lists its events: a page of one, then the other.
+    let replay = v["request_id"].as_str().unwrap();
+    let (_, first) = server
+        .api()
+        .get(&format!("/v1/events?request_id={replay}&limit=1&dir=asc"))
+        .await;
+    assert_eq!(first["count"], 1, "{first}");
+    let next = first["pagination"]["next"].as_str().expect("a second page");
+    let (_, second) = server
+        .api()
+        .get(&format!(
+            "/v1/events?request_id={replay}&limit=1&dir=asc&next={next}"
+        ))
+        .await;
+    assert_eq!(second["count"], 1, "{second}");
+    assert!(second["pagination"]["next"].is_null(), "{second}");
+    let listed: Vec<&Value> = vec![&first["models"][0]["id"], &second["models"][0]["id"]];
+    assert_eq!(listed, new_events.iter().collect::<Vec<_>>());
     let bodies: Vec<Vec<u8>> = receiver.hits().iter().map(|h| h.body.clone()).collect();
     assert!(
         bodies.iter().all(|b| b == br#"{"n":1}"#),
