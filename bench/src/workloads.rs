@@ -626,40 +626,66 @@ fn secs_of(took: Duration) -> f64 {
     took.as_secs_f64().max(1e-9)
 }
 
-/// W9: bytes on disk per retained (delivered) 1 KiB event.
-async fn w9(b: &mut Bench) {
-    let n = b.ctx.settings.w9_events.max(1);
-    let variant = format!("{n} events");
-    let modes = b.gateway_modes("w9");
-    for rep in 0..b.ctx.settings.reps {
-        for &mode in &modes {
-            let mut rec = RunRecord::new("w9", &variant, mode, rep);
-            if let Err(e) = w9_once(b, &mut rec, mode, n).await {
-                rec.error = Some(format!("{e:#}"));
-            }
-            clear_line();
-            eprintln!("{}", runner::run_summary(&rec));
-            b.runs.push(rec);
-        }
-    }
+/// The runs of a gateway-only workload: each repetition of each gateway mode, in order.
+fn gateway_runs(b: &mut Bench, workload: &str) -> Vec<(usize, Mode)> {
+    let modes = b.gateway_modes(workload);
+    (0..b.ctx.settings.reps)
+        .flat_map(|rep| modes.iter().map(move |&mode| (rep, mode)))
+        .collect()
 }
 
-async fn w9_once(b: &Bench, rec: &mut RunRecord, mode: Mode, n: u64) -> Result<()> {
+/// Files a finished run: its error if it failed, and its summary line.
+fn record_run(b: &mut Bench, mut rec: RunRecord, result: Result<()>) {
+    if let Err(e) = result {
+        rec.error = Some(format!("{e:#}"));
+    }
+    clear_line();
+    eprintln!("{}", runner::run_summary(&rec));
+    b.runs.push(rec);
+}
+
+/// A healthy receiver, a gateway on a fresh data dir, and one source → destination →
+/// connection to the receiver; answers them and the source's id.
+async fn gateway_with_route(
+    b: &Bench,
+    mode: Mode,
+) -> Result<(Receiver, GatewayHome, Gateway, String)> {
     let receiver = Receiver::start(ReceiverConfig {
         drop_nth: b.ctx.settings.receiver_drop_nth,
     })
     .await?;
     let home = GatewayHome::new(&Bench::gateway_opts(mode, true))?;
     let mut gw = Gateway::start(&b.bin()?, &home, &b.ctx.client, Duration::from_secs(120)).await?;
+    let src = runner::setup_gateway_routes(
+        &gw.api,
+        &Topology::single(),
+        &receiver.base_url(),
+        b.ctx.settings.dest_concurrency,
+    )
+    .await;
+    match src {
+        Ok(mut ids) => Ok((receiver, home, gw, ids.remove(0))),
+        Err(e) => {
+            gw.stop(Duration::from_secs(60)).await;
+            Err(e)
+        }
+    }
+}
+
+/// W9: bytes on disk per retained (delivered) 1 KiB event.
+async fn w9(b: &mut Bench) {
+    let n = b.ctx.settings.w9_events.max(1);
+    let variant = format!("{n} events");
+    for (rep, mode) in gateway_runs(b, "w9") {
+        let mut rec = RunRecord::new("w9", &variant, mode, rep);
+        let result = w9_once(b, &mut rec, mode, n).await;
+        record_run(b, rec, result);
+    }
+}
+
+async fn w9_once(b: &Bench, rec: &mut RunRecord, mode: Mode, n: u64) -> Result<()> {
+    let (receiver, home, mut gw, src) = gateway_with_route(b, mode).await?;
     let res = async {
-        let src = runner::setup_gateway_routes(
-            &gw.api,
-            &Topology::single(),
-            &receiver.base_url(),
-            b.ctx.settings.dest_concurrency,
-        )
-        .await?
-        .remove(0);
         let before = procfs::dir_size(&home.data_dir);
         let (records, took, live) =
             load_events(b, rec.label(), &format!("{}/e/{src}", gw.api.base), n).await?;

@@ -8,11 +8,12 @@
 //! `limit=50`). Reports p50 and p99 of each, in milliseconds, and checks every answer holds
 //! the 50 events.
 
-use super::{clear_line, closed_port_url, load_events, secs_of, Bench};
+use super::{
+    closed_port_url, gateway_runs, gateway_with_route, load_events, record_run, secs_of, Bench,
+};
 use crate::cli::Mode;
-use crate::gateway::{Api, Gateway, GatewayHome};
-use crate::receiver::{Receiver, ReceiverConfig};
-use crate::runner::{self, RunRecord, Topology};
+use crate::gateway::Api;
+use crate::runner::RunRecord;
 use crate::stats;
 use anyhow::{bail, Result};
 use hyper::Method;
@@ -27,36 +28,16 @@ const CALLS: usize = 200;
 pub async fn w11(b: &mut Bench) {
     let n = b.ctx.settings.w11_events.max(1);
     let variant = format!("{LISTED} among {n}");
-    let modes = b.gateway_modes("w11");
-    for rep in 0..b.ctx.settings.reps {
-        for &mode in &modes {
-            let mut rec = RunRecord::new("w11", &variant, mode, rep);
-            if let Err(e) = w11_once(b, &mut rec, mode, n).await {
-                rec.error = Some(format!("{e:#}"));
-            }
-            clear_line();
-            eprintln!("{}", runner::run_summary(&rec));
-            b.runs.push(rec);
-        }
+    for (rep, mode) in gateway_runs(b, "w11") {
+        let mut rec = RunRecord::new("w11", &variant, mode, rep);
+        let result = w11_once(b, &mut rec, mode, n).await;
+        record_run(b, rec, result);
     }
 }
 
 async fn w11_once(b: &Bench, rec: &mut RunRecord, mode: Mode, n: u64) -> Result<()> {
-    let receiver = Receiver::start(ReceiverConfig {
-        drop_nth: b.ctx.settings.receiver_drop_nth,
-    })
-    .await?;
-    let home = GatewayHome::new(&Bench::gateway_opts(mode, true))?;
-    let mut gw = Gateway::start(&b.bin()?, &home, &b.ctx.client, Duration::from_secs(120)).await?;
+    let (receiver, _home, mut gw, src) = gateway_with_route(b, mode).await?;
     let res = async {
-        let src = runner::setup_gateway_routes(
-            &gw.api,
-            &Topology::single(),
-            &receiver.base_url(),
-            b.ctx.settings.dest_concurrency,
-        )
-        .await?
-        .remove(0);
         // The listed events are the oldest: a list that walks from the newest passes every
         // delivered one first.
         let held = held_connection(&gw.api, &receiver.base_url()).await?;

@@ -7,12 +7,12 @@
 //! the backlog starts, when it is complete, and at its peak while draining (sampled every
 //! 200 ms).
 
-use super::{clear_line, load_events, median_sustained, secs_of, Bench};
+use super::{
+    gateway_runs, gateway_with_route, load_events, median_sustained, record_run, secs_of, Bench,
+};
 use crate::cli::Mode;
-use crate::gateway::{Gateway, GatewayHome};
 use crate::procfs;
-use crate::receiver::{Receiver, ReceiverConfig};
-use crate::runner::{self, RunRecord, Topology};
+use crate::runner::{self, RunRecord};
 use anyhow::{anyhow, Result};
 use hyper::Method;
 use std::time::{Duration, Instant};
@@ -20,44 +20,24 @@ use std::time::{Duration, Instant};
 pub async fn w5(b: &mut Bench) {
     let n = b.ctx.settings.w5_events.max(1);
     let variant = format!("{n} held");
-    let modes = b.gateway_modes("w5");
-    for rep in 0..b.ctx.settings.reps {
-        for &mode in &modes {
-            let mut rec = RunRecord::new("w5", &variant, mode, rep);
-            if let Err(e) = w5_once(b, &mut rec, mode, n).await {
-                rec.error = Some(format!("{e:#}"));
-            }
-            if let (Some(drain), Some(w1)) = (
-                rec.metrics.get("drain_per_s").copied(),
-                median_sustained(&b.runs, "w1", "max", mode),
-            ) {
-                rec.set("drain_over_w1", drain / w1);
-            }
-            clear_line();
-            eprintln!("{}", runner::run_summary(&rec));
-            b.runs.push(rec);
+    for (rep, mode) in gateway_runs(b, "w5") {
+        let mut rec = RunRecord::new("w5", &variant, mode, rep);
+        let result = w5_once(b, &mut rec, mode, n).await;
+        if let (Some(drain), Some(w1)) = (
+            rec.metrics.get("drain_per_s").copied(),
+            median_sustained(&b.runs, "w1", "max", mode),
+        ) {
+            rec.set("drain_over_w1", drain / w1);
         }
+        record_run(b, rec, result);
     }
 }
 
 async fn w5_once(b: &Bench, rec: &mut RunRecord, mode: Mode, n: u64) -> Result<()> {
-    let receiver = Receiver::start(ReceiverConfig {
-        drop_nth: b.ctx.settings.receiver_drop_nth,
-    })
-    .await?;
-    let home = GatewayHome::new(&Bench::gateway_opts(mode, true))?;
-    let mut gw = Gateway::start(&b.bin()?, &home, &b.ctx.client, Duration::from_secs(120)).await?;
+    let (receiver, _home, mut gw, src) = gateway_with_route(b, mode).await?;
     let pid = gw.pid();
     let rss = move || procfs::vm_rss_kib(pid).map(|k| k as f64 / 1024.0);
     let res = async {
-        let src = runner::setup_gateway_routes(
-            &gw.api,
-            &Topology::single(),
-            &receiver.base_url(),
-            b.ctx.settings.dest_concurrency,
-        )
-        .await?
-        .remove(0);
         let connections = gw
             .api
             .v1(
