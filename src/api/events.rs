@@ -218,16 +218,21 @@ async fn list_requests(
     Ok(HttpResponse::Ok().json(json::list_envelope(page, &q, |r| render_request(&r))))
 }
 
+/// The team's request named by `id` (with its body), or 404.
+fn owned_request(engine: &Engine, auth: &Auth, id: &str) -> Result<Request, ApiError> {
+    let id = RequestId::parse(id).map_err(|_| ApiError::NotFound("request"))?;
+    engine
+        .store()
+        .request(&auth.team, &id)?
+        .ok_or(ApiError::NotFound("request"))
+}
+
 async fn get_request(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = RequestId::parse(&id).map_err(|_| ApiError::NotFound("request"))?;
-    let request = engine
-        .store()
-        .request(&auth.team, &id)?
-        .ok_or(ApiError::NotFound("request"))?;
+    let request = owned_request(&engine, &auth, &id)?;
     Ok(HttpResponse::Ok().json(render_request(&request)))
 }
 
@@ -239,11 +244,8 @@ async fn retry_request(
     auth: Auth,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = RequestId::parse(&id).map_err(|_| ApiError::NotFound("request"))?;
-    let request = engine
-        .store()
-        .request(&auth.team, &id)?
-        .ok_or(ApiError::NotFound("request"))?;
+    let request = owned_request(&engine, &auth, &id)?;
+    let id = request.id.clone();
     if request.rejection_cause.is_some() {
         return Err(ApiError::Conflict {
             code: "REQUEST_REJECTED",

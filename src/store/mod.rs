@@ -1731,28 +1731,17 @@ mod tests {
             vec![delivered.id.clone()]
         );
         // A version 2 store (no index) gets it at open.
-        rt().block_on(store.commit(vec![
-                Op::Remove(
-                    keys::event_index(
-                        &team,
-                        &delivered.connection_id,
-                        EventStatus::Failed,
-                        &delivered.id,
-                    )[0]
-                    .clone(),
-                ),
-                Op::Remove(
-                    keys::event_index(
-                        &team,
-                        &delivered.connection_id,
-                        EventStatus::Failed,
-                        &delivered.id,
-                    )[1]
-                    .clone(),
-                ),
-                Op::Put(keys::LAYOUT.to_vec(), 2u32.to_be_bytes().to_vec()),
-            ]))
-        .unwrap();
+        let mut writes: Vec<Op> = keys::event_index(
+            &team,
+            &delivered.connection_id,
+            EventStatus::Failed,
+            &delivered.id,
+        )
+        .into_iter()
+        .map(Op::Remove)
+        .collect();
+        writes.push(Op::Put(keys::LAYOUT.to_vec(), 2u32.to_be_bytes().to_vec()));
+        rt().block_on(store.commit(writes)).unwrap();
         assert!(ids(&store, &[EventStatus::Failed], None).is_empty());
         rt().block_on(store.close());
         let store = open(dir.path());
