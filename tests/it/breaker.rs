@@ -228,10 +228,12 @@ async fn the_rate_limit_holds_at_the_receiver_and_loses_nothing() {
     .await;
     let times: Vec<Instant> = receiver.hits().iter().map(|h| h.at).collect();
     assert_eq!(times.len(), 14, "each event once");
+    // A second less 50 ms: the limit is on starts, and an arrival is a start plus a latency
+    // that varies by a few ms (a late first arrival and an on-time fifth can share a second).
     for (i, &t) in times.iter().enumerate() {
         let in_window = times[i..]
             .iter()
-            .take_while(|&&u| u < t + Duration::from_secs(1))
+            .take_while(|&&u| u < t + Duration::from_millis(950))
             .count();
         assert!(in_window <= 4, "{in_window} attempts within one second");
     }
