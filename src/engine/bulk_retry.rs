@@ -122,32 +122,21 @@ fn select_page(
     started_at: Timestamp,
     after: Option<EventId>,
 ) -> crate::store::Result<(Vec<Event>, Option<EventId>)> {
-    if !query.status.is_empty() && query.status.iter().all(|s| keys::is_indexed(*s)) {
-        let q = ListQuery {
-            team: team.clone(),
-            limit: PAGE,
-            cursor: after.map(|a| a.to_string()),
-            dir: Direction::Asc,
-        };
-        let page =
-            store.list_events_indexed(&q, &query.status, query.connection_id.as_ref(), |e| {
-                query.selects(e, started_at)
-            })?;
-        let next = page
-            .next
-            .map(|n| {
-                EventId::parse(&n).map_err(|e| StoreError::Corrupt(format!("event index: {e}")))
-            })
-            .transpose()?;
-        return Ok((page.items, next));
-    }
-    let page = store.events_after(team, after.as_ref(), PAGE)?;
-    let next = (page.len() == PAGE)
-        .then(|| page.last().map(|e| e.id.clone()))
-        .flatten();
-    let selected = page
-        .into_iter()
-        .filter(|e| query.selects(e, started_at))
-        .collect();
-    Ok((selected, next))
+    let q = ListQuery {
+        team: team.clone(),
+        limit: PAGE,
+        cursor: after.map(|a| a.to_string()),
+        dir: Direction::Asc,
+    };
+    let selects = |e: &Event| query.selects(e, started_at);
+    let page = if !query.status.is_empty() && query.status.iter().all(|s| keys::is_indexed(*s)) {
+        store.list_events_indexed(&q, &query.status, query.connection_id.as_ref(), selects)?
+    } else {
+        store.list_events(&q, selects)?
+    };
+    let next = page
+        .next
+        .map(|n| EventId::parse(&n).map_err(|e| StoreError::Corrupt(format!("event cursor: {e}"))))
+        .transpose()?;
+    Ok((page.items, next))
 }

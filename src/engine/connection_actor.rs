@@ -47,14 +47,7 @@ impl ConnectionActor {
         match self.core.drain_step(now) {
             None => {}
             Some(DrainStep::WaitUntil(at)) => {
-                self.stepping = true;
-                ctx.run_later(
-                    Duration::from_millis(at.0.saturating_sub(now.0)),
-                    |act, ctx| {
-                        act.stepping = false;
-                        act.step(ctx);
-                    },
-                );
+                self.step_after(Duration::from_millis(at.0.saturating_sub(now.0)), ctx)
             }
             Some(DrainStep::Release(limit)) => {
                 self.stepping = true;
@@ -66,25 +59,24 @@ impl ConnectionActor {
                     match released {
                         Ok(Released::Nothing) => act.finish_drain(),
                         Ok(Released::Some(_)) => act.step(ctx),
-                        Ok(Released::DestinationBusy) => {
-                            act.stepping = true;
-                            ctx.run_later(DESTINATION_BUSY_WAIT, |act, ctx| {
-                                act.stepping = false;
-                                act.step(ctx);
-                            });
-                        }
+                        Ok(Released::DestinationBusy) => act.step_after(DESTINATION_BUSY_WAIT, ctx),
                         Err(e) => {
                             tracing::error!(connection_id = %act.core.connection.id, error = %e, "drain step failed; retrying");
-                            act.stepping = true;
-                            ctx.run_later(RETRY_AFTER_ERROR, |act, ctx| {
-                                act.stepping = false;
-                                act.step(ctx);
-                            });
+                            act.step_after(RETRY_AFTER_ERROR, ctx);
                         }
                     }
                 }));
             }
         }
+    }
+
+    /// Takes the next step after `delay`, and none before.
+    fn step_after(&mut self, delay: Duration, ctx: &mut Context<Self>) {
+        self.stepping = true;
+        ctx.run_later(delay, |act, ctx| {
+            act.stepping = false;
+            act.step(ctx);
+        });
     }
 
     fn finish_drain(&mut self) {

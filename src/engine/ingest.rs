@@ -153,9 +153,7 @@ impl Engine {
                 .filter(|(held, ..)| !held)
                 .map(|(_, destination, entry)| (destination, entry))
                 .collect();
-            if payload.is_some() {
-                engine.hand_off(&team, forwards, payload).await;
-            }
+            engine.hand_off(&team, forwards, payload).await;
             drop(gate);
             Ok::<_, EngineError>(())
         });

@@ -137,6 +137,9 @@ pub enum Direction {
 /// a cursor, so a rare filter over a huge table cannot pin a worker.
 const MAX_SCAN_PER_PAGE: usize = 50_000;
 
+/// Keys and values read from sled in one direction or the other.
+type KeyValues = Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>>;
+
 impl Store {
     /// Opens with sled's page cache at its default size (`DEFAULT_CACHE_BYTES`).
     pub fn open(dir: &Path, durability: Durability, linger: Duration) -> Result<Store> {
@@ -304,6 +307,24 @@ impl Store {
             .collect()
     }
 
+    /// The keys under `prefix` (each `prefix + id`) past the id `cursor`, in `dir` order:
+    /// what a page of a list reads.
+    fn keys_past(&self, prefix: &[u8], cursor: Option<&str>, dir: Direction) -> KeyValues {
+        use std::ops::Bound;
+        let end = keys::prefix_end(prefix);
+        let cursor = cursor.map(|c| [prefix, c.as_bytes()].concat());
+        let range = match (cursor, dir) {
+            (Some(c), Direction::Desc) => (Bound::Included(prefix.to_vec()), Bound::Excluded(c)),
+            (Some(c), Direction::Asc) => (Bound::Excluded(c), Bound::Excluded(end)),
+            (None, _) => (Bound::Included(prefix.to_vec()), Bound::Excluded(end)),
+        };
+        let iter = self.inner.tree.range::<Vec<u8>, _>(range);
+        match dir {
+            Direction::Desc => Box::new(iter.rev()),
+            Direction::Asc => Box::new(iter),
+        }
+    }
+
     /// A page of records under `prefix`, keyed `prefix + id`, that satisfy `keep`.
     fn page<T: DeserializeOwned>(
         &self,
@@ -313,22 +334,7 @@ impl Store {
         limit: usize,
         keep: impl Fn(&T) -> bool,
     ) -> Result<Page<T>> {
-        use std::ops::Bound;
-        let mut end = prefix.to_vec();
-        end.push(0xff);
-        let cursor_key = cursor.map(|c| [prefix, c.as_bytes()].concat());
-        let range = match (&cursor_key, dir) {
-            (Some(c), Direction::Desc) => {
-                (Bound::Included(prefix.to_vec()), Bound::Excluded(c.clone()))
-            }
-            (Some(c), Direction::Asc) => (Bound::Excluded(c.clone()), Bound::Excluded(end)),
-            (None, _) => (Bound::Included(prefix.to_vec()), Bound::Excluded(end)),
-        };
-        let iter = self.inner.tree.range::<Vec<u8>, _>(range);
-        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match dir {
-            Direction::Desc => Box::new(iter.rev()),
-            Direction::Asc => Box::new(iter),
-        };
+        let iter = self.keys_past(prefix, cursor, dir);
         let mut items = Vec::new();
         let mut last_key = None;
         for (scanned, kv) in iter.enumerate() {
@@ -524,30 +530,16 @@ impl Store {
         connection: Option<&ConnectionId>,
         keep: impl Fn(&Event) -> bool,
     ) -> Result<Page<Event>> {
-        use std::ops::Bound;
-        type Ids = Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>>;
-        let mut sources: Vec<(Ids, Option<Vec<u8>>)> = Vec::new();
-        for &status in statuses {
-            debug_assert!(keys::is_indexed(status));
-            let prefix = keys::event_index_prefix(&q.team, connection, status);
-            let end = keys::prefix_end(&prefix);
-            let cursor = q
-                .cursor
-                .as_ref()
-                .map(|c| [&prefix[..], c.as_bytes()].concat());
-            let range = match (cursor, q.dir) {
-                (Some(c), Direction::Desc) => (Bound::Included(prefix), Bound::Excluded(c)),
-                (Some(c), Direction::Asc) => (Bound::Excluded(c), Bound::Excluded(end)),
-                (None, _) => (Bound::Included(prefix), Bound::Excluded(end)),
-            };
-            let iter = self.inner.tree.range::<Vec<u8>, _>(range);
-            let iter: Ids = match q.dir {
-                Direction::Desc => Box::new(iter.rev()),
-                Direction::Asc => Box::new(iter),
-            };
-            sources.push((iter, None));
-        }
-        let next_id = |(iter, head): &mut (Ids, Option<Vec<u8>>)| -> Result<()> {
+        // Each status's list, and the id at its head.
+        let mut sources: Vec<(KeyValues, Option<Vec<u8>>)> = statuses
+            .iter()
+            .map(|&status| {
+                debug_assert!(keys::is_indexed(status));
+                let prefix = keys::event_index_prefix(&q.team, connection, status);
+                (self.keys_past(&prefix, q.cursor.as_deref(), q.dir), None)
+            })
+            .collect();
+        let next_id = |(iter, head): &mut (KeyValues, Option<Vec<u8>>)| -> Result<()> {
             if head.is_none() {
                 if let Some(kv) = iter.next() {
                     *head = Some(keys::last_segment(&kv?.0).to_vec());
@@ -740,28 +732,6 @@ impl Store {
             .into_iter()
             .filter(|j| j.status == BulkStatus::Running)
             .collect())
-    }
-
-    /// Up to `limit` of the team's events after `after`, in creation order. Blocking.
-    pub fn events_after(
-        &self,
-        team: &TeamId,
-        after: Option<&EventId>,
-        limit: usize,
-    ) -> Result<Vec<Event>> {
-        let prefix = keys::team_prefix(keys::EVENT, team);
-        let end = keys::prefix_end(&prefix);
-        let start = match after {
-            Some(id) => std::ops::Bound::Excluded(keys::event(team, id)),
-            None => std::ops::Bound::Included(prefix),
-        };
-        self.inner
-            .tree
-            .range((start, std::ops::Bound::Excluded(end)))
-            .values()
-            .take(limit)
-            .map(|v| Ok(codec::decode::<EventRecord>(&v?)?.event))
-            .collect()
     }
 
     /// The whole-engine pause as last stored.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::{eventually, id_of, TestReceiver, TestServer};
+use crate::common::{eventually, id_of, most_in_one_second, TestReceiver, TestServer};
 
 /// The event ids the receiver got on `path`, in arrival order, first arrivals only.
 fn arrivals(receiver: &TestReceiver, path: &str) -> Vec<String> {
@@ -30,23 +30,6 @@ fn arrival_times(receiver: &TestReceiver, path: &str, ids: &HashSet<String>) -> 
         .filter(|h| h.path == path && ids.contains(&h.event_id()))
         .map(|h| h.at)
         .collect()
-}
-
-/// The most arrivals within any one second, less 50 ms. The limit is on attempt starts, and
-/// an arrival is a start plus a latency that varies by a few ms: a first arrival a little
-/// late and a 31st on time can share a second that held 30 starts. A rate twice the limit
-/// still shows.
-fn most_in_one_second(times: &[Instant]) -> usize {
-    let window = Duration::from_millis(950);
-    (0..times.len())
-        .map(|i| {
-            times[i..]
-                .iter()
-                .take_while(|&&u| u < times[i] + window)
-                .count()
-        })
-        .max()
-        .unwrap_or(0)
 }
 
 async fn held(server: &TestServer, connection: &str) -> Vec<Value> {

@@ -75,6 +75,23 @@ where
     }
 }
 
+/// The most arrivals within any one second, less 50 ms. The limit is on attempt starts, and
+/// an arrival is a start plus a latency that varies by a few ms: a first arrival a little
+/// late and a 31st on time can share a second that held 30 starts. A rate twice the limit
+/// still shows.
+pub fn most_in_one_second(times: &[Instant]) -> usize {
+    let window = Duration::from_millis(950);
+    (0..times.len())
+        .map(|i| {
+            times[i..]
+                .iter()
+                .take_while(|&&u| u < times[i] + window)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Destination fields that keep the circuit breaker out of a test about something else (a
 /// retry schedule, a crash): a failing receiver would otherwise open it after five failures.
 pub fn breaker_off() -> Value {
