@@ -105,25 +105,30 @@ async fn a_bulk_retry_of_1000_failed_events_survives_kill9_and_retries_each_once
         || async { receiver.delivered_ids().len() == 1000 },
     )
     .await;
-    // One retry each: one BULK_RETRY attempt per event, and at most one attempt made again
-    // because the kill caught it in flight (one at a time: max_concurrency 1).
+    // One retry each. The receiver may see an event twice: an attempt the kill caught after
+    // it was sent but before its outcome reached the disk is made again (at least once;
+    // outcomes ride the writer's next group, so more than one can be caught). Such a repeat
+    // is the same stored attempt made again, so the store shows one BULK_RETRY attempt per
+    // event; the job retrying an event twice would leave two, and send it a third time if
+    // the first was lost.
     let mut per_event: HashMap<String, usize> = HashMap::new();
     for hit in &receiver.hits()[first_hits..] {
         *per_event.entry(hit.event_id()).or_default() += 1;
     }
     assert_eq!(per_event.len(), 1000);
-    let again = per_event.values().filter(|&&n| n > 1).count();
     assert!(
-        again <= 1,
-        "{again} events were sent more than once by the retry"
+        per_event.values().all(|&n| n <= 2),
+        "an event was sent three times: {:?}",
+        per_event.iter().filter(|(_, &n)| n > 2).collect::<Vec<_>>()
     );
-    for id in ids.iter().step_by(97) {
-        let attempts = server.attempts(id).await;
-        assert_eq!(attempts[0]["trigger"], "INITIAL", "{attempts:?}");
-        assert!(
-            attempts[1..].iter().all(|a| a["trigger"] == "BULK_RETRY"),
-            "{attempts:?}"
-        );
+    let sent_again = per_event
+        .iter()
+        .filter(|(_, &n)| n > 1)
+        .map(|(id, _)| id.clone());
+    for id in sent_again.chain(ids.iter().step_by(97).cloned()) {
+        let attempts = server.attempts(&id).await;
+        let triggers: Vec<&Value> = attempts.iter().map(|a| &a["trigger"]).collect();
+        assert_eq!(triggers, ["INITIAL", "BULK_RETRY"], "{id}: {attempts:?}");
     }
 }
 
