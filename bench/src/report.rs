@@ -342,7 +342,13 @@ fn columns(workload: &str, open_loop: bool) -> Vec<Col> {
             ("drain ev/s", "drain_per_s", Fmt::Int),
             ("drain ÷ W1", "drain_over_w1", Fmt::F3),
             ("RSS hold start MiB", "rss_hold_start_mib", Fmt::F1),
+            ("RSS hold half MiB", "rss_hold_half_mib", Fmt::F1),
             ("RSS hold end MiB", "rss_hold_end_mib", Fmt::F1),
+            (
+                "RSS 2nd half MiB/100k",
+                "rss_hold_growth_mib_per_100k",
+                Fmt::F1,
+            ),
             ("RSS drain peak MiB", "rss_drain_peak_mib", Fmt::F1),
         ]),
         "w11" => c.extend([

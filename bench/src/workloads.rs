@@ -293,6 +293,17 @@ async fn load_events(
     src_uri: &str,
     n: u64,
 ) -> Result<(Records, Duration, Arc<Live>)> {
+    load_events_counted(b, label, src_uri, n, Arc::new(Live::default())).await
+}
+
+/// `load_events`, counting into `live`, which the caller may watch while it runs.
+async fn load_events_counted(
+    b: &Bench,
+    label: String,
+    src_uri: &str,
+    n: u64,
+    live: Arc<Live>,
+) -> Result<(Records, Duration, Arc<Live>)> {
     let ep = Arc::new(Endpoint {
         routes: vec![Route {
             target: Target::Gateway(src_uri.parse()?),
@@ -302,7 +313,6 @@ async fn load_events(
         body: runner::json_body(b.ctx.settings.body_bytes),
         timeout: Duration::from_secs(30),
     });
-    let live = Arc::new(Live::default());
     let dummy = Arc::new(Receiver::start(ReceiverConfig::default()).await?);
     let start = clock::now_ns();
     let t0 = Instant::now();
