@@ -8,7 +8,7 @@ use super::error::ApiError;
 use super::json::{self, QueryParams};
 use crate::domain::*;
 use crate::engine::Engine;
-use crate::store::keys;
+use crate::store::EventScope;
 
 /// A body exactly as it came, and how it is written: `json` (the parsed document), `text`
 /// (UTF-8 that is not JSON), or `base64` (anything else, byte for byte: a replacement
@@ -100,33 +100,25 @@ async fn list_events(
     if dead == Some(true) && wanted.is_empty() {
         wanted.push(EventStatus::Failed);
     }
-    let by_index = !wanted.is_empty() && wanted.iter().all(|s| keys::is_indexed(*s));
-    let index_connection = connection.clone();
-    let by_request = request.clone();
-    let keep_statuses = wanted.clone();
+    let scope = EventScope {
+        request,
+        statuses: wanted,
+        connection,
+        destination,
+        created_gte: gte,
+        created_lte: lte,
+    };
+    let narrowed = scope.clone();
     let keep = move |e: &Event| {
-        connection.as_ref().is_none_or(|c| &e.connection_id == c)
-            && destination.as_ref().is_none_or(|d| &e.destination_id == d)
+        scope.admits(e)
             && source.as_ref().is_none_or(|s| &e.source_id == s)
-            && request.as_ref().is_none_or(|r| &e.request_id == r)
-            && (keep_statuses.is_empty() || keep_statuses.contains(&e.status))
-            && gte.is_none_or(|t| e.created_at >= t)
-            && lte.is_none_or(|t| e.created_at <= t)
             && dead.is_none_or(|d| d == e.dead_lettered_at.is_some())
     };
     // Off the HTTP worker: a filtered walk of many events may take a while.
     let (store, query) = (engine.store().clone(), q.clone());
-    let page = crate::store::readers::read(move || {
-        if let Some(request) = by_request {
-            store.list_request_events(&query, &request, keep)
-        } else if by_index {
-            store.list_events_indexed(&query, &wanted, index_connection.as_ref(), keep)
-        } else {
-            store.list_events(&query, keep)
-        }
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("event list: {e}")))??;
+    let page = crate::store::readers::read(move || store.list_events(&query, &narrowed, keep))
+        .await
+        .map_err(|e| ApiError::Internal(format!("event list: {e}")))??;
     Ok(HttpResponse::Ok().json(json::list_envelope(page, &q, |e| e)))
 }
 

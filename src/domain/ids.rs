@@ -201,6 +201,14 @@ impl serde::de::Visitor<'_> for StoredIdVisitor {
     }
 }
 
+/// The lowest (`upper` false) or highest id text with `prefix` whose ULID was made at `ms`:
+/// ids compare as text in the order they were made, so a span of time is a span of ids.
+pub fn id_bound_at(prefix: &str, ms: u64, upper: bool) -> String {
+    let ms = ms.min((1 << 48) - 1);
+    let random = if upper { (1u128 << 80) - 1 } else { 0 };
+    format!("{prefix}{}", ulid::Ulid::from_parts(ms, random))
+}
+
 /// ULIDs from one generator so that ids minted in the same millisecond still sort in the
 /// order they were made.
 pub(crate) fn next_ulid() -> ulid::Ulid {

@@ -4,7 +4,7 @@
 use super::{Engine, EngineError, Result};
 use crate::domain::bulk_retry::{BulkQuery, BulkRetryJob};
 use crate::domain::*;
-use crate::store::{keys, ops, Direction, ListQuery, Store, StoreError};
+use crate::store::{ops, Direction, EventScope, ListQuery, Store, StoreError};
 
 /// Events read per step of a job.
 const PAGE: usize = 500;
@@ -113,8 +113,8 @@ impl Engine {
 }
 
 /// The next events `query` selects after `after`, in creation order, and where the page
-/// after starts (`None`: nothing is left). From the event index when every status asked for
-/// is indexed (the common `FAILED`), else by walking the team's events. Blocking.
+/// after starts (`None`: nothing is left). From the narrowest list of the store's that holds
+/// them (the status index for the common `FAILED`). Blocking.
 fn select_page(
     store: &Store,
     team: &TeamId,
@@ -128,12 +128,15 @@ fn select_page(
         cursor: after.map(|a| a.to_string()),
         dir: Direction::Asc,
     };
-    let selects = |e: &Event| query.selects(e, started_at);
-    let page = if !query.status.is_empty() && query.status.iter().all(|s| keys::is_indexed(*s)) {
-        store.list_events_indexed(&q, &query.status, query.connection_id.as_ref(), selects)?
-    } else {
-        store.list_events(&q, selects)?
+    let scope = EventScope {
+        statuses: query.status.clone(),
+        connection: query.connection_id.clone(),
+        destination: query.destination_id.clone(),
+        created_gte: query.created_gte,
+        created_lte: Some(query.created_lte.map_or(started_at, |t| t.min(started_at))),
+        ..Default::default()
     };
+    let page = store.list_events(&q, &scope, |e| query.selects(e, started_at))?;
     let next = page
         .next
         .map(|n| EventId::parse(&n).map_err(|e| StoreError::Corrupt(format!("event cursor: {e}"))))

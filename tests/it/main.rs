@@ -13,6 +13,7 @@ mod delivery;
 mod engine_pause;
 mod manual_retry;
 mod pause;
+mod queries;
 mod quickstart;
 mod retry;
 mod routing;
