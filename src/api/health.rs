@@ -26,18 +26,15 @@ async fn metrics(
 ) -> HttpResponse {
     let stats = &engine.store().writer().stats;
     use std::sync::atomic::Ordering::Relaxed;
-    metrics::gauge!(telemetry::STORE_COMMITS_TOTAL).set(stats.commits.load(Relaxed) as f64);
-    metrics::gauge!(telemetry::STORE_FLUSHES_TOTAL).set(stats.flushes.load(Relaxed) as f64);
-    metrics::gauge!(telemetry::STORE_WRITES_TOTAL).set(stats.messages.load(Relaxed) as f64);
+    metrics::counter!(telemetry::STORE_COMMITS_TOTAL).absolute(stats.commits.load(Relaxed));
+    metrics::counter!(telemetry::STORE_FLUSHES_TOTAL).absolute(stats.flushes.load(Relaxed));
+    metrics::counter!(telemetry::STORE_WRITES_TOTAL).absolute(stats.messages.load(Relaxed));
     metrics::gauge!(telemetry::ENGINE_PAUSED).set(if engine.is_paused() { 1.0 } else { 0.0 });
-    match handle {
-        Some(h) => HttpResponse::Ok()
-            .content_type("text/plain; version=0.0.4")
-            .body(h.render()),
-        None => HttpResponse::Ok()
-            .content_type("text/plain; version=0.0.4")
-            .body(""),
-    }
+    let mut body = handle.map(|h| h.render()).unwrap_or_default();
+    engine.render_live_metrics(&mut body);
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(body)
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

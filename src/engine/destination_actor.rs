@@ -19,7 +19,7 @@ use crate::domain::destination_core::{
 use crate::domain::rate_limiter::RateLimit;
 use crate::domain::*;
 use crate::store::{ops, Op};
-use crate::telemetry;
+use crate::telemetry::{self, DestinationGauges};
 
 pub struct DestinationActor {
     core: DestinationCore,
@@ -39,31 +39,30 @@ pub struct DestinationActor {
     metrics: DestinationMetrics,
 }
 
-/// Metric handles registered once per actor, so the hot path only increments.
+/// Metric handles registered once per actor, so the hot path only increments, and the
+/// actor's live gauges (rendered at each scrape, see `telemetry::live`).
 struct DestinationMetrics {
     label: String,
     per_id_labels: bool,
-    queued: metrics::Gauge,
+    live: Arc<DestinationGauges>,
     duration: metrics::Histogram,
     attempts: HashMap<(Trigger, bool), metrics::Counter>,
     delivered: HashMap<ConnectionId, metrics::Counter>,
-    circuit_failures: metrics::Gauge,
 }
 
 impl DestinationMetrics {
-    fn new(destination: &DestinationId, per_id_labels: bool) -> Self {
-        let label = if per_id_labels {
+    fn new(destination: &DestinationId, deps: &Deps) -> Self {
+        let label = if deps.per_id_labels {
             destination.to_string()
         } else {
             telemetry::ALL.to_string()
         };
         DestinationMetrics {
-            queued: metrics::gauge!(telemetry::EVENTS_QUEUED, "destination_id" => label.clone()),
+            live: deps.board.register(destination),
             duration: metrics::histogram!(telemetry::DELIVERY_DURATION_SECONDS, "destination_id" => label.clone()),
             attempts: HashMap::new(),
             delivered: HashMap::new(),
-            circuit_failures: metrics::gauge!(telemetry::CIRCUIT_FAILURES, "destination_id" => label.clone()),
-            per_id_labels,
+            per_id_labels: deps.per_id_labels,
             label,
         }
     }
@@ -80,20 +79,9 @@ impl DestinationMetrics {
         self.duration.record(duration_ms as f64 / 1000.0);
     }
 
-    /// One state gauge per state, 1 for the current one; transitions count by target.
-    fn circuit_state(&self, state: CircuitState) {
-        for s in [
-            CircuitState::Closed,
-            CircuitState::Open,
-            CircuitState::HalfOpen,
-        ] {
-            let value = if s == state { 1.0 } else { 0.0 };
-            metrics::gauge!(telemetry::CIRCUIT_STATE, "destination_id" => self.label.clone(), "state" => s.as_str()).set(value);
-        }
-    }
-
+    /// The state now; transitions count by the state entered.
     fn circuit(&self, to: CircuitState) {
-        self.circuit_state(to);
+        self.live.set_circuit(to);
         metrics::counter!(telemetry::CIRCUIT_TRANSITIONS_TOTAL, "destination_id" => self.label.clone(), "to" => to.as_str()).increment(1);
     }
 
@@ -118,7 +106,7 @@ impl DestinationActor {
         engine_paused: bool,
         breaker: Option<BreakerSnapshot>,
     ) -> Self {
-        let metrics = DestinationMetrics::new(&destination.id, deps.per_id_labels);
+        let metrics = DestinationMetrics::new(&destination.id, &deps);
         let config = core_config(&destination, &deps);
         let recovered = breaker.is_some();
         let breaker = breaker.unwrap_or_default();
@@ -126,10 +114,8 @@ impl DestinationActor {
             true => DestinationCore::new(config, breaker),
             false => DestinationCore::empty(config),
         };
-        metrics.circuit_state(breaker.state);
-        metrics
-            .circuit_failures
-            .set(f64::from(breaker.failure_count));
+        metrics.live.set_circuit(breaker.state);
+        metrics.live.set_failures(breaker.failure_count);
         DestinationActor {
             core,
             target: Arc::new(Target::new(destination)),
@@ -156,9 +142,10 @@ impl DestinationActor {
             self.load(load, ctx);
         }
         let s = self.core.stats();
+        // An event in flight is still QUEUED until its outcome is recorded.
         self.metrics
-            .queued
-            .set((s.ready + s.scheduled + s.in_flight) as f64);
+            .live
+            .set_backlog(s.ready + s.in_flight, s.scheduled);
     }
 
     fn execute(
@@ -255,9 +242,7 @@ impl DestinationActor {
                 self.metrics.circuit(t.to);
             }
             Command::PersistBreaker(snapshot) => {
-                self.metrics
-                    .circuit_failures
-                    .set(f64::from(snapshot.failure_count));
+                self.metrics.live.set_failures(snapshot.failure_count);
                 writes.push(ops::put_breaker(&destination.id, &snapshot));
             }
             Command::LoadFifo { after, limit } => loads.push(PageRequest::Fifo { after, limit }),

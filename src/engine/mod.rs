@@ -59,6 +59,8 @@ pub struct Deps {
     pub max_event_age_ms: u64,
     pub queue_window: usize,
     pub per_id_labels: bool,
+    /// Each destination's live backlog and circuit numbers, for `/metrics`.
+    pub board: Arc<crate::telemetry::Board>,
 }
 
 #[derive(Clone)]
@@ -98,6 +100,7 @@ impl Engine {
             max_event_age_ms: config.delivery.max_event_age.as_millis() as u64,
             queue_window: config.delivery.queue_window.max(1),
             per_id_labels: config.telemetry.per_id_labels,
+            board: Arc::default(),
         };
         // An operator's pause survives a crash: the stored state holds unless the file's
         // value changed since it was stored.
@@ -123,6 +126,15 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.inner.deps.store
+    }
+
+    /// Appends the backlog and circuit series of every live connection and destination.
+    pub fn render_live_metrics(&self, out: &mut String) {
+        let connections: Vec<ConnectionId> = self.read().connections.keys().cloned().collect();
+        let tally = self.store().tally().snapshot();
+        let deps = &self.inner.deps;
+        deps.board
+            .render(&connections, &tally, deps.per_id_labels, out);
     }
 
     pub fn config(&self) -> &Config {

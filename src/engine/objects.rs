@@ -121,6 +121,7 @@ impl Engine {
             .commit(ops::remove_destination(id).into())
             .await?;
         self.write().destinations.remove(id);
+        self.inner.deps.board.remove(id);
         Ok(())
     }
 

@@ -96,6 +96,14 @@ pub fn event_index_prefix(
     key
 }
 
+/// Where the index lists the team's events by connection: `{connection}/{STATUS}/{event}`
+/// follows.
+pub fn connection_index_prefix(team: &TeamId) -> Vec<u8> {
+    let mut key = join(&[EVENT_INDEX, team.as_str().as_bytes(), b"c"]);
+    key.push(b'/');
+    key
+}
+
 /// The index keys of an event with `status` (none when the status is not indexed).
 pub fn event_index(
     team: &TeamId,

@@ -56,6 +56,7 @@ mod layout;
 mod queue_records;
 pub mod readers;
 mod request_record;
+mod tally;
 mod writer;
 
 use std::future::Future;
@@ -77,6 +78,7 @@ use body_log::BodyLog;
 use event_record::{EventRecord, NewEventRecord};
 pub use queue_records::QueueChange;
 use request_record::RequestRecord;
+pub use tally::{Counts, Tally};
 pub use writer::{Durability, Op, Writer, WriterStats};
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -116,6 +118,8 @@ struct Inner {
     next_seq: std::sync::Mutex<u64>,
     /// `MAX_SCAN_PER_PAGE`, smaller in tests that need a walk to run out.
     scan_budget: std::sync::atomic::AtomicUsize,
+    /// Held and failed events by connection, kept by the writer.
+    tally: Arc<Tally>,
 }
 
 /// sled's page cache unless the configuration says otherwise.
@@ -168,6 +172,7 @@ impl Store {
             .open()?;
         let tree = db.open_tree("fasthook")?;
         let high_water = layout::open(&tree)?;
+        let tally = Arc::new(Tally::count(&tree)?);
         // sled 0.34 keeps its log in `<dir>/db`; fdatasync of that file closes the gap that
         // sled's own `sync_file_range` leaves (no device cache flush).
         let data_file = std::fs::File::open(dir.join("db")).ok();
@@ -181,6 +186,7 @@ impl Store {
             durability,
             linger,
             high_water,
+            tally.clone(),
         );
         Ok(Store {
             inner: Arc::new(Inner {
@@ -190,12 +196,18 @@ impl Store {
                 writer_thread: std::sync::Mutex::new(Some(handle)),
                 next_seq: std::sync::Mutex::new(high_water + 1),
                 scan_budget: MAX_SCAN_PER_PAGE.into(),
+                tally,
             }),
         })
     }
 
     pub fn writer(&self) -> &Writer {
         &self.inner.writer
+    }
+
+    /// Held and failed events by connection, as the store holds them now.
+    pub fn tally(&self) -> &Tally {
+        &self.inner.tally
     }
 
     /// Applies `ops` atomically and waits until they are durable.
@@ -1022,7 +1034,12 @@ pub mod ops {
             event: e,
             attempts: &[],
         };
-        put(keys::event(&e.team_id, &e.id), &record)
+        Op::PutEvent {
+            key: keys::event(&e.team_id, &e.id),
+            record: codec::encode(&record),
+            connection: e.connection_id.clone(),
+            status: e.status,
+        }
     }
 
     /// The index keys of a new event (none for the common `QUEUED`).
@@ -1875,6 +1892,58 @@ mod tests {
             ),
             vec![delivered.id]
         );
+    }
+
+    #[test]
+    fn the_tally_follows_every_change_and_is_counted_again_at_open() {
+        use crate::domain::fixtures::event;
+        let dir = tempfile::tempdir().unwrap();
+        let team = TeamId::new();
+        let store = open(dir.path());
+        rt().block_on(store.commit(vec![ops::put_team(&Team {
+            id: team.clone(),
+            name: "t".into(),
+            created_at: Timestamp(1),
+            updated_at: Timestamp(1),
+        })]))
+        .unwrap();
+        let connection = ConnectionId::new();
+        let made = |status| {
+            let mut e = event(&team);
+            e.connection_id = connection.clone();
+            e.status = status;
+            e
+        };
+        let events = [
+            made(EventStatus::Hold),
+            made(EventStatus::Hold),
+            made(EventStatus::Failed),
+            made(EventStatus::Queued),
+        ];
+        let mut writes = Vec::new();
+        for e in &events {
+            writes.push(ops::put_event(e));
+            writes.extend(ops::index_event(e));
+        }
+        rt().block_on(store.commit(writes)).unwrap();
+        let counts = |store: &Store| store.tally().snapshot().get(&connection).copied();
+        assert_eq!(counts(&store), Some(Counts { hold: 2, failed: 1 }));
+        let to = |status| EventPatch {
+            status: Some(status),
+            updated_at: Timestamp(2),
+            ..Default::default()
+        };
+        rt().block_on(store.commit(vec![
+            ops::patch_event(&team, &events[0].id, to(EventStatus::Queued)),
+            ops::patch_event(&team, &events[3].id, to(EventStatus::Failed)),
+            // Not a change of status: nothing moves.
+            ops::patch_event(&team, &events[1].id, to(EventStatus::Hold)),
+        ]))
+        .unwrap();
+        assert_eq!(counts(&store), Some(Counts { hold: 1, failed: 2 }));
+        rt().block_on(store.close());
+        let store = open(dir.path());
+        assert_eq!(counts(&store), Some(Counts { hold: 1, failed: 2 }));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -18,9 +18,10 @@ use super::keys;
 use super::layout;
 use super::queue_records::{GroupQueues, QueueChange};
 use super::request_record::NewRequestRecord;
+use super::tally::{self, Delta, Tally};
 use super::StoreError;
 use crate::domain::destination_core::QueueEntry;
-use crate::domain::{ConnectionId, EventPatch, Request};
+use crate::domain::{ConnectionId, EventPatch, EventStatus, Request};
 
 /// What "durable" means when a commit is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -37,6 +38,13 @@ pub enum Durability {
 pub enum Op {
     Put(Vec<u8>, Vec<u8>),
     Remove(Vec<u8>),
+    /// A new event's record; its connection and status are for the tally.
+    PutEvent {
+        key: Vec<u8>,
+        record: Vec<u8>,
+        connection: ConnectionId,
+        status: EventStatus,
+    },
     /// A request: its body to the body log, the rest to its record.
     PutRequest(Box<Request>),
     /// Read-modify-write of an event, done by the writer so it sees every earlier write.
@@ -96,6 +104,7 @@ impl Writer {
         durability: Durability,
         linger: Duration,
         high_water: u64,
+        tally: Arc<Tally>,
     ) -> (Writer, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel();
         let stats = std::sync::Arc::new(WriterStats::default());
@@ -118,6 +127,7 @@ impl Writer {
                     high_water,
                     rx,
                     &thread_stats,
+                    &tally,
                 )
             })
             .expect("spawn the store writer thread");
@@ -195,6 +205,7 @@ fn run(
     mut high_water: u64,
     rx: mpsc::Receiver<Message>,
     stats: &WriterStats,
+    tally: &Tally,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
     let mut dirty = false;
@@ -237,6 +248,7 @@ fn run(
         // The highest sequence number the group's keys name, once applied.
         let mut group_high = high_water;
         let mut applied_waiters = Vec::new();
+        let mut tallied = Vec::new();
         for message in group {
             applied_waiters.extend(message.on_applied);
             #[cfg(test)]
@@ -263,7 +275,10 @@ fn run(
                 high_water,
                 message.ops,
             )
-            .map(|named| group_high = group_high.max(named));
+            .map(|named| {
+                group_high = group_high.max(named);
+                tallied.append(&mut staged.tally);
+            });
             #[cfg(test)]
             if applied.is_ok() {
                 stats.applied_seqs.lock().unwrap().extend(seqs);
@@ -299,6 +314,7 @@ fn run(
             result = tree.apply_batch(batch).map_err(StoreError::from);
             if result.is_ok() {
                 high_water = group_high;
+                tally.apply(&tallied);
             }
         }
         // Readers waiting for the group read it now (or, if it failed, the disk as it was).
@@ -411,6 +427,27 @@ fn make_durable(
 struct Staged {
     writes: HashMap<Vec<u8>, Option<Vec<u8>>>,
     queue_ops: Vec<QueueChange>,
+    /// What the message changes in the tally, applied once the group is in sled.
+    tally: Vec<Delta>,
+}
+
+impl Staged {
+    /// An event of `connection` left `from` (`None` for a new one) for `to`.
+    fn moved(&mut self, connection: &ConnectionId, from: Option<EventStatus>, to: EventStatus) {
+        let mut delta = |status, by| {
+            self.tally.push(Delta {
+                connection: connection.clone(),
+                status,
+                by,
+            })
+        };
+        if let Some(from) = from.filter(|&s| tally::tallied(s)) {
+            delta(from, -1);
+        }
+        if tally::tallied(to) {
+            delta(to, 1);
+        }
+    }
 }
 
 /// Applies one message's operations to the group, all or none. Returns the highest sequence
@@ -426,6 +463,7 @@ fn apply_message(
 ) -> Result<u64, StoreError> {
     staged.writes.clear();
     staged.queue_ops.clear();
+    staged.tally.clear();
     let mut named = 0;
     // Queue records are written only at the end of a group, so earlier groups' are in sled.
     let read = |key: &[u8]| -> Result<Option<Vec<u8>>, StoreError> {
@@ -444,6 +482,16 @@ fn apply_message(
             }
             Op::Put(k, v) => {
                 staged.writes.insert(k, Some(v));
+                continue;
+            }
+            Op::PutEvent {
+                key,
+                record,
+                connection,
+                status,
+            } => {
+                staged.writes.insert(key, Some(record));
+                staged.moved(&connection, None, status);
                 continue;
             }
             Op::Remove(k) => {
@@ -479,6 +527,7 @@ fn apply_message(
                 }
                 let e = &record.event;
                 if e.status != before {
+                    staged.moved(&e.connection_id, Some(before), e.status);
                     // The index follows the status in the same batch.
                     for gone in keys::event_index(&e.team_id, &e.connection_id, before, &e.id) {
                         staged.writes.insert(gone, None);

@@ -12,6 +12,7 @@ mod crash;
 mod delivery;
 mod engine_pause;
 mod manual_retry;
+mod metrics;
 mod pause;
 mod queries;
 mod quickstart;

@@ -1,9 +1,17 @@
-//! Logging and metrics. Every metric name is a constant here so dashboards and code agree.
+//! Logging and metrics. Every metric name is a constant here so dashboards and code agree;
+//! `describe` gives each its help text and unit. The backlog and circuit gauges are drawn
+//! from live state at each scrape (`live`); the rest live in the metrics recorder.
 
+pub mod live;
+
+use metrics::Unit;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub use live::{Board, DestinationGauges};
 
 pub const EVENTS_HOLD: &str = "fasthook_events_hold";
 pub const EVENTS_QUEUED: &str = "fasthook_events_queued";
+pub const EVENTS_SCHEDULED: &str = "fasthook_events_scheduled";
 pub const EVENTS_FAILED: &str = "fasthook_events_failed";
 pub const EVENTS_DELIVERED_TOTAL: &str = "fasthook_events_delivered_total";
 pub const DELIVERY_ATTEMPTS_TOTAL: &str = "fasthook_delivery_attempts_total";
@@ -32,19 +40,24 @@ pub fn init_logging(filter: &str) {
         .try_init();
 }
 
+/// Bucket bounds of the attempt latency histogram, in seconds: from a receiver on the same
+/// host (1 ms) to the longest timeout an attempt may have (60 s).
+pub const DELIVERY_BUCKETS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
 /// Installs the Prometheus recorder; `/metrics` renders through the handle.
 pub fn init_metrics() -> Option<PrometheusHandle> {
     let builder = PrometheusBuilder::new()
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full(DELIVERY_DURATION_SECONDS.to_string()),
-            &[
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ],
+            &DELIVERY_BUCKETS,
         )
         .ok()?;
     let recorder = builder.build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).ok()?;
+    describe();
     // Histogram samples pile up until they are folded into buckets, which rendering does;
     // without a scraper they would grow without bound, so fold them on a timer too.
     let upkeep = handle.clone();
@@ -61,3 +74,52 @@ pub fn init_metrics() -> Option<PrometheusHandle> {
 }
 
 const METRICS_UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Help text and unit of every series the recorder holds.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        EVENTS_DELIVERED_TOTAL,
+        Unit::Count,
+        "Events delivered (a 2xx answer), by connection and destination."
+    );
+    describe_counter!(
+        DELIVERY_ATTEMPTS_TOTAL,
+        Unit::Count,
+        "Delivery attempts by destination, trigger and outcome (success or failure)."
+    );
+    describe_counter!(
+        INGRESS_REQUESTS_TOTAL,
+        Unit::Count,
+        "Requests received at source URLs, by source and outcome."
+    );
+    describe_histogram!(
+        DELIVERY_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time from sending an attempt to its answer (or its failure), by destination."
+    );
+    describe_counter!(
+        CIRCUIT_TRANSITIONS_TOTAL,
+        Unit::Count,
+        "Circuit breaker state changes, by destination and the state entered."
+    );
+    describe_gauge!(
+        ENGINE_PAUSED,
+        "1 while the whole engine is paused (nothing is delivered), else 0."
+    );
+    describe_counter!(
+        STORE_COMMITS_TOTAL,
+        Unit::Count,
+        "Groups of changes the store's writer applied."
+    );
+    describe_counter!(
+        STORE_FLUSHES_TOTAL,
+        Unit::Count,
+        "Times the store's writer made its changes durable."
+    );
+    describe_counter!(
+        STORE_WRITES_TOTAL,
+        Unit::Count,
+        "Change messages the store's writer received."
+    );
+}
