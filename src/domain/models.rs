@@ -293,7 +293,7 @@ pub enum AttemptStatus {
 }
 
 /// Why an attempt failed without an HTTP status to show for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DeliveryError {
     Timeout,

@@ -47,7 +47,15 @@ struct DestinationMetrics {
     live: Arc<DestinationGauges>,
     duration: metrics::Histogram,
     attempts: HashMap<(Trigger, bool), metrics::Counter>,
+    errors: HashMap<ErrorCode, metrics::Counter>,
     delivered: HashMap<ConnectionId, metrics::Counter>,
+}
+
+/// What a failed attempt's `code` label says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ErrorCode {
+    Delivery(DeliveryError),
+    Status(u16),
 }
 
 impl DestinationMetrics {
@@ -61,14 +69,16 @@ impl DestinationMetrics {
             live: deps.board.register(destination),
             duration: metrics::histogram!(telemetry::DELIVERY_DURATION_SECONDS, "destination_id" => label.clone()),
             attempts: HashMap::new(),
+            errors: HashMap::new(),
             delivered: HashMap::new(),
             per_id_labels: deps.per_id_labels,
             label,
         }
     }
 
-    fn attempt(&mut self, trigger: Trigger, success: bool, duration_ms: u64) {
+    fn attempt(&mut self, trigger: Trigger, result: &AttemptResult) {
         let label = &self.label;
+        let success = result.is_success();
         self.attempts
             .entry((trigger, success))
             .or_insert_with(|| {
@@ -76,7 +86,24 @@ impl DestinationMetrics {
                 metrics::counter!(telemetry::DELIVERY_ATTEMPTS_TOTAL, "destination_id" => label.clone(), "trigger" => trigger.as_str(), "outcome" => outcome)
             })
             .increment(1);
-        self.duration.record(duration_ms as f64 / 1000.0);
+        if !success {
+            // A receiver's status, or why there was none: a small, bounded set of codes.
+            let code = match (result.error, result.response_status) {
+                (Some(e), _) => ErrorCode::Delivery(e),
+                (None, status) => ErrorCode::Status(status.unwrap_or(0)),
+            };
+            self.errors
+                .entry(code)
+                .or_insert_with(|| {
+                    let code = match code {
+                        ErrorCode::Delivery(e) => e.as_str().to_string(),
+                        ErrorCode::Status(s) => format!("HTTP_{s}"),
+                    };
+                    metrics::counter!(telemetry::DELIVERY_ERRORS_TOTAL, "destination_id" => label.clone(), "code" => code)
+                })
+                .increment(1);
+        }
+        self.duration.record(result.duration_ms as f64 / 1000.0);
     }
 
     /// The state now; transitions count by the state entered.
@@ -356,7 +383,7 @@ impl DestinationActor {
             created_at: Timestamp(now.millis().saturating_sub(result.duration_ms)),
             updated_at: now,
         };
-        self.metrics.attempt(trigger, success, result.duration_ms);
+        self.metrics.attempt(trigger, result);
         attempt
     }
 

@@ -15,6 +15,7 @@ pub const EVENTS_SCHEDULED: &str = "fasthook_events_scheduled";
 pub const EVENTS_FAILED: &str = "fasthook_events_failed";
 pub const EVENTS_DELIVERED_TOTAL: &str = "fasthook_events_delivered_total";
 pub const DELIVERY_ATTEMPTS_TOTAL: &str = "fasthook_delivery_attempts_total";
+pub const DELIVERY_ERRORS_TOTAL: &str = "fasthook_delivery_errors_total";
 pub const INGRESS_REQUESTS_TOTAL: &str = "fasthook_ingress_requests_total";
 pub const DELIVERY_DURATION_SECONDS: &str = "fasthook_delivery_duration_seconds";
 pub const CIRCUIT_STATE: &str = "fasthook_circuit_state";
@@ -24,6 +25,26 @@ pub const ENGINE_PAUSED: &str = "fasthook_engine_paused";
 pub const STORE_COMMITS_TOTAL: &str = "fasthook_store_commits_total";
 pub const STORE_FLUSHES_TOTAL: &str = "fasthook_store_flushes_total";
 pub const STORE_WRITES_TOTAL: &str = "fasthook_store_writes_total";
+
+/// Every series `/metrics` exports, by name (a histogram adds `_bucket`, `_sum`, `_count`).
+pub const ALL_METRICS: &[&str] = &[
+    EVENTS_HOLD,
+    EVENTS_QUEUED,
+    EVENTS_SCHEDULED,
+    EVENTS_FAILED,
+    EVENTS_DELIVERED_TOTAL,
+    DELIVERY_ATTEMPTS_TOTAL,
+    DELIVERY_ERRORS_TOTAL,
+    INGRESS_REQUESTS_TOTAL,
+    DELIVERY_DURATION_SECONDS,
+    CIRCUIT_STATE,
+    CIRCUIT_FAILURES,
+    CIRCUIT_TRANSITIONS_TOTAL,
+    ENGINE_PAUSED,
+    STORE_COMMITS_TOTAL,
+    STORE_FLUSHES_TOTAL,
+    STORE_WRITES_TOTAL,
+];
 
 /// The label value used instead of an id when per-id labels are switched off.
 pub const ALL: &str = "all";
@@ -89,6 +110,11 @@ fn describe() {
         "Delivery attempts by destination, trigger and outcome (success or failure)."
     );
     describe_counter!(
+        DELIVERY_ERRORS_TOTAL,
+        Unit::Count,
+        "Failed attempts by destination and code: HTTP_<status> of the receiver's answer, or why there was none (TIMEOUT, CONNECTION_REFUSED, ...)."
+    );
+    describe_counter!(
         INGRESS_REQUESTS_TOTAL,
         Unit::Count,
         "Requests received at source URLs, by source and outcome."
@@ -122,4 +148,112 @@ fn describe() {
         Unit::Count,
         "Change messages the store's writer received."
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// Every `expr` and variable query in a dashboard, and every datasource uid it names.
+    fn walk(v: &Value, exprs: &mut Vec<String>, uids: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("expr", Value::String(e)) | ("definition", Value::String(e)) => {
+                            exprs.push(e.clone())
+                        }
+                        ("datasource", Value::Object(ds)) => {
+                            if let Some(uid) = ds.get("uid").and_then(Value::as_str) {
+                                uids.push(uid.to_string());
+                            }
+                        }
+                        _ => walk(v, exprs, uids),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, exprs, uids)),
+            _ => {}
+        }
+    }
+
+    /// The `fasthook_*` names in a PromQL expression.
+    fn metric_names(expr: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut rest = expr;
+        while let Some(at) = rest.find("fasthook_") {
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            names.push(tail[..end].to_string());
+            rest = &tail[end..];
+        }
+        names
+    }
+
+    fn exported(name: &str) -> bool {
+        ALL_METRICS.contains(&name)
+            || ["_bucket", "_sum", "_count"]
+                .iter()
+                .any(|suffix| name.strip_suffix(suffix) == Some(DELIVERY_DURATION_SECONDS))
+    }
+
+    #[test]
+    fn every_dashboard_query_names_only_exported_metrics_through_the_datasource_variable() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards");
+        let mut dashboards = 0;
+        for entry in std::fs::read_dir(&dir).expect("dashboards/") {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            dashboards += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            let dashboard: Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let (mut exprs, mut uids) = (Vec::new(), Vec::new());
+            walk(&dashboard, &mut exprs, &mut uids);
+            assert!(!exprs.is_empty(), "{}: no queries", path.display());
+            for expr in &exprs {
+                let names = metric_names(expr);
+                assert!(
+                    !names.is_empty(),
+                    "{}: `{expr}` names no metric",
+                    path.display()
+                );
+                for name in names {
+                    assert!(exported(&name), "{}: `{expr}` names {name}", path.display());
+                }
+            }
+            assert!(
+                uids.iter().all(|u| u == "${datasource}"),
+                "{}: a hard-coded datasource uid: {uids:?}",
+                path.display()
+            );
+            let variables = dashboard["templating"]["list"].as_array().unwrap();
+            assert!(
+                variables
+                    .iter()
+                    .any(|v| v["type"] == "datasource" && v["query"] == "prometheus"),
+                "{}: no Prometheus datasource variable",
+                path.display()
+            );
+        }
+        assert!(
+            dashboards >= 2,
+            "the overview and the destination drill-down"
+        );
+    }
+
+    #[test]
+    fn metric_names_are_found_in_promql() {
+        assert_eq!(
+            metric_names("sum by (le) (rate(fasthook_delivery_duration_seconds_bucket{a=\"b\"}[5m])) / fasthook_events_hold"),
+            ["fasthook_delivery_duration_seconds_bucket", "fasthook_events_hold"]
+        );
+        assert!(exported("fasthook_delivery_duration_seconds_count"));
+        assert!(!exported("fasthook_events_held"));
+    }
 }

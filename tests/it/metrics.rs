@@ -213,6 +213,13 @@ async fn gauges_and_counters_are_exact_and_the_gauges_survive_kill9_and_labels_o
     assert_eq!(attempts("PROBE", "success"), Some(1.0));
     assert_eq!(
         s.get(
+            "fasthook_delivery_errors_total",
+            &[("destination_id", &bad_dest), ("code", "HTTP_500")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        s.get(
             "fasthook_events_delivered_total",
             &[("connection_id", &bad_conn), ("destination_id", &bad_dest)]
         ),
