@@ -11,6 +11,7 @@ pub mod events;
 pub mod health;
 pub mod ingress;
 pub mod json;
+mod metrics;
 pub mod sources;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -25,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     connections::configure(cfg);
     events::configure(cfg);
     bulk::configure(cfg);
+    metrics::configure(cfg);
     admin::configure(cfg);
 }
 

@@ -20,6 +20,9 @@ pub const BULK_RETRY: &[u8] = b"J/";
 /// The event index: `X/{team}/s/{STATUS}/{event}` and `X/{team}/c/{connection}/{STATUS}/{event}`
 /// for events whose status `is_indexed`.
 pub const EVENT_INDEX: &[u8] = b"X/";
+/// Events metrics: `Y/{team}/{minute}{connection}` (the minute a big-endian `u64` of
+/// milliseconds) holds the counts of the connection's events created in that minute.
+pub const EVENT_COUNTS: &[u8] = b"Y/";
 /// The drain rate an unpause asked for, kept while the connection's drain runs.
 pub const DRAIN_RATE: &[u8] = b"U/";
 /// The store's own bookkeeping: `M/layout` (the layout version, a big-endian `u32`) and
@@ -122,6 +125,20 @@ pub fn event_index(
             key
         })
         .collect()
+}
+
+/// Where a team's event counts start: the minute and the connection follow.
+pub fn event_counts_prefix(team: &TeamId) -> Vec<u8> {
+    let mut key = join(&[EVENT_COUNTS, team.as_str().as_bytes()]);
+    key.push(b'/');
+    key
+}
+
+pub fn event_counts(team: &TeamId, minute: u64, connection: &ConnectionId) -> Vec<u8> {
+    let mut key = event_counts_prefix(team);
+    key.extend_from_slice(&minute.to_be_bytes());
+    key.extend_from_slice(connection.as_str().as_bytes());
+    key
 }
 
 pub fn drain_rate(id: &ConnectionId) -> Vec<u8> {

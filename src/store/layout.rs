@@ -15,17 +15,21 @@
 use std::collections::HashMap;
 
 use super::event_record::EventRecord;
-use super::{codec, keys, StoreError};
+use super::{codec, event_counts, keys, StoreError};
 use crate::domain::destination_core::QueueEntry;
 use crate::domain::DestinationId;
 
 type Result<T> = std::result::Result<T, StoreError>;
 
-/// The layout this build reads and writes. Version 3 added the event index (`X/`).
-pub const VERSION: u32 = 3;
+/// The layout this build reads and writes. Version 3 added the event index (`X/`),
+/// version 4 the event counts (`Y/`).
+pub const VERSION: u32 = 4;
 
 /// The per-destination queue layout, before the event index.
 const V2: u32 = 2;
+
+/// The event index, before the event counts.
+const V3: u32 = 3;
 
 /// Index keys written per batch by the migration to version 3.
 const INDEX_BATCH: usize = 10_000;
@@ -61,6 +65,9 @@ pub fn open(tree: &sled::Tree) -> Result<u64> {
     }
     if version == V2 {
         migrate_v2_to_v3(tree)?;
+    }
+    if version <= V3 {
+        migrate_v3_to_v4(tree)?;
     }
     match tree.get(keys::HIGH_WATER)? {
         Some(mark) => decode_mark(&mark),
@@ -193,9 +200,26 @@ fn migrate_v2_to_v3(tree: &sled::Tree) -> Result<()> {
             pending = 0;
         }
     }
-    batch.insert(keys::LAYOUT, VERSION.to_be_bytes().to_vec());
+    batch.insert(keys::LAYOUT, V3.to_be_bytes().to_vec());
     tree.apply_batch(batch)?;
     tree.flush()?;
     tracing::info!(index_keys = indexed, "event index built (store layout 3)");
+    Ok(())
+}
+
+/// Counts every stored event into the event counts, then stamps version 4, in one batch:
+/// a crash leaves version 3 and no counts, and the next open starts over.
+fn migrate_v3_to_v4(tree: &sled::Tree) -> Result<()> {
+    let changes = event_counts::count_all(tree)?;
+    let mut batch = sled::Batch::default();
+    let mut records = 0;
+    for (key, value) in changes.into_writes(tree)? {
+        batch.insert(key, value);
+        records += 1;
+    }
+    batch.insert(keys::LAYOUT, VERSION.to_be_bytes().to_vec());
+    tree.apply_batch(batch)?;
+    tree.flush()?;
+    tracing::info!(records, "event counts built (store layout 4)");
     Ok(())
 }

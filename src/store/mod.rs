@@ -50,6 +50,7 @@
 
 mod body_log;
 mod codec;
+mod event_counts;
 mod event_record;
 pub mod keys;
 mod layout;
@@ -75,6 +76,7 @@ use crate::domain::destination_core::QueueEntry;
 use crate::domain::rate_limiter::RateLimit;
 use crate::domain::*;
 use body_log::BodyLog;
+pub use event_counts::{CountsFilter, EventPlace};
 use event_record::{EventRecord, NewEventRecord};
 pub use queue_records::QueueChange;
 use request_record::RequestRecord;
@@ -203,6 +205,19 @@ impl Store {
 
     pub fn writer(&self) -> &Writer {
         &self.inner.writer
+    }
+
+    /// The team's events created from minute `from` to `to` (exclusive, milliseconds) that
+    /// `filter` admits, counted by status with their attempts: one entry per connection and
+    /// minute. Blocking.
+    pub fn event_counts(
+        &self,
+        team: &TeamId,
+        from: u64,
+        to: u64,
+        filter: &CountsFilter,
+    ) -> Result<Vec<(u64, crate::domain::event_metrics::EventCounts)>> {
+        event_counts::read(&self.inner.tree, team, from, to, filter)
     }
 
     /// Held and failed events by connection, as the store holds them now.
@@ -1037,7 +1052,7 @@ pub mod ops {
         Op::PutEvent {
             key: keys::event(&e.team_id, &e.id),
             record: codec::encode(&record),
-            connection: e.connection_id.clone(),
+            place: Box::new(EventPlace::of(e)),
             status: e.status,
         }
     }
@@ -1947,6 +1962,69 @@ mod tests {
     }
 
     #[test]
+    fn event_counts_follow_changes_and_are_built_for_a_version_3_store() {
+        use crate::domain::event_metrics::EventCounts;
+        use crate::domain::fixtures::event;
+        let dir = tempfile::tempdir().unwrap();
+        let team = TeamId::new();
+        let store = open(dir.path());
+        let at = |minute: u64| Timestamp(1_700_000_040_000 + minute * 60_000);
+        let made = |minute, status| {
+            let mut e = event(&team);
+            e.created_at = at(minute);
+            e.status = status;
+            e
+        };
+        let (a, b) = (made(0, EventStatus::Queued), made(2, EventStatus::Hold));
+        rt().block_on(store.commit(vec![ops::put_event(&a), ops::put_event(&b)]))
+            .unwrap();
+        let delivered = EventPatch {
+            status: Some(EventStatus::Successful),
+            updated_at: at(3),
+            ..Default::default()
+        };
+        rt().block_on(store.commit(vec![ops::patch_event(&team, &a.id, delivered)]))
+            .unwrap();
+        let counts = |store: &Store| {
+            let from = crate::domain::event_metrics::minute_of(at(0));
+            store
+                .event_counts(&team, from, at(10).millis(), &CountsFilter::default())
+                .unwrap()
+        };
+        let want = vec![
+            (
+                crate::domain::event_metrics::minute_of(at(0)),
+                EventCounts {
+                    successful: 1,
+                    ..Default::default()
+                },
+            ),
+            (
+                crate::domain::event_metrics::minute_of(at(2)),
+                EventCounts {
+                    hold: 1,
+                    ..Default::default()
+                },
+            ),
+        ];
+        assert_eq!(counts(&store), want);
+        // A version 3 store (no counts) gets them at open.
+        let mut writes: Vec<Op> = store
+            .inner
+            .tree
+            .scan_prefix(keys::EVENT_COUNTS)
+            .keys()
+            .map(|k| Op::Remove(k.unwrap().to_vec()))
+            .collect();
+        writes.push(Op::Put(keys::LAYOUT.to_vec(), 3u32.to_be_bytes().to_vec()));
+        rt().block_on(store.commit(writes)).unwrap();
+        assert!(counts(&store).is_empty());
+        rt().block_on(store.close());
+        let store = open(dir.path());
+        assert_eq!(counts(&store), want);
+    }
+
+    #[test]
     fn a_creation_time_range_bounds_the_walk_in_both_directions() {
         use crate::domain::fixtures::event;
         let dir = tempfile::tempdir().unwrap();
@@ -2017,11 +2095,11 @@ mod tests {
         match refused {
             Err(
                 e @ StoreError::NewerLayout {
-                    found: 4,
-                    supported: 3,
+                    found: 5,
+                    supported: 4,
                 },
             ) => {
-                assert!(e.to_string().contains("version 4"), "{e}");
+                assert!(e.to_string().contains("version 5"), "{e}");
             }
             Err(e) => panic!("refused for another reason: {e}"),
             Ok(_) => panic!("a newer layout was opened"),

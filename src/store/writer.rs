@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 
 use super::body_log::BodyAppender;
 use super::codec;
+use super::event_counts::{CountChanges, EventPlace};
 use super::event_record::EventRecord;
 use super::keys;
 use super::layout;
@@ -21,7 +22,7 @@ use super::request_record::NewRequestRecord;
 use super::tally::{self, Delta, Tally};
 use super::StoreError;
 use crate::domain::destination_core::QueueEntry;
-use crate::domain::{ConnectionId, EventPatch, EventStatus, Request};
+use crate::domain::{AttemptStatus, ConnectionId, EventPatch, EventStatus, Request};
 
 /// What "durable" means when a commit is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -38,11 +39,11 @@ pub enum Durability {
 pub enum Op {
     Put(Vec<u8>, Vec<u8>),
     Remove(Vec<u8>),
-    /// A new event's record; its connection and status are for the tally.
+    /// A new event's record; its place and status are for the tally and the counts.
     PutEvent {
         key: Vec<u8>,
         record: Vec<u8>,
-        connection: ConnectionId,
+        place: Box<EventPlace>,
         status: EventStatus,
     },
     /// A request: its body to the body log, the rest to its record.
@@ -249,6 +250,7 @@ fn run(
         let mut group_high = high_water;
         let mut applied_waiters = Vec::new();
         let mut tallied = Vec::new();
+        let mut counted = CountChanges::default();
         for message in group {
             applied_waiters.extend(message.on_applied);
             #[cfg(test)]
@@ -278,6 +280,7 @@ fn run(
             .map(|named| {
                 group_high = group_high.max(named);
                 tallied.append(&mut staged.tally);
+                counted.absorb(&mut staged.counts);
             });
             #[cfg(test)]
             if applied.is_ok() {
@@ -292,6 +295,11 @@ fn run(
             }
         }
         overlay.extend(queues.finish());
+        // The counts' records are written only here, so sled has the last group's.
+        match counted.into_writes(&tree) {
+            Ok(writes) => overlay.extend(writes.map(|(k, v)| (k, Some(v)))),
+            Err(e) => tracing::error!(error = %e, "event counts could not be updated"),
+        }
         if group_high > high_water {
             overlay.insert(
                 keys::HIGH_WATER.to_vec(),
@@ -429,6 +437,8 @@ struct Staged {
     queue_ops: Vec<QueueChange>,
     /// What the message changes in the tally, applied once the group is in sled.
     tally: Vec<Delta>,
+    /// What it changes in the event counts, written with the group.
+    counts: CountChanges,
 }
 
 impl Staged {
@@ -464,6 +474,7 @@ fn apply_message(
     staged.writes.clear();
     staged.queue_ops.clear();
     staged.tally.clear();
+    staged.counts.clear();
     let mut named = 0;
     // Queue records are written only at the end of a group, so earlier groups' are in sled.
     let read = |key: &[u8]| -> Result<Option<Vec<u8>>, StoreError> {
@@ -487,11 +498,12 @@ fn apply_message(
             Op::PutEvent {
                 key,
                 record,
-                connection,
+                place,
                 status,
             } => {
                 staged.writes.insert(key, Some(record));
-                staged.moved(&connection, None, status);
+                staged.moved(&place.connection, None, status);
+                staged.counts.change(&place, |c| c.moved(None, status));
                 continue;
             }
             Op::Remove(k) => {
@@ -519,6 +531,10 @@ fn apply_message(
                 let Some(bytes) = current else { continue };
                 let mut record = codec::decode::<EventRecord>(&bytes)?;
                 let before = record.event.status;
+                let attempted = patch
+                    .attempt
+                    .as_ref()
+                    .map(|a| a.status == AttemptStatus::Failed);
                 if let Some(spilled) = record.apply(patch) {
                     let attempt_key = keys::attempt(&spilled.event_id, spilled.attempt_number);
                     staged
@@ -526,6 +542,16 @@ fn apply_message(
                         .insert(attempt_key, Some(codec::encode(&spilled)));
                 }
                 let e = &record.event;
+                if e.status != before || attempted.is_some() {
+                    staged.counts.change(&EventPlace::of(e), |c| {
+                        if e.status != before {
+                            c.moved(Some(before), e.status);
+                        }
+                        if let Some(failed) = attempted {
+                            c.attempted(failed);
+                        }
+                    });
+                }
                 if e.status != before {
                     staged.moved(&e.connection_id, Some(before), e.status);
                     // The index follows the status in the same batch.

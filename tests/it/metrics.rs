@@ -302,3 +302,175 @@ async fn gauges_and_counters_are_exact_and_the_gauges_survive_kill9_and_labels_o
     })
     .await;
 }
+
+/// `GET /v1/metrics/events` by the minute from `from`, with `extra` parameters.
+async fn events_metrics(server: &TestServer, from: &str, extra: &str) -> serde_json::Value {
+    let (status, v) = server
+        .api()
+        .get(&format!(
+            "/v1/metrics/events?from={from}&granularity=1m{extra}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+/// The start of the minute of an RFC 3339 timestamp with milliseconds (`...T12:34:56.789Z`).
+fn minute_of(t: &str) -> String {
+    format!("{}:00.000Z", &t[..16])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_metrics_count_each_bucket_by_status_now_and_survive_kill9() {
+    use serde_json::Value;
+    let healthy = TestReceiver::start().await;
+    let failing = TestReceiver::start().await;
+    failing.set_status(500);
+    let mut server = TestServer::start().await;
+    let no_retries =
+        json!([{ "type": "retry", "strategy": "linear", "count": 0, "interval": 1000 }]);
+    let (src, _, delivered_conn) = server.pipeline(&healthy.url(), json!({}), json!([])).await;
+    let held_dest = server
+        .create_destination(json!({ "url": healthy.url() }))
+        .await;
+    let held_conn = server
+        .create_connection(&src, held_dest["id"].as_str().unwrap(), json!([]))
+        .await;
+    let held_conn = held_conn["id"].as_str().unwrap().to_string();
+    server
+        .api()
+        .put(&format!("/v1/connections/{held_conn}/pause"), None)
+        .await;
+    let (bad_src, bad_dest, _) = server
+        .pipeline(&failing.url(), crate::common::breaker_off(), no_retries)
+        .await;
+    server.send_events(&src, 3, "metrics").await;
+    server.send_events(&bad_src, 2, "metrics").await;
+    let s = &server;
+    crate::common::eventually(
+        Duration::from_secs(20),
+        "3 delivered, 3 held, 2 failed",
+        || async move {
+            let all = s.events("").await;
+            let n = |status: &str| all.iter().filter(|e| e["status"] == status).count();
+            n("SUCCESSFUL") == 3 && n("HOLD") == 3 && n("FAILED") == 2
+        },
+    )
+    .await;
+    let events = server.events("").await;
+    let created: Vec<String> = events
+        .iter()
+        .map(|e| e["created_at"].as_str().unwrap().to_string())
+        .collect();
+    let from = minute_of(created.iter().min().unwrap());
+    // Expected: per minute, each measure from the events as they are now.
+    let expected = |only: &dyn Fn(&Value) -> bool| {
+        let mut by_minute: BTreeMap<String, [u64; 4]> = BTreeMap::new();
+        for e in events.iter().filter(|e| only(e)) {
+            let slot = by_minute
+                .entry(minute_of(e["created_at"].as_str().unwrap()))
+                .or_default();
+            match e["status"].as_str().unwrap() {
+                "HOLD" => slot[0] += 1,
+                "SUCCESSFUL" => slot[1] += 1,
+                "FAILED" => slot[2] += 1,
+                other => panic!("unexpected status {other}"),
+            }
+            slot[3] += e["attempts"].as_u64().unwrap();
+        }
+        by_minute
+    };
+    // Non-empty buckets of an answer: minute -> [hold, delivered, failed, attempts].
+    let counted = |v: &Value| {
+        let mut out: BTreeMap<String, [u64; 4]> = BTreeMap::new();
+        for bucket in v["data"].as_array().unwrap() {
+            let m = &bucket["metrics"];
+            let row = [
+                "hold_count",
+                "delivered_count",
+                "failed_count",
+                "attempt_count",
+            ]
+            .map(|k| m[k].as_u64().unwrap());
+            if row != [0; 4] {
+                out.insert(bucket["time_bucket"].as_str().unwrap().to_string(), row);
+            }
+        }
+        out
+    };
+    let all = events_metrics(&server, &from, "").await;
+    assert_eq!(counted(&all), expected(&|_| true), "{all}");
+    let first = &all["data"][0];
+    assert_eq!(first["time_bucket"], from.as_str());
+    assert_eq!(first["dimensions"], json!({}));
+    for measure in ["queued_count", "scheduled_count", "error_rate"] {
+        assert!(first["metrics"][measure].is_number(), "{first}");
+    }
+    let held = events_metrics(&server, &from, &format!("&connection_id={held_conn}")).await;
+    let held_only = |e: &Value| e["connection_id"] == held_conn.as_str();
+    assert_eq!(counted(&held), expected(&held_only));
+    assert_eq!(
+        held["data"][0]["dimensions"]["connection_id"],
+        held_conn.as_str()
+    );
+    let bad = events_metrics(
+        &server,
+        &from,
+        &format!("&destination_id={bad_dest}&measures[]=error_rate&measures[]=failed_count"),
+    )
+    .await;
+    let with_attempts: Vec<&Value> = bad["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["metrics"]["failed_count"].as_u64() > Some(0))
+        .collect();
+    assert!(!with_attempts.is_empty(), "{bad}");
+    for b in with_attempts {
+        assert_eq!(b["metrics"]["error_rate"], 1.0, "{b}");
+        assert_eq!(
+            b["metrics"].as_object().unwrap().len(),
+            2,
+            "only the measures asked: {b}"
+        );
+    }
+    let delivered_only = |e: &Value| e["connection_id"] == delivered_conn.as_str();
+    let by_source = events_metrics(
+        &server,
+        &from,
+        &format!("&source_id={src}&connection_id={delivered_conn}"),
+    )
+    .await;
+    assert_eq!(counted(&by_source), expected(&delivered_only));
+
+    // Durable with the events they count.
+    server.kill9();
+    server.restart().await;
+    assert_eq!(
+        counted(&events_metrics(&server, &from, "").await),
+        expected(&|_| true)
+    );
+
+    // Bad input names the parameter.
+    for (query, field) in [
+        (
+            format!("from={}&to=2020-01-01T00:00:00.000Z", minute_of(&from)),
+            "from",
+        ),
+        ("granularity=5m".to_string(), "granularity"),
+        ("measures[]=held_count".to_string(), "measures[]"),
+        (
+            "granularity=1m&from=2020-01-01T00:00:00.000Z&to=2020-01-03T00:00:00.000Z".to_string(),
+            "granularity",
+        ),
+        ("connection_id=nope".to_string(), "connection_id"),
+        ("conection_id=web_x".to_string(), "conection_id"),
+    ] {
+        let (status, v) = server
+            .api()
+            .get(&format!("/v1/metrics/events?{query}"))
+            .await;
+        assert_eq!(status, 422, "{query}: {v}");
+        assert!(v.to_string().contains(field), "{query}: {v}");
+    }
+}
