@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod ingress;
+mod issues;
 pub mod json;
 mod metrics;
 pub mod sources;
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     events::configure(cfg);
     bulk::configure(cfg);
     metrics::configure(cfg);
+    issues::configure(cfg);
     admin::configure(cfg);
 }
 

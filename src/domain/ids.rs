@@ -97,6 +97,9 @@ id_type!(AttemptId, "atm_");
 id_type!(
     /// A bulk retry job.
     BulkRetryId, "bch_");
+id_type!(
+    /// An issue (a breaker that opened).
+    IssueId, "iss_");
 
 /// Stored form tags. JSON and other human-readable forms carry the id's text; the store's
 /// binary form carries `ULID_TAG` and the ULID's 16 bytes (the prefix is implied by the type),

@@ -8,6 +8,7 @@ pub mod event_metrics;
 #[cfg(test)]
 pub mod fixtures;
 pub mod ids;
+pub mod issues;
 pub mod models;
 pub mod paging;
 pub mod rate_limiter;

@@ -16,6 +16,7 @@ use crate::domain::breaker::{BreakerSnapshot, CircuitState};
 use crate::domain::destination_core::{
     AttemptResult, Command, CoreConfig, CoreStats, DestinationCore, Input, Next, QueueEntry,
 };
+use crate::domain::issues::CircuitSeen;
 use crate::domain::rate_limiter::RateLimit;
 use crate::domain::*;
 use crate::store::{ops, Op};
@@ -143,6 +144,15 @@ impl DestinationActor {
         };
         metrics.live.set_circuit(breaker.state);
         metrics.live.set_failures(breaker.failure_count);
+        if recovered {
+            // A crash may have come between the breaker's change and its issue's.
+            let seen = CircuitSeen {
+                state: breaker.state,
+                transition: false,
+            };
+            deps.issues
+                .circuit(&destination.team_id, &destination.id, seen);
+        }
         DestinationActor {
             core,
             target: Arc::new(Target::new(destination)),
@@ -267,6 +277,11 @@ impl DestinationActor {
                     "circuit breaker changed"
                 );
                 self.metrics.circuit(t.to);
+                let seen = CircuitSeen {
+                    state: t.to,
+                    transition: true,
+                };
+                self.deps.issues.circuit(team, &destination.id, seen);
             }
             Command::PersistBreaker(snapshot) => {
                 self.metrics.live.set_failures(snapshot.failure_count);

@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod destination_actor;
 mod drain;
 mod ingest;
+pub mod issues;
 mod manual_retry;
 mod objects;
 mod payload_cache;
@@ -61,6 +62,8 @@ pub struct Deps {
     pub per_id_labels: bool,
     /// Each destination's live backlog and circuit numbers, for `/metrics`.
     pub board: Arc<crate::telemetry::Board>,
+    /// Where breaker changes become issues.
+    pub issues: issues::IssueBook,
 }
 
 #[derive(Clone)]
@@ -93,6 +96,7 @@ impl Engine {
             .map(|n| n.get())
             .unwrap_or(2);
         let arbiters = (0..cores).map(|_| Arbiter::new().handle()).collect();
+        let issue_store = store.clone();
         let deps = Deps {
             store,
             client,
@@ -101,6 +105,7 @@ impl Engine {
             queue_window: config.delivery.queue_window.max(1),
             per_id_labels: config.telemetry.per_id_labels,
             board: Arc::default(),
+            issues: issues::IssueBook::start(issue_store),
         };
         // An operator's pause survives a crash: the stored state holds unless the file's
         // value changed since it was stored.
@@ -126,6 +131,10 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.inner.deps.store
+    }
+
+    pub fn issues(&self) -> &issues::IssueBook {
+        &self.inner.deps.issues
     }
 
     /// Appends the backlog and circuit series of every live connection and destination.

@@ -23,6 +23,10 @@ pub const EVENT_INDEX: &[u8] = b"X/";
 /// Events metrics: `Y/{team}/{minute}{connection}` (the minute a big-endian `u64` of
 /// milliseconds) holds the counts of the connection's events created in that minute.
 pub const EVENT_COUNTS: &[u8] = b"Y/";
+/// Issues, `N/{team}/{issue}`, and the active issue of a destination, `O/{destination}`
+/// (the issue's id).
+pub const ISSUE: &[u8] = b"N/";
+pub const ACTIVE_ISSUE: &[u8] = b"O/";
 /// The drain rate an unpause asked for, kept while the connection's drain runs.
 pub const DRAIN_RATE: &[u8] = b"U/";
 /// The store's own bookkeeping: `M/layout` (the layout version, a big-endian `u32`) and
@@ -139,6 +143,14 @@ pub fn event_counts(team: &TeamId, minute: u64, connection: &ConnectionId) -> Ve
     key.extend_from_slice(&minute.to_be_bytes());
     key.extend_from_slice(connection.as_str().as_bytes());
     key
+}
+
+pub fn issue(team: &TeamId, id: &IssueId) -> Vec<u8> {
+    join(&[ISSUE, team.as_str().as_bytes(), id.as_str().as_bytes()])
+}
+
+pub fn active_issue(destination: &DestinationId) -> Vec<u8> {
+    join(&[ACTIVE_ISSUE, destination.as_str().as_bytes()])
 }
 
 pub fn drain_rate(id: &ConnectionId) -> Vec<u8> {

@@ -73,6 +73,7 @@ use serde::Serialize;
 use crate::domain::breaker::BreakerSnapshot;
 use crate::domain::bulk_retry::{BulkRetryJob, BulkStatus};
 use crate::domain::destination_core::QueueEntry;
+use crate::domain::issues::Issue;
 use crate::domain::rate_limiter::RateLimit;
 use crate::domain::*;
 use body_log::BodyLog;
@@ -218,6 +219,34 @@ impl Store {
         filter: &CountsFilter,
     ) -> Result<Vec<(u64, crate::domain::event_metrics::EventCounts)>> {
         event_counts::read(&self.inner.tree, team, from, to, filter)
+    }
+
+    pub fn issue(&self, team: &TeamId, id: &IssueId) -> Result<Option<Issue>> {
+        self.get(&keys::issue(team, id))
+    }
+
+    /// The destination's issue that is still active (opened or acknowledged), if any.
+    pub fn active_issue(
+        &self,
+        team: &TeamId,
+        destination: &DestinationId,
+    ) -> Result<Option<Issue>> {
+        let Some(id) = self.inner.tree.get(keys::active_issue(destination))? else {
+            return Ok(None);
+        };
+        let id = IssueId::parse_loose(&String::from_utf8_lossy(&id))
+            .map_err(|e| StoreError::Corrupt(format!("active issue id: {e}")))?;
+        Ok(self.issue(team, &id)?.filter(|i| i.status.is_active()))
+    }
+
+    pub fn list_issues(&self, q: &ListQuery, keep: impl Fn(&Issue) -> bool) -> Result<Page<Issue>> {
+        self.page(
+            &keys::team_prefix(keys::ISSUE, &q.team),
+            q.cursor.as_deref(),
+            q.dir,
+            q.limit,
+            keep,
+        )
     }
 
     /// Held and failed events by connection, as the store holds them now.
@@ -1153,6 +1182,19 @@ pub mod ops {
                 },
             ),
         ]
+    }
+
+    /// Stores `issue`; an active one becomes its destination's active issue, and one that is
+    /// no longer active stops being it (`was_active`: it was).
+    pub fn put_issue(issue: &Issue, was_active: bool) -> Vec<Op> {
+        let mut ops = vec![put(keys::issue(&issue.team_id, &issue.id), issue)];
+        let pointer = keys::active_issue(&issue.destination_id);
+        if issue.status.is_active() {
+            ops.push(Op::Put(pointer, issue.id.as_str().as_bytes().to_vec()));
+        } else if was_active {
+            ops.push(Op::Remove(pointer));
+        }
+        ops
     }
 
     pub fn put_bulk_retry(job: &BulkRetryJob) -> Op {

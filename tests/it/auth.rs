@@ -9,7 +9,7 @@ use crate::common::{
 };
 
 /// Creates a team through `/admin` and one API key for it: (team id, key id, key).
-async fn new_team(server: &TestServer, name: &str) -> (String, String, String) {
+pub async fn new_team(server: &TestServer, name: &str) -> (String, String, String) {
     let (status, team) = server
         .admin()
         .post("/admin/teams", &json!({ "name": name }))

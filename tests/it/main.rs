@@ -11,6 +11,7 @@ mod common;
 mod crash;
 mod delivery;
 mod engine_pause;
+mod issues;
 mod manual_retry;
 mod metrics;
 mod pause;

@@ -1,0 +1,148 @@
+//! Issues in the engine: one task applies every change to them, in the order they happen —
+//! breaker observations sent by destination actors (which never wait for it) and an
+//! operator's status changes — so an automatic bump never undoes an acknowledgement. The
+//! rules are in `domain::issues`.
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{EngineError, Result};
+use crate::domain::issues::{circuit_seen, CircuitSeen, Issue, IssueChange, IssueStatus};
+use crate::domain::*;
+use crate::store::{ops, Store};
+
+enum Message {
+    Circuit {
+        team: TeamId,
+        destination: DestinationId,
+        seen: CircuitSeen,
+    },
+    SetStatus {
+        team: TeamId,
+        id: IssueId,
+        status: IssueStatus,
+        reply: oneshot::Sender<Result<Issue>>,
+    },
+}
+
+/// The sending side, cloned into every actor.
+#[derive(Clone)]
+pub struct IssueBook {
+    tx: mpsc::UnboundedSender<Message>,
+}
+
+impl IssueBook {
+    /// Starts the task that applies the changes. Must run inside a Tokio runtime.
+    pub fn start(store: Store) -> IssueBook {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(store, rx));
+        IssueBook { tx }
+    }
+
+    /// A breaker changed, or a restart found it in `seen.state`. Never waits.
+    pub fn circuit(&self, team: &TeamId, destination: &DestinationId, seen: CircuitSeen) {
+        let _ = self.tx.send(Message::Circuit {
+            team: team.clone(),
+            destination: destination.clone(),
+            seen,
+        });
+    }
+
+    /// An operator's change of status; answers the issue as stored.
+    pub async fn set_status(
+        &self,
+        team: &TeamId,
+        id: &IssueId,
+        status: IssueStatus,
+    ) -> Result<Issue> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Message::SetStatus {
+                team: team.clone(),
+                id: id.clone(),
+                status,
+                reply,
+            })
+            .map_err(|_| EngineError::Unavailable("the issue task has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| EngineError::Unavailable("the issue task has stopped".into()))?
+    }
+}
+
+async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Message>) {
+    while let Some(message) = rx.recv().await {
+        match message {
+            Message::Circuit {
+                team,
+                destination,
+                seen,
+            } => {
+                if let Err(e) = on_circuit(&store, team, &destination, seen).await {
+                    tracing::error!(destination_id = %destination, error = %e, "cannot record the issue of a breaker change");
+                }
+            }
+            Message::SetStatus {
+                team,
+                id,
+                status,
+                reply,
+            } => {
+                let _ = reply.send(set_status(&store, team, id, status).await);
+            }
+        }
+    }
+}
+
+async fn on_circuit(
+    store: &Store,
+    team: TeamId,
+    destination: &DestinationId,
+    seen: CircuitSeen,
+) -> Result<()> {
+    let (reader, dest) = (store.clone(), destination.clone());
+    let lookup = team.clone();
+    let active = crate::store::readers::read(move || reader.active_issue(&lookup, &dest))
+        .await
+        .map_err(|e| EngineError::Unavailable(format!("issue reader: {e}")))??;
+    let was_active = active.is_some();
+    let issue = match circuit_seen(active, &team, destination, seen, Timestamp::now()) {
+        IssueChange::Nothing => return Ok(()),
+        IssueChange::Opened(issue) => {
+            tracing::warn!(issue_id = %issue.id, destination_id = %destination, "issue opened: the destination's circuit breaker is open");
+            issue
+        }
+        IssueChange::Seen(issue) => issue,
+        IssueChange::Resolved(issue) => {
+            tracing::info!(issue_id = %issue.id, destination_id = %destination, "issue resolved: the destination's circuit breaker closed");
+            issue
+        }
+    };
+    store.commit(ops::put_issue(&issue, was_active)).await?;
+    Ok(())
+}
+
+async fn set_status(
+    store: &Store,
+    team: TeamId,
+    id: IssueId,
+    status: IssueStatus,
+) -> Result<Issue> {
+    let (reader, lookup, key) = (store.clone(), team.clone(), id.clone());
+    let issue = crate::store::readers::read(move || reader.issue(&lookup, &key))
+        .await
+        .map_err(|e| EngineError::Unavailable(format!("issue reader: {e}")))??
+        .ok_or(EngineError::NotFound("issue"))?;
+    let was_active = issue.status.is_active();
+    if !was_active && status.is_active() {
+        return Err(EngineError::Refused {
+            code: "ISSUE_CLOSED",
+            message: format!(
+                "the issue is {}; a closed issue does not open again (the next breaker opening opens a new one)",
+                issue.status.as_str()
+            ),
+        });
+    }
+    let changed = issue.set_status(status, Timestamp::now());
+    store.commit(ops::put_issue(&changed, was_active)).await?;
+    Ok(changed)
+}
