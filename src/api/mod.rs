@@ -2,6 +2,7 @@
 //! This module only wires them together.
 
 pub mod admin;
+mod alert_channels;
 pub mod auth;
 pub mod bulk;
 pub mod connections;
@@ -29,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     bulk::configure(cfg);
     metrics::configure(cfg);
     issues::configure(cfg);
+    alert_channels::configure(cfg);
     admin::configure(cfg);
 }
 

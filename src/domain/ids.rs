@@ -100,6 +100,12 @@ id_type!(
 id_type!(
     /// An issue (a breaker that opened).
     IssueId, "iss_");
+id_type!(
+    /// An alert channel (where issue alerts are sent).
+    AlertChannelId, "alc_");
+id_type!(
+    /// One alert to one channel; its `webhook-id`.
+    AlertId, "alr_");
 
 /// Stored form tags. JSON and other human-readable forms carry the id's text; the store's
 /// binary form carries `ULID_TAG` and the ULID's 16 bytes (the prefix is implied by the type),

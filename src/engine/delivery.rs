@@ -169,6 +169,32 @@ impl DeliveryClient {
         Ok(DeliveryClient { client })
     }
 
+    /// POSTs a JSON `body` signed by `signer` under `id` (the Standard Webhooks headers, as
+    /// deliveries have them) and answers the receiver's status. For the gateway's own alerts.
+    pub async fn post_signed(
+        &self,
+        url: &str,
+        id: &str,
+        body: Vec<u8>,
+        signer: &Signer,
+        timeout: Duration,
+    ) -> Result<u16, reqwest::Error> {
+        let ts = (Timestamp::now().millis() / 1000) as i64;
+        let signature = signer.sign(id, ts, &body);
+        let resp = self
+            .client
+            .post(url)
+            .timeout(timeout)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts)
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await?;
+        Ok(resp.status().as_u16())
+    }
+
     /// Makes one attempt. Never fails: every outcome is an `AttemptResult`.
     pub async fn deliver(
         &self,

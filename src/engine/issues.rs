@@ -5,7 +5,9 @@
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::alerts::AlertSender;
 use super::{EngineError, Result};
+use crate::domain::alerts::{Alert, AlertType};
 use crate::domain::issues::{circuit_seen, CircuitSeen, Issue, IssueChange, IssueStatus};
 use crate::domain::*;
 use crate::store::{ops, Store};
@@ -31,10 +33,11 @@ pub struct IssueBook {
 }
 
 impl IssueBook {
-    /// Starts the task that applies the changes. Must run inside a Tokio runtime.
-    pub fn start(store: Store) -> IssueBook {
+    /// Starts the task that applies the changes; opened and resolved issues go to `alerts`.
+    /// Must run inside a Tokio runtime.
+    pub fn start(store: Store, alerts: AlertSender) -> IssueBook {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(store, rx));
+        tokio::spawn(run(store, alerts, rx));
         IssueBook { tx }
     }
 
@@ -69,7 +72,7 @@ impl IssueBook {
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Message>) {
+async fn run(store: Store, alerts: AlertSender, mut rx: mpsc::UnboundedReceiver<Message>) {
     while let Some(message) = rx.recv().await {
         match message {
             Message::Circuit {
@@ -77,7 +80,7 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Message>) {
                 destination,
                 seen,
             } => {
-                if let Err(e) = on_circuit(&store, team, &destination, seen).await {
+                if let Err(e) = on_circuit(&store, &alerts, team, &destination, seen).await {
                     tracing::error!(destination_id = %destination, error = %e, "cannot record the issue of a breaker change");
                 }
             }
@@ -95,6 +98,7 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Message>) {
 
 async fn on_circuit(
     store: &Store,
+    alerts: &AlertSender,
     team: TeamId,
     destination: &DestinationId,
     seen: CircuitSeen,
@@ -105,19 +109,34 @@ async fn on_circuit(
         .await
         .map_err(|e| EngineError::Unavailable(format!("issue reader: {e}")))??;
     let was_active = active.is_some();
-    let issue = match circuit_seen(active, &team, destination, seen, Timestamp::now()) {
+    let now = Timestamp::now();
+    let (issue, alert) = match circuit_seen(active, &team, destination, seen, now) {
         IssueChange::Nothing => return Ok(()),
         IssueChange::Opened(issue) => {
             tracing::warn!(issue_id = %issue.id, destination_id = %destination, "issue opened: the destination's circuit breaker is open");
-            issue
+            (issue, Some(AlertType::IssueOpened))
         }
-        IssueChange::Seen(issue) => issue,
+        IssueChange::Seen(issue) => (issue, None),
         IssueChange::Resolved(issue) => {
             tracing::info!(issue_id = %issue.id, destination_id = %destination, "issue resolved: the destination's circuit breaker closed");
-            issue
+            (issue, Some(AlertType::IssueResolved))
         }
     };
-    store.commit(ops::put_issue(&issue, was_active)).await?;
+    let mut writes = ops::put_issue(&issue, was_active);
+    // The alerts are stored with the change they announce: a crash loses neither alone.
+    let to_send = match alert {
+        Some(t) => {
+            let reader = store.clone();
+            let channels = crate::store::readers::read(move || reader.team_alert_channels(&team))
+                .await
+                .map_err(|e| EngineError::Unavailable(format!("alert channel reader: {e}")))??;
+            Alert::for_issue(&channels, t, &issue, now)
+        }
+        None => Vec::new(),
+    };
+    writes.extend(to_send.iter().map(ops::put_alert));
+    store.commit(writes).await?;
+    alerts.send(to_send);
     Ok(())
 }
 

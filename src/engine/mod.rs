@@ -3,6 +3,7 @@
 //! registry here mirrors the configuration objects in memory for routing; the store is the
 //! record.
 
+pub mod alerts;
 mod bulk_retry;
 pub mod connection_actor;
 pub mod delivery;
@@ -97,6 +98,7 @@ impl Engine {
             .unwrap_or(2);
         let arbiters = (0..cores).map(|_| Arbiter::new().handle()).collect();
         let issue_store = store.clone();
+        let alerts = alerts::AlertSender::start(store.clone(), client.clone());
         let deps = Deps {
             store,
             client,
@@ -105,7 +107,7 @@ impl Engine {
             queue_window: config.delivery.queue_window.max(1),
             per_id_labels: config.telemetry.per_id_labels,
             board: Arc::default(),
-            issues: issues::IssueBook::start(issue_store),
+            issues: issues::IssueBook::start(issue_store, alerts),
         };
         // An operator's pause survives a crash: the stored state holds unless the file's
         // value changed since it was stored.

@@ -27,6 +27,9 @@ pub const EVENT_COUNTS: &[u8] = b"Y/";
 /// (the issue's id).
 pub const ISSUE: &[u8] = b"N/";
 pub const ACTIVE_ISSUE: &[u8] = b"O/";
+/// Alert channels, `V/{team}/{channel}`, and alerts waiting to be sent, `L/{alert}`.
+pub const ALERT_CHANNEL: &[u8] = b"V/";
+pub const ALERT: &[u8] = b"L/";
 /// The drain rate an unpause asked for, kept while the connection's drain runs.
 pub const DRAIN_RATE: &[u8] = b"U/";
 /// The store's own bookkeeping: `M/layout` (the layout version, a big-endian `u32`) and
@@ -151,6 +154,18 @@ pub fn issue(team: &TeamId, id: &IssueId) -> Vec<u8> {
 
 pub fn active_issue(destination: &DestinationId) -> Vec<u8> {
     join(&[ACTIVE_ISSUE, destination.as_str().as_bytes()])
+}
+
+pub fn alert_channel(team: &TeamId, id: &AlertChannelId) -> Vec<u8> {
+    join(&[
+        ALERT_CHANNEL,
+        team.as_str().as_bytes(),
+        id.as_str().as_bytes(),
+    ])
+}
+
+pub fn alert(id: &AlertId) -> Vec<u8> {
+    join(&[ALERT, id.as_str().as_bytes()])
 }
 
 pub fn drain_rate(id: &ConnectionId) -> Vec<u8> {

@@ -70,6 +70,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::domain::alerts::{Alert, AlertChannel};
 use crate::domain::breaker::BreakerSnapshot;
 use crate::domain::bulk_retry::{BulkRetryJob, BulkStatus};
 use crate::domain::destination_core::QueueEntry;
@@ -247,6 +248,34 @@ impl Store {
             q.limit,
             keep,
         )
+    }
+
+    pub fn alert_channel(
+        &self,
+        team: &TeamId,
+        id: &AlertChannelId,
+    ) -> Result<Option<AlertChannel>> {
+        self.get(&keys::alert_channel(team, id))
+    }
+
+    /// Every alert channel of the team (a team has a handful).
+    pub fn team_alert_channels(&self, team: &TeamId) -> Result<Vec<AlertChannel>> {
+        self.scan_all(&keys::team_prefix(keys::ALERT_CHANNEL, team))
+    }
+
+    pub fn list_alert_channels(&self, q: &ListQuery) -> Result<Page<AlertChannel>> {
+        self.page(
+            &keys::team_prefix(keys::ALERT_CHANNEL, &q.team),
+            q.cursor.as_deref(),
+            q.dir,
+            q.limit,
+            |_: &AlertChannel| true,
+        )
+    }
+
+    /// Every alert not yet taken by its receiver.
+    pub fn pending_alerts(&self) -> Result<Vec<Alert>> {
+        self.scan_all(keys::ALERT)
     }
 
     /// Held and failed events by connection, as the store holds them now.
@@ -1195,6 +1224,22 @@ pub mod ops {
             ops.push(Op::Remove(pointer));
         }
         ops
+    }
+
+    pub fn put_alert_channel(channel: &AlertChannel) -> Op {
+        put(keys::alert_channel(&channel.team_id, &channel.id), channel)
+    }
+
+    pub fn remove_alert_channel(team: &TeamId, id: &AlertChannelId) -> Op {
+        Op::Remove(keys::alert_channel(team, id))
+    }
+
+    pub fn put_alert(alert: &Alert) -> Op {
+        put(keys::alert(&alert.id), alert)
+    }
+
+    pub fn remove_alert(id: &AlertId) -> Op {
+        Op::Remove(keys::alert(id))
     }
 
     pub fn put_bulk_retry(job: &BulkRetryJob) -> Op {

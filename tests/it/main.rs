@@ -1,5 +1,6 @@
 //! FastHook integration tests: one binary, the real `fasthook serve` process, a real receiver.
 
+mod alerts;
 mod auth;
 mod backlog;
 mod bad_input;

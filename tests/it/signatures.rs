@@ -27,7 +27,7 @@ fn sign(secret: &str, msg_id: &str, timestamp: &str, body: &[u8]) -> String {
 }
 
 /// True when one of the space-separated signatures of the header matches.
-fn verify(secret: &str, msg_id: &str, timestamp: &str, body: &[u8], header: &str) -> bool {
+pub fn verify(secret: &str, msg_id: &str, timestamp: &str, body: &[u8], header: &str) -> bool {
     let expected = sign(secret, msg_id, timestamp, body);
     header.split_whitespace().any(|s| s == expected)
 }
