@@ -31,6 +31,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub engine: EngineConfig,
     pub telemetry: TelemetryConfig,
+    pub log: LogConfig,
     /// Filled from the environment only: secrets do not belong in a config file.
     #[serde(skip)]
     pub auth: AuthConfig,
@@ -145,6 +146,23 @@ pub struct TelemetryConfig {
     pub log: String,
     /// Label metrics with connection/destination/source ids; turn off for very many.
     pub per_id_labels: bool,
+}
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, span fields included, for log collectors.
+    Json,
 }
 
 impl Default for TelemetryConfig {

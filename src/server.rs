@@ -26,7 +26,7 @@ pub enum ServeError {
 }
 
 pub fn run(config: Config) -> Result<(), ServeError> {
-    telemetry::init_logging(&config.telemetry.log);
+    telemetry::init_logging(&config.telemetry.log, config.log.format);
     let prometheus = telemetry::init_metrics();
     actix_web::rt::System::new().block_on(serve(config, prometheus))
 }

@@ -115,11 +115,16 @@ impl Handler<Reconfigure> for ConnectionActor {
     type Result = ();
 
     fn handle(&mut self, msg: Reconfigure, ctx: &mut Context<Self>) {
-        let was_paused = self.core.is_paused();
+        let (was_paused, was_draining) = (self.core.is_paused(), self.core.is_draining());
+        let drain_rate = msg.drain_rate;
         self.core
             .reconfigure(msg.connection, msg.release, msg.drain_rate);
         if was_paused != self.core.is_paused() {
             tracing::info!(connection_id = %self.core.connection.id, paused = !was_paused, "connection pause changed");
+        }
+        if !was_draining && self.core.is_draining() {
+            let per_period = drain_rate.map(|r| format!("{} per {} ms", r.rate, r.period_ms));
+            tracing::info!(connection_id = %self.core.connection.id, drain_rate = per_period.as_deref().unwrap_or("the destination's"), "releasing held events");
         }
         self.step(ctx);
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use tracing::Instrument;
 
 use super::delivery::{Payload, Target};
 use super::payload_cache::PayloadCache;
@@ -408,6 +409,13 @@ impl DestinationActor {
         let store = self.deps.store.clone();
         let client = self.deps.client.clone();
         let target = self.target.clone();
+        let span = tracing::debug_span!(
+            "attempt",
+            event_id = %entry.event_id,
+            request_id = %entry.request_id,
+            destination_id = %target.destination.id,
+            attempt = attempt_number,
+        );
         let attempt = async move {
             let payload = match payload {
                 Some(p) => Some(p),
@@ -418,9 +426,11 @@ impl DestinationActor {
             };
             match payload {
                 Some(payload) => {
-                    client
+                    let result = client
                         .deliver(&target, &entry.event_id, attempt_number, payload)
-                        .await
+                        .await;
+                    tracing::debug!(status = ?result.response_status, error = ?result.error, duration_ms = result.duration_ms, "attempt finished");
+                    result
                 }
                 None => {
                     tracing::error!(event_id = %entry.event_id, request_id = %entry.request_id, "request body is missing; the attempt fails");
@@ -439,7 +449,7 @@ impl DestinationActor {
         // for every message and every outcome.
         let actor = ctx.address();
         actix::spawn(async move {
-            let result = attempt.await;
+            let result = attempt.instrument(span).await;
             actor.do_send(AttemptDone { seq, result });
         });
     }

@@ -12,6 +12,8 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use actix::prelude::SendError;
 use bytes::Bytes;
 
@@ -36,6 +38,10 @@ impl Engine {
         let gate = self.inner.ingest_gate.clone().read_owned().await;
         let now = Timestamp::now();
         let request_id = RequestId::new();
+        // Debug level: off by default, so the hot path pays one level check.
+        let span = tracing::debug_span!("ingest", source_id = %source.id, request_id = %request_id);
+        // Routing is synchronous: entered until the commit is handed to its task.
+        let routing = span.enter();
         let routes: Vec<(Arc<Connection>, bool)> = {
             let reg = self.read();
             reg.by_source
@@ -103,6 +109,7 @@ impl Engine {
                 retry: connection.rules.retry,
                 created_at: now,
             };
+            tracing::debug!(event_id = %event.id, connection_id = %connection.id, destination_id = %connection.destination_id, status = status.as_str(), "routed");
             writes.push(ops::put_event(&event));
             writes.extend(ops::index_event(&event));
             let held = status == EventStatus::Hold;
@@ -130,33 +137,37 @@ impl Engine {
         // From here on nothing may depend on the client still being connected.
         let engine = self.clone();
         let team = source.team_id.clone();
-        let committed = actix::spawn(async move {
-            let mut entries = entries;
-            // Sequence numbers are drawn as the commit goes to the writer, so they reach it
-            // in order: a destination's queue records never overlap.
-            engine
-                .store()
-                .commit_numbered(|next_seq| {
-                    for (held, destination, entry) in &mut entries {
-                        entry.seq = next_seq();
-                        writes.push(if *held {
-                            ops::put_hold(&entry.connection_id, entry)
-                        } else {
-                            ops::enqueue(destination, entry)
-                        });
-                    }
-                    writes
-                })
-                .await?;
-            let forwards = entries
-                .into_iter()
-                .filter(|(held, ..)| !held)
-                .map(|(_, destination, entry)| (destination, entry))
-                .collect();
-            engine.hand_off(&team, forwards, payload).await;
-            drop(gate);
-            Ok::<_, EngineError>(())
-        });
+        let committed = actix::spawn(
+            async move {
+                let mut entries = entries;
+                // Sequence numbers are drawn as the commit goes to the writer, so they reach it
+                // in order: a destination's queue records never overlap.
+                engine
+                    .store()
+                    .commit_numbered(|next_seq| {
+                        for (held, destination, entry) in &mut entries {
+                            entry.seq = next_seq();
+                            writes.push(if *held {
+                                ops::put_hold(&entry.connection_id, entry)
+                            } else {
+                                ops::enqueue(destination, entry)
+                            });
+                        }
+                        writes
+                    })
+                    .await?;
+                let forwards = entries
+                    .into_iter()
+                    .filter(|(held, ..)| !held)
+                    .map(|(_, destination, entry)| (destination, entry))
+                    .collect();
+                engine.hand_off(&team, forwards, payload).await;
+                drop(gate);
+                Ok::<_, EngineError>(())
+            }
+            .instrument(span.clone()),
+        );
+        drop(routing);
         committed
             .await
             .map_err(|e| EngineError::Unavailable(format!("ingest task: {e}")))??;

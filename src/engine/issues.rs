@@ -3,6 +3,9 @@
 //! operator's status changes — so an automatic bump never undoes an acknowledgement. The
 //! rules are in `domain::issues`.
 
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::sync::Arc;
+
 use tokio::sync::{mpsc, oneshot};
 
 use super::alerts::AlertSender;
@@ -30,6 +33,8 @@ enum Message {
 #[derive(Clone)]
 pub struct IssueBook {
     tx: mpsc::UnboundedSender<Message>,
+    /// Issues opened or acknowledged now (`fasthook_issues_open`).
+    open: Arc<AtomicI64>,
 }
 
 impl IssueBook {
@@ -37,8 +42,14 @@ impl IssueBook {
     /// Must run inside a Tokio runtime.
     pub fn start(store: Store, alerts: AlertSender) -> IssueBook {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(store, alerts, rx));
-        IssueBook { tx }
+        let open = Arc::new(AtomicI64::new(0));
+        tokio::spawn(run(store, alerts, open.clone(), rx));
+        IssueBook { tx, open }
+    }
+
+    /// Issues opened or acknowledged now.
+    pub fn open_count(&self) -> u64 {
+        self.open.load(Relaxed).max(0) as u64
     }
 
     /// A breaker changed, or a restart found it in `seen.state`. Never waits.
@@ -72,7 +83,18 @@ impl IssueBook {
     }
 }
 
-async fn run(store: Store, alerts: AlertSender, mut rx: mpsc::UnboundedReceiver<Message>) {
+async fn run(
+    store: Store,
+    alerts: AlertSender,
+    open: Arc<AtomicI64>,
+    mut rx: mpsc::UnboundedReceiver<Message>,
+) {
+    // Counted before the first change is applied; from then on kept by each change.
+    let reader = store.clone();
+    match crate::store::readers::read(move || reader.active_issue_count()).await {
+        Ok(Ok(n)) => open.store(n as i64, Relaxed),
+        _ => tracing::error!("cannot count the open issues"),
+    }
     while let Some(message) = rx.recv().await {
         match message {
             Message::Circuit {
@@ -80,7 +102,7 @@ async fn run(store: Store, alerts: AlertSender, mut rx: mpsc::UnboundedReceiver<
                 destination,
                 seen,
             } => {
-                if let Err(e) = on_circuit(&store, &alerts, team, &destination, seen).await {
+                if let Err(e) = on_circuit(&store, &alerts, &open, team, &destination, seen).await {
                     tracing::error!(destination_id = %destination, error = %e, "cannot record the issue of a breaker change");
                 }
             }
@@ -90,7 +112,7 @@ async fn run(store: Store, alerts: AlertSender, mut rx: mpsc::UnboundedReceiver<
                 status,
                 reply,
             } => {
-                let _ = reply.send(set_status(&store, team, id, status).await);
+                let _ = reply.send(set_status(&store, &open, team, id, status).await);
             }
         }
     }
@@ -99,6 +121,7 @@ async fn run(store: Store, alerts: AlertSender, mut rx: mpsc::UnboundedReceiver<
 async fn on_circuit(
     store: &Store,
     alerts: &AlertSender,
+    open: &AtomicI64,
     team: TeamId,
     destination: &DestinationId,
     seen: CircuitSeen,
@@ -136,12 +159,17 @@ async fn on_circuit(
     };
     writes.extend(to_send.iter().map(ops::put_alert));
     store.commit(writes).await?;
+    open.fetch_add(
+        i64::from(issue.status.is_active()) - i64::from(was_active),
+        Relaxed,
+    );
     alerts.send(to_send);
     Ok(())
 }
 
 async fn set_status(
     store: &Store,
+    open: &AtomicI64,
     team: TeamId,
     id: IssueId,
     status: IssueStatus,
@@ -163,5 +191,9 @@ async fn set_status(
     }
     let changed = issue.set_status(status, Timestamp::now());
     store.commit(ops::put_issue(&changed, was_active)).await?;
+    open.fetch_add(
+        i64::from(changed.status.is_active()) - i64::from(was_active),
+        Relaxed,
+    );
     Ok(changed)
 }

@@ -146,6 +146,7 @@ impl Engine {
         let deps = &self.inner.deps;
         deps.board
             .render(&connections, &tally, deps.per_id_labels, out);
+        crate::telemetry::live::render_issues_open(deps.issues.open_count(), out);
     }
 
     pub fn config(&self) -> &Config {

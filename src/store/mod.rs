@@ -273,6 +273,16 @@ impl Store {
         )
     }
 
+    /// How many destinations have an active issue. Blocking.
+    pub fn active_issue_count(&self) -> Result<usize> {
+        let mut n = 0;
+        for key in self.inner.tree.scan_prefix(keys::ACTIVE_ISSUE).keys() {
+            key?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Every alert not yet taken by its receiver.
     pub fn pending_alerts(&self) -> Result<Vec<Alert>> {
         self.scan_all(keys::ALERT)

@@ -19,7 +19,7 @@ use crate::store::Counts;
 
 use super::{
     ALL, CIRCUIT_FAILURES, CIRCUIT_STATE, EVENTS_FAILED, EVENTS_HOLD, EVENTS_QUEUED,
-    EVENTS_SCHEDULED,
+    EVENTS_SCHEDULED, ISSUES_OPEN,
 };
 
 /// One destination's live numbers, written by its actor.
@@ -137,6 +137,19 @@ impl Board {
         );
         series.circuit_state(&per_destination);
     }
+}
+
+/// `fasthook_issues_open`: issues opened or acknowledged now.
+pub fn render_issues_open(open: u64, out: &mut String) {
+    let mut series = Series {
+        out,
+        per_id_labels: false,
+    };
+    series.header(
+        ISSUES_OPEN,
+        "Issues opened or acknowledged, not yet resolved or dismissed.",
+    );
+    let _ = writeln!(series.out, "{ISSUES_OPEN} {open}");
 }
 
 /// Lines of one scrape.

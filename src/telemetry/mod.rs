@@ -22,6 +22,7 @@ pub const CIRCUIT_STATE: &str = "fasthook_circuit_state";
 pub const CIRCUIT_FAILURES: &str = "fasthook_circuit_failures";
 pub const CIRCUIT_TRANSITIONS_TOTAL: &str = "fasthook_circuit_transitions_total";
 pub const ENGINE_PAUSED: &str = "fasthook_engine_paused";
+pub const ISSUES_OPEN: &str = "fasthook_issues_open";
 pub const STORE_COMMITS_TOTAL: &str = "fasthook_store_commits_total";
 pub const STORE_FLUSHES_TOTAL: &str = "fasthook_store_flushes_total";
 pub const STORE_WRITES_TOTAL: &str = "fasthook_store_writes_total";
@@ -41,6 +42,7 @@ pub const ALL_METRICS: &[&str] = &[
     CIRCUIT_FAILURES,
     CIRCUIT_TRANSITIONS_TOTAL,
     ENGINE_PAUSED,
+    ISSUES_OPEN,
     STORE_COMMITS_TOTAL,
     STORE_FLUSHES_TOTAL,
     STORE_WRITES_TOTAL,
@@ -49,16 +51,28 @@ pub const ALL_METRICS: &[&str] = &[
 /// The label value used instead of an id when per-id labels are switched off.
 pub const ALL: &str = "all";
 
-/// Installs the tracing subscriber (stderr) with the given filter.
-pub fn init_logging(filter: &str) {
+/// Installs the tracing subscriber (stderr) with the given filter, as text or JSON lines.
+///
+/// The spans of the delivery path (`ingress`, `attempt`) are at debug level: under the
+/// default `info` filter they cost one level check per event; `FASTHOOK_LOG=fasthook=debug`
+/// turns them on, and every line inside one then carries its ids.
+pub fn init_logging(filter: &str, format: crate::config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        crate::config::LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        crate::config::LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 /// Bucket bounds of the attempt latency histogram, in seconds: from a receiver on the same

@@ -14,6 +14,14 @@ async fn issues_of(server: &TestServer, dest: &str) -> Vec<Value> {
         .await
 }
 
+async fn scrape(server: &TestServer) -> String {
+    let resp = server.client().get(server.url("/metrics")).send().await;
+    resp.expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
 /// Polls until the destination has exactly one issue for which `check` holds.
 async fn one_issue(
     server: &TestServer,
@@ -56,6 +64,7 @@ async fn a_breaker_opens_one_issue_a_failed_probe_bumps_it_and_closing_resolves_
         .list_all("/v1/issues", "status=OPENED&type=circuit_open")
         .await;
     assert_eq!(listed.len(), 1);
+    assert!(scrape(&server).await.contains("\nfasthook_issues_open 1\n"));
 
     // Acknowledged; the probe (one waiting event) fails and the breaker opens again: the
     // same issue, seen later, still acknowledged.
@@ -90,6 +99,7 @@ async fn a_breaker_opens_one_issue_a_failed_probe_bumps_it_and_closing_resolves_
     server.send_events(&src, 1, "healthy").await;
     let resolved = one_issue(&server, &dest, "RESOLVED", |i| i["status"] == "RESOLVED").await;
     assert!(resolved["resolved_at"].is_string(), "{resolved}");
+    assert!(scrape(&server).await.contains("\nfasthook_issues_open 0\n"));
 
     // A closed issue does not open again; bad input is refused and names the field.
     let api = server.api();

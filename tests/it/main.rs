@@ -13,6 +13,7 @@ mod crash;
 mod delivery;
 mod engine_pause;
 mod issues;
+mod logs;
 mod manual_retry;
 mod metrics;
 mod pause;
