@@ -396,6 +396,12 @@ fn columns(workload: &str, open_loop: bool) -> Vec<Col> {
                     ("dest #0 del/s", "dest0_delivered_per_s", Fmt::Int),
                 ]);
             }
+            if workload == "w3" {
+                c.extend([
+                    ("scrape ms", "scrape_ms", Fmt::Ms),
+                    ("scrape KiB", "scrape_kib", Fmt::F1),
+                ]);
+            }
             if workload == "w8" {
                 c.push(("MiB/s", "mib_per_s", Fmt::F1));
             }

@@ -139,6 +139,8 @@ pub struct TrafficPlan {
     pub per_id_labels: bool,
     /// max_concurrency of the gateway's destinations (default: --dest-concurrency).
     pub dest_concurrency: Option<u32>,
+    /// Scrape the gateway's `/metrics` this often while the load runs, as Prometheus would.
+    pub scrape_every: Option<Duration>,
 }
 
 /// One run's result: named figures, the ledger, and an error if it could not complete.
@@ -762,6 +764,23 @@ async fn traffic_inner(
             let b = sample(pid, api.as_ref()).await;
             (a, b)
         });
+        // A scraper beside the load, from the start of the warm-up to the end of the window.
+        let scraper = match (plan.scrape_every, sut.api().cloned()) {
+            (Some(every), Some(api)) => Some(tokio::spawn(async move {
+                let (mut scrapes, mut took, mut bytes) = (0u32, Duration::ZERO, 0usize);
+                while clock::now_ns() < stop {
+                    tokio::time::sleep(every).await;
+                    let t0 = Instant::now();
+                    if let Ok(text) = api.metrics_text().await {
+                        took += t0.elapsed();
+                        bytes = text.len();
+                        scrapes += 1;
+                    }
+                }
+                (scrapes, took, bytes)
+            })),
+            _ => None,
+        };
         let prog = tokio::spawn(progress(
             rec.label(),
             live.clone(),
@@ -780,6 +799,17 @@ async fn traffic_inner(
             }
         };
         let (sa, sb) = sampler.await?;
+        if let Some(scraper) = scraper {
+            let (scrapes, took, bytes) = scraper.await?;
+            rec.set("scrapes", f64::from(scrapes));
+            if scrapes > 0 {
+                rec.set(
+                    "scrape_ms",
+                    took.as_secs_f64() * 1000.0 / f64::from(scrapes),
+                );
+                rec.set("scrape_kib", bytes as f64 / 1024.0);
+            }
+        }
         let drain_t = if sut.queues() {
             let skip = plan.topology.class1_is_delayed();
             drain(
@@ -1005,6 +1035,7 @@ mod tests {
             max_body_bytes: None,
             per_id_labels: true,
             dest_concurrency: None,
+            scrape_every: None,
         }
     }
 

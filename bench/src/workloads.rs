@@ -115,6 +115,7 @@ impl Bench {
             max_body_bytes: None,
             per_id_labels: true,
             dest_concurrency: None,
+            scrape_every: None,
         }
     }
 
@@ -241,7 +242,30 @@ async fn w3(b: &mut Bench) {
         b.closed(),
     );
     p.per_id_labels = false;
-    b.alternate(&[p]).await;
+    // Prometheus scraping every second beside the same load: what the scrape costs the
+    // delivery path, with the labels W3 runs with (off) and with a series per destination.
+    let variant = |labels: bool, scrape: bool| {
+        let mut v = b.plan(
+            "w3",
+            &format!(
+                "{n} destinations{}{}",
+                if labels { ", per-id labels" } else { "" },
+                if scrape { ", 1 s scrape" } else { "" }
+            ),
+            Topology::spread(n),
+            b.closed(),
+        );
+        v.per_id_labels = labels;
+        v.scrape_every = scrape.then_some(Duration::from_secs(1));
+        v
+    };
+    let plans = [
+        p,
+        variant(false, true),
+        variant(true, false),
+        variant(true, true),
+    ];
+    b.alternate(&plans).await;
 }
 
 /// W4: one destination answering after 200 ms beside 100 healthy ones, against 101 healthy.
