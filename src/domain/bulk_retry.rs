@@ -4,8 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::event_filter::EventFilter;
 use super::ids::*;
-use super::models::{Event, EventStatus};
+use super::models::EventStatus;
 use super::time::Timestamp;
 
 /// The events a bulk retry selects.
@@ -42,21 +43,21 @@ impl BulkQuery {
         }
     }
 
-    /// Whether the job started at `started_at` retries `event`: events created after the
-    /// job started are not its business.
-    pub fn selects(&self, event: &Event, started_at: Timestamp) -> bool {
-        self.status.contains(&event.status)
-            && event.created_at <= started_at
-            && self
-                .connection_id
-                .as_ref()
-                .is_none_or(|c| &event.connection_id == c)
-            && self
-                .destination_id
-                .as_ref()
-                .is_none_or(|d| &event.destination_id == d)
-            && self.created_gte.is_none_or(|t| event.created_at >= t)
-            && self.created_lte.is_none_or(|t| event.created_at <= t)
+    /// The events the job started at `started_at` retries: those it selects that were
+    /// created by then (later ones are not its business). `None`: it selects nothing (only
+    /// `HOLD` was asked for).
+    pub fn filter(&self, started_at: Timestamp) -> Option<EventFilter> {
+        if self.status.is_empty() {
+            return None;
+        }
+        Some(EventFilter {
+            request: None,
+            statuses: self.status.clone(),
+            connection: self.connection_id.clone(),
+            destination: self.destination_id.clone(),
+            created_gte: self.created_gte,
+            created_lte: Some(self.created_lte.map_or(started_at, |t| t.min(started_at))),
+        })
     }
 }
 
@@ -153,11 +154,11 @@ mod tests {
         let mut e = event(&TeamId::new());
         e.created_at = Timestamp(10);
         e.status = EventStatus::Hold;
-        assert!(!q.selects(&e, Timestamp(20)));
+        assert!(!q.filter(Timestamp(20)).is_some_and(|f| f.admits(&e)));
         e.status = EventStatus::Failed;
-        assert!(q.selects(&e, Timestamp(20)));
+        assert!(q.filter(Timestamp(20)).is_some_and(|f| f.admits(&e)));
         assert!(
-            !q.selects(&e, Timestamp(5)),
+            !q.filter(Timestamp(5)).is_some_and(|f| f.admits(&e)),
             "created after the job started"
         );
         let only_other = BulkQuery::new(
@@ -167,7 +168,9 @@ mod tests {
             None,
             None,
         );
-        assert!(!only_other.selects(&e, Timestamp(20)));
+        assert!(!only_other
+            .filter(Timestamp(20))
+            .is_some_and(|f| f.admits(&e)));
         let window = BulkQuery::new(
             None,
             None,
@@ -175,7 +178,12 @@ mod tests {
             Some(Timestamp(11)),
             None,
         );
-        assert!(!window.selects(&e, Timestamp(20)));
+        assert!(!window.filter(Timestamp(20)).is_some_and(|f| f.admits(&e)));
+        let only_held = BulkQuery::new(None, None, vec![EventStatus::Hold], None, None);
+        assert!(
+            only_held.filter(Timestamp(20)).is_none(),
+            "selects nothing, not everything"
+        );
     }
 
     #[test]

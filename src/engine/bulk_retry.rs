@@ -4,7 +4,7 @@
 use super::{Engine, EngineError, Result};
 use crate::domain::bulk_retry::{BulkQuery, BulkRetryJob};
 use crate::domain::*;
-use crate::store::{ops, Direction, EventScope, ListQuery, Store, StoreError};
+use crate::store::{ops, Direction, ListQuery, Store, StoreError};
 
 /// Events read per step of a job.
 const PAGE: usize = 500;
@@ -128,15 +128,10 @@ fn select_page(
         cursor: after.map(|a| a.to_string()),
         dir: Direction::Asc,
     };
-    let scope = EventScope {
-        statuses: query.status.clone(),
-        connection: query.connection_id.clone(),
-        destination: query.destination_id.clone(),
-        created_gte: query.created_gte,
-        created_lte: Some(query.created_lte.map_or(started_at, |t| t.min(started_at))),
-        ..Default::default()
+    let Some(filter) = query.filter(started_at) else {
+        return Ok((Vec::new(), None));
     };
-    let page = store.list_events(&q, &scope, |e| query.selects(e, started_at))?;
+    let page = store.list_events(&q, &filter, |e| filter.admits(e))?;
     let next = page
         .next
         .map(|n| EventId::parse(&n).map_err(|e| StoreError::Corrupt(format!("event cursor: {e}"))))

@@ -74,6 +74,7 @@ use crate::domain::alerts::{Alert, AlertChannel};
 use crate::domain::breaker::BreakerSnapshot;
 use crate::domain::bulk_retry::{BulkRetryJob, BulkStatus};
 use crate::domain::destination_core::QueueEntry;
+pub use crate::domain::event_filter::EventFilter as EventScope;
 use crate::domain::issues::Issue;
 use crate::domain::rate_limiter::RateLimit;
 use crate::domain::*;
@@ -666,9 +667,9 @@ impl Store {
         if let Some(request) = &scope.request {
             return self.list_request_events(q, request, keep);
         }
-        let span = scope.id_span();
+        let span = id_span(scope);
         let team = &q.team;
-        let lists: Vec<Vec<u8>> = if scope.by_status_index() {
+        let lists: Vec<Vec<u8>> = if by_status_index(scope) {
             scope
                 .statuses
                 .iter()
@@ -983,56 +984,27 @@ pub struct IdSpan {
     pub last: Option<String>,
 }
 
-/// What a list of events is narrowed to before its filter sees them (`Store::list_events`).
-#[derive(Debug, Clone, Default)]
-pub struct EventScope {
-    pub request: Option<RequestId>,
-    /// Any of these (none: any status).
-    pub statuses: Vec<EventStatus>,
-    pub connection: Option<ConnectionId>,
-    pub destination: Option<DestinationId>,
-    pub created_gte: Option<Timestamp>,
-    pub created_lte: Option<Timestamp>,
-}
-
 /// How far an event id's time may run ahead of its `created_at`: the id is minted just
 /// after the clock is read, and ids stay monotonic if the clock steps back. A span of ids
 /// this much wider than the span of times loses no event; the filter trims the rest.
 const ID_CLOCK_SLACK_MS: u64 = 60_000;
 
-impl EventScope {
-    /// Whether `e` is within the scope: a list's filter starts with this.
-    pub fn admits(&self, e: &Event) -> bool {
-        self.request.as_ref().is_none_or(|r| &e.request_id == r)
-            && (self.statuses.is_empty() || self.statuses.contains(&e.status))
-            && self
-                .connection
-                .as_ref()
-                .is_none_or(|c| &e.connection_id == c)
-            && self
-                .destination
-                .as_ref()
-                .is_none_or(|d| &e.destination_id == d)
-            && self.created_gte.is_none_or(|t| e.created_at >= t)
-            && self.created_lte.is_none_or(|t| e.created_at <= t)
-    }
+/// Every status `scope` asks for is in the status index.
+fn by_status_index(scope: &EventScope) -> bool {
+    !scope.statuses.is_empty() && scope.statuses.iter().all(|s| keys::is_indexed(*s))
+}
 
-    /// Every status asked for is in the status index.
-    fn by_status_index(&self) -> bool {
-        !self.statuses.is_empty() && self.statuses.iter().all(|s| keys::is_indexed(*s))
-    }
-
-    fn id_span(&self) -> IdSpan {
-        let bound = |t: Option<Timestamp>, slack: i64, upper| {
-            t.map(|t| {
-                let ms = t.millis().saturating_add_signed(slack);
-                ids::id_bound_at(EventId::PREFIX, ms, upper)
-            })
-        };
-        IdSpan {
-            first: bound(self.created_gte, -(ID_CLOCK_SLACK_MS as i64), false),
-            last: bound(self.created_lte, ID_CLOCK_SLACK_MS as i64, true),
-        }
+/// The ids of the events `scope` admits lie in this span (ids sort by creation).
+fn id_span(scope: &EventScope) -> IdSpan {
+    let bound = |t: Option<Timestamp>, slack: i64, upper| {
+        t.map(|t| {
+            let ms = t.millis().saturating_add_signed(slack);
+            ids::id_bound_at(EventId::PREFIX, ms, upper)
+        })
+    };
+    IdSpan {
+        first: bound(scope.created_gte, -(ID_CLOCK_SLACK_MS as i64), false),
+        last: bound(scope.created_lte, ID_CLOCK_SLACK_MS as i64, true),
     }
 }
 
