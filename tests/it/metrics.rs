@@ -115,20 +115,12 @@ async fn gauges_and_counters_are_exact_and_the_gauges_survive_kill9_and_labels_o
     })
     .await;
     server.send_events(&bad_src, 1, "failing").await;
-    scrape_until(&server, "the breaker open, one waiting", |s| {
+    let open = scrape_until(&server, "the breaker open", |s| {
         s.get(
             "fasthook_circuit_state",
             &[("destination_id", bad_dest_ref), ("state", "open")],
         ) == Some(1.0)
             && s.get("fasthook_events_failed", &[("connection_id", bad_conn_ref)]) == Some(2.0)
-    })
-    .await;
-    server.send_events(&bad_src, 1, "waiting").await;
-    let open = scrape_until(&server, "the waiting event", |s| {
-        s.get(
-            "fasthook_events_queued",
-            &[("destination_id", bad_dest_ref)],
-        ) == Some(1.0)
     })
     .await;
     // Opening starts the count again (as `GET .../circuit` shows it).
@@ -146,7 +138,9 @@ async fn gauges_and_counters_are_exact_and_the_gauges_survive_kill9_and_labels_o
         ),
         Some(0.0)
     );
+    // The receiver is back; the next event is the probe that closes the breaker.
     failing.set_status(200);
+    server.send_events(&bad_src, 1, "probe").await;
 
     let s = scrape_until(
         &server,
@@ -301,6 +295,16 @@ async fn gauges_and_counters_are_exact_and_the_gauges_survive_kill9_and_labels_o
         s.get("fasthook_events_hold", &[("connection_id", "all")]) == Some(0.0)
     })
     .await;
+    // With the engine paused nothing is attempted: a request waits QUEUED on the branch left
+    // (the sibling was deleted).
+    let (status, v) = server.admin().put("/admin/engine/pause", None).await;
+    assert_eq!(status, 200, "{v}");
+    server.send_events(&src, 1, "waiting").await;
+    let s = scrape_until(&server, "one waiting", |s| {
+        s.get("fasthook_events_queued", &[("destination_id", "all")]) == Some(1.0)
+    })
+    .await;
+    assert_eq!(s.get("fasthook_engine_paused", &[]), Some(1.0));
 }
 
 /// `GET /v1/metrics/events` by the minute from `from`, with `extra` parameters.
