@@ -63,6 +63,24 @@ pub enum Resource {
         #[command(subcommand)]
         action: MetricsAction,
     },
+    /// Issues opened by the gateway (a breaker that opened): list, get, ack, dismiss, resolve.
+    Issues {
+        #[command(subcommand)]
+        action: IssueAction,
+    },
+    /// Where issue alerts go: list, create, delete.
+    #[command(name = "alert-channels")]
+    AlertChannels {
+        #[command(subcommand)]
+        action: AlertChannelAction,
+    },
+    /// Bulk retries: `bulk retry --connection_id web_xxx --status FAILED`, `bulk status bch_xxx`.
+    Bulk {
+        #[command(subcommand)]
+        action: BulkAction,
+    },
+    /// Exits 0 when the gateway is ready (`/readyz`), for container health checks.
+    Health,
     /// Whole-engine pause (needs FASTHOOK_ADMIN_KEY).
     Engine {
         #[command(subcommand)]
@@ -87,11 +105,25 @@ pub enum DestinationAction {
 #[derive(Debug, Subcommand)]
 pub enum ConnectionAction {
     List(ListArgs),
-    Get { id: String },
-    Pause { id: String },
-    Unpause { id: String },
-    Disable { id: String },
-    Enable { id: String },
+    Get {
+        id: String,
+    },
+    Pause {
+        id: String,
+    },
+    /// Releases the held events in order; `--drain-rate 50/second` caps the release.
+    Unpause {
+        id: String,
+        /// At most this many held events per period, e.g. `50/second` or `600/minute`.
+        #[arg(long = "drain-rate", alias = "drain_rate")]
+        drain_rate: Option<String>,
+    },
+    Disable {
+        id: String,
+    },
+    Enable {
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +151,74 @@ pub enum MetricsAction {
         #[arg(long = "measures[]", alias = "measures")]
         measures: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IssueAction {
+    /// e.g. `issues list --status OPENED --destination_id des_xxx`.
+    List {
+        /// OPENED, ACKNOWLEDGED, RESOLVED or DISMISSED; repeatable.
+        #[arg(long)]
+        status: Vec<String>,
+        #[arg(long = "destination_id", alias = "destination-id")]
+        destination_id: Option<String>,
+        /// circuit_open.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        next: Option<String>,
+    },
+    Get {
+        id: String,
+    },
+    /// Marks it ACKNOWLEDGED: someone is on it.
+    Ack {
+        id: String,
+    },
+    /// Marks it DISMISSED.
+    Dismiss {
+        id: String,
+    },
+    /// Marks it RESOLVED.
+    Resolve {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertChannelAction {
+    List,
+    /// e.g. `alert-channels create --url https://ops.example.com/hook` (both alert types).
+    Create {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// issue_opened, issue_resolved; repeatable (default both).
+        #[arg(long = "alert-type", alias = "alert_types")]
+        alert_types: Vec<String>,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BulkAction {
+    /// Retries every event the query selects, in the background; prints the job.
+    Retry {
+        #[arg(long = "connection_id", alias = "connection-id")]
+        connection_id: Option<String>,
+        #[arg(long = "destination_id", alias = "destination-id")]
+        destination_id: Option<String>,
+        /// Statuses to select (default FAILED); repeatable. HOLD is never selected.
+        #[arg(long)]
+        status: Vec<String>,
+    },
+    /// A bulk retry's progress.
+    Status { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,8 +274,17 @@ struct Call {
     method: reqwest::Method,
     path: String,
     query: Vec<(&'static str, String)>,
-    admin: bool,
+    body: Option<Value>,
+    credentials: Credentials,
     columns: &'static [&'static str],
+}
+
+/// Which key a call sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Credentials {
+    Team,
+    Admin,
+    None,
 }
 
 fn call(method: reqwest::Method, path: String, columns: &'static [&'static str]) -> Call {
@@ -183,9 +292,20 @@ fn call(method: reqwest::Method, path: String, columns: &'static [&'static str])
         method,
         path,
         query: Vec::new(),
-        admin: false,
+        body: None,
+        credentials: Credentials::Team,
         columns,
     }
+}
+
+/// `50/second` → the unpause body's `drain_rate` and `drain_rate_period`.
+fn drain_rate_body(rate: &str) -> Value {
+    let (n, period) = rate.split_once('/').unwrap_or((rate, "second"));
+    let n: Value = n
+        .trim()
+        .parse::<u64>()
+        .map_or(Value::from(n.trim()), Value::from);
+    serde_json::json!({ "drain_rate": n, "drain_rate_period": period.trim() })
 }
 
 const SOURCE_COLS: &[&str] = &["id", "name", "url", "disabled_at"];
@@ -215,6 +335,15 @@ const ATTEMPT_COLS: &[&str] = &[
     "duration_ms",
 ];
 const REQUEST_COLS: &[&str] = &["id", "source_id", "rejection_cause", "created_at"];
+const ISSUE_COLS: &[&str] = &[
+    "id",
+    "type",
+    "status",
+    "destination_id",
+    "opened_at",
+    "last_seen_at",
+];
+const CHANNEL_COLS: &[&str] = &["id", "name", "type", "url", "alert_types"];
 
 fn plan(resource: Resource) -> Call {
     use reqwest::Method as M;
@@ -251,9 +380,10 @@ fn plan(resource: Resource) -> Call {
             ConnectionAction::Pause { id } => {
                 call(M::PUT, format!("/v1/connections/{id}/pause"), CONN_COLS)
             }
-            ConnectionAction::Unpause { id } => {
-                call(M::PUT, format!("/v1/connections/{id}/unpause"), CONN_COLS)
-            }
+            ConnectionAction::Unpause { id, drain_rate } => Call {
+                body: drain_rate.as_deref().map(drain_rate_body),
+                ..call(M::PUT, format!("/v1/connections/{id}/unpause"), CONN_COLS)
+            },
             ConnectionAction::Disable { id } => {
                 call(M::PUT, format!("/v1/connections/{id}/disable"), CONN_COLS)
             }
@@ -297,6 +427,89 @@ fn plan(resource: Resource) -> Call {
                 }
             }
         },
+        Resource::Health => Call {
+            credentials: Credentials::None,
+            ..call(M::GET, "/readyz".into(), &[])
+        },
+        Resource::Issues { action } => {
+            let set = |id: String, status: &str| Call {
+                body: Some(serde_json::json!({ "status": status })),
+                ..call(M::PUT, format!("/v1/issues/{id}"), ISSUE_COLS)
+            };
+            match action {
+                IssueAction::List {
+                    status,
+                    destination_id,
+                    kind,
+                    limit,
+                    next,
+                } => {
+                    let mut query: Vec<(&'static str, String)> =
+                        status.into_iter().map(|s| ("status", s)).collect();
+                    query.extend(destination_id.map(|d| ("destination_id", d)));
+                    query.extend(kind.map(|k| ("type", k)));
+                    query.extend(limit.map(|l| ("limit", l.to_string())));
+                    query.extend(next.map(|n| ("next", n)));
+                    Call {
+                        query,
+                        ..call(M::GET, "/v1/issues".into(), ISSUE_COLS)
+                    }
+                }
+                IssueAction::Get { id } => call(M::GET, format!("/v1/issues/{id}"), ISSUE_COLS),
+                IssueAction::Ack { id } => set(id, "ACKNOWLEDGED"),
+                IssueAction::Dismiss { id } => set(id, "DISMISSED"),
+                IssueAction::Resolve { id } => set(id, "RESOLVED"),
+            }
+        }
+        Resource::AlertChannels { action } => match action {
+            AlertChannelAction::List => call(M::GET, "/v1/alert-channels".into(), CHANNEL_COLS),
+            AlertChannelAction::Create {
+                url,
+                name,
+                alert_types,
+            } => {
+                let alert_types = match alert_types.is_empty() {
+                    true => vec!["issue_opened".to_string(), "issue_resolved".to_string()],
+                    false => alert_types,
+                };
+                let mut body = serde_json::json!({
+                    "type": "webhook", "url": url, "alert_types": alert_types,
+                });
+                if let Some(name) = name {
+                    body["name"] = Value::from(name);
+                }
+                Call {
+                    body: Some(body),
+                    ..call(M::POST, "/v1/alert-channels".into(), &[])
+                }
+            }
+            AlertChannelAction::Delete { id } => {
+                call(M::DELETE, format!("/v1/alert-channels/{id}"), &[])
+            }
+        },
+        Resource::Bulk { action } => match action {
+            BulkAction::Retry {
+                connection_id,
+                destination_id,
+                status,
+            } => {
+                let mut query = serde_json::Map::new();
+                if let Some(c) = connection_id {
+                    query.insert("connection_id".into(), Value::from(c));
+                }
+                if let Some(d) = destination_id {
+                    query.insert("destination_id".into(), Value::from(d));
+                }
+                if !status.is_empty() {
+                    query.insert("status".into(), Value::from(status));
+                }
+                Call {
+                    body: Some(serde_json::json!({ "query": query })),
+                    ..call(M::POST, "/v1/bulk/events/retry".into(), &[])
+                }
+            }
+            BulkAction::Status { id } => call(M::GET, format!("/v1/bulk/events/retry/{id}"), &[]),
+        },
         Resource::Engine { action } => {
             let (method, path) = match action {
                 EngineAction::Pause => (M::PUT, "/admin/engine/pause"),
@@ -304,7 +517,7 @@ fn plan(resource: Resource) -> Call {
                 EngineAction::Status => (M::GET, "/admin/engine"),
             };
             Call {
-                admin: true,
+                credentials: Credentials::Admin,
                 ..call(method, path.into(), &[])
             }
         }
@@ -318,14 +531,19 @@ pub fn run(args: ClientArgs) -> Result<(), ClientError> {
     let json = args.json;
     let plan = plan(args.resource);
     let mut headers = reqwest::header::HeaderMap::new();
-    let bearer = if plan.admin {
-        env("FASTHOOK_ADMIN_KEY").ok_or(ClientError::MissingEnv("FASTHOOK_ADMIN_KEY"))?
-    } else {
-        let team = env("FASTHOOK_TEAM_ID").ok_or(ClientError::MissingEnv("FASTHOOK_TEAM_ID"))?;
-        if let Ok(v) = reqwest::header::HeaderValue::from_str(&team) {
-            headers.insert("x-team-id", v);
+    let bearer = match plan.credentials {
+        Credentials::Admin => {
+            Some(env("FASTHOOK_ADMIN_KEY").ok_or(ClientError::MissingEnv("FASTHOOK_ADMIN_KEY"))?)
         }
-        env("FASTHOOK_API_KEY").ok_or(ClientError::MissingEnv("FASTHOOK_API_KEY"))?
+        Credentials::Team => {
+            let team =
+                env("FASTHOOK_TEAM_ID").ok_or(ClientError::MissingEnv("FASTHOOK_TEAM_ID"))?;
+            if let Ok(v) = reqwest::header::HeaderValue::from_str(&team) {
+                headers.insert("x-team-id", v);
+            }
+            Some(env("FASTHOOK_API_KEY").ok_or(ClientError::MissingEnv("FASTHOOK_API_KEY"))?)
+        }
+        Credentials::None => None,
     };
     let url = format!("{}{}", base.trim_end_matches('/'), plan.path);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -334,17 +552,22 @@ pub fn run(args: ClientArgs) -> Result<(), ClientError> {
         .expect("a tokio runtime");
     let (status, body) = runtime.block_on(async {
         let client = reqwest::Client::new();
-        let resp = client
+        let mut request = client
             .request(plan.method.clone(), &url)
             .headers(headers)
-            .bearer_auth(bearer)
-            .query(&plan.query)
-            .send()
-            .await
-            .map_err(|source| ClientError::Http {
-                url: url.clone(),
-                source,
-            })?;
+            .query(&plan.query);
+        if let Some(bearer) = &bearer {
+            request = request.bearer_auth(bearer);
+        }
+        if let Some(body) = &plan.body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        let resp = request.send().await.map_err(|source| ClientError::Http {
+            url: url.clone(),
+            source,
+        })?;
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.map_err(|source| ClientError::Http {
             url: url.clone(),

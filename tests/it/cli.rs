@@ -85,3 +85,159 @@ async fn the_client_lists_and_shows_what_the_api_has() {
         "stderr: {err}"
     );
 }
+
+/// Runs the client with `--json` and answers the parsed output; panics with stderr if it fails.
+fn fasthook_json(server: &TestServer, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = fasthook(server, &all);
+    assert!(
+        out.status.success(),
+        "fasthook {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("--json prints JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runbook_commands_pause_drain_issues_alerts_and_bulk_retry() {
+    let receiver = TestReceiver::start().await;
+    let server = TestServer::start().await;
+    let (src, _, conn) = server.pipeline(&receiver.url(), json!({}), json!([])).await;
+    let health = fasthook(&server, &["health"]);
+    assert!(health.status.success(), "health: {:?}", health);
+
+    // Pause, watch HOLD, unpause with a drain rate.
+    fasthook_json(&server, &["connections", "pause", &conn]);
+    server.send_events(&src, 3, "held").await;
+    let held = fasthook_json(
+        &server,
+        &[
+            "events",
+            "list",
+            "--connection_id",
+            &conn,
+            "--status",
+            "HOLD",
+            "--limit",
+            "50",
+        ],
+    );
+    assert_eq!(held["models"].as_array().unwrap().len(), 3, "{held}");
+    let unpaused = fasthook_json(
+        &server,
+        &["connections", "unpause", &conn, "--drain-rate", "50/second"],
+    );
+    assert!(unpaused["paused_at"].is_null(), "{unpaused}");
+    eventually(
+        Duration::from_secs(20),
+        "the held events drained",
+        || async { receiver.hit_count() == 3 },
+    )
+    .await;
+
+    // A breaker that opens makes an issue; acknowledge it from the command line.
+    let failing = TestReceiver::start().await;
+    failing.set_status(500);
+    let rules = json!([{ "type": "retry", "strategy": "linear", "count": 0, "interval": 1000 }]);
+    let (bad_src, bad_dest, bad_conn) = server
+        .pipeline(
+            &failing.url(),
+            json!({ "circuit": { "failure_threshold": 1, "cooldown_seconds": 3 } }),
+            rules,
+        )
+        .await;
+    let channel = fasthook_json(
+        &server,
+        &["alert-channels", "create", "--url", &receiver.url()],
+    );
+    assert_eq!(
+        channel["alert_types"],
+        json!(["issue_opened", "issue_resolved"])
+    );
+    server.send_events(&bad_src, 1, "failing").await;
+    let s = &server;
+    let bad_dest_ref = &bad_dest;
+    let issue = crate::common::poll(Duration::from_secs(20), || async move {
+        let listed = fasthook_json(
+            s,
+            &[
+                "issues",
+                "list",
+                "--status",
+                "OPENED",
+                "--destination_id",
+                bad_dest_ref,
+            ],
+        );
+        listed["models"].as_array().and_then(|m| m.first().cloned())
+    })
+    .await
+    .expect("an issue for the open breaker");
+    let id = issue["id"].as_str().unwrap();
+    let acked = fasthook_json(&server, &["issues", "ack", id]);
+    assert_eq!(acked["status"], "ACKNOWLEDGED");
+    let channels = fasthook_json(&server, &["alert-channels", "list"]);
+    assert_eq!(channels["models"].as_array().unwrap().len(), 1);
+
+    // Retry the failed window in bulk once the receiver is fixed.
+    failing.set_status(200);
+    eventually(
+        Duration::from_secs(20),
+        "the event dead-lettered",
+        || async {
+            server
+                .events(&format!("connection_id={bad_conn}&status=FAILED"))
+                .await
+                .len()
+                == 1
+        },
+    )
+    .await;
+    let job = fasthook_json(
+        &server,
+        &[
+            "bulk",
+            "retry",
+            "--connection_id",
+            &bad_conn,
+            "--status",
+            "FAILED",
+        ],
+    );
+    assert_eq!(job["estimated_count"], 1, "{job}");
+    let job_id = job["id"].as_str().unwrap();
+    let bad_conn_ref = &bad_conn;
+    eventually(
+        Duration::from_secs(20),
+        "the bulk retry delivered it",
+        || async move {
+            let done = fasthook_json(s, &["bulk", "status", job_id]);
+            done["status"] == "COMPLETED"
+                && s.events(&format!("connection_id={bad_conn_ref}&status=SUCCESSFUL"))
+                    .await
+                    .len()
+                    == 1
+        },
+    )
+    .await;
+    let channel_id = channel["id"].as_str().unwrap();
+    fasthook_json(&server, &["alert-channels", "delete", channel_id]);
+
+    // Errors: one line on stderr, non-zero exit.
+    for args in [
+        vec!["issues", "get", "iss_01KA0000000000000000000000"],
+        vec![
+            "connections",
+            "unpause",
+            &conn,
+            "--drain-rate",
+            "fast/second",
+        ],
+    ] {
+        let out = fasthook(&server, &args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+}
