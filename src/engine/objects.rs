@@ -7,6 +7,8 @@ use actix::prelude::Addr;
 
 use super::destination_actor::{self, DestinationActor, DestinationSnapshot};
 use super::{connection_actor, recovery, DestinationHandle, Engine, EngineError, Result};
+use crate::domain::breaker::CircuitState;
+use crate::domain::issues::CircuitSeen;
 use crate::domain::rate_limiter::RateLimit;
 use crate::domain::*;
 use crate::store::ops;
@@ -85,7 +87,10 @@ impl Engine {
                 "the destination still has connections; delete them first".into(),
             ));
         }
-        let addr = self.read().destinations.get(id).map(|h| h.addr.clone());
+        let (addr, team) = match self.read().destinations.get(id) {
+            Some(h) => (Some(h.addr.clone()), Some(h.destination.team_id.clone())),
+            None => (None, None),
+        };
         // Waiting work is counted on disk, where all of it is (a queue larger than the
         // actor's window too), once the writer has applied what the actor handed it.
         let store = self.store().clone();
@@ -122,6 +127,14 @@ impl Engine {
             .await?;
         self.write().destinations.remove(id);
         self.inner.deps.board.remove(id);
+        // Nothing is left to watch: its open issue, if any, is resolved (and alerted).
+        if let Some(team) = team {
+            let gone = CircuitSeen {
+                state: CircuitState::Closed,
+                transition: true,
+            };
+            self.inner.deps.issues.circuit(&team, id, gone);
+        }
         Ok(())
     }
 

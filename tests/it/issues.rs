@@ -136,3 +136,27 @@ async fn a_breaker_opens_one_issue_a_failed_probe_bumps_it_and_closing_resolves_
     let stranger = server.api_as(Some(&key), Some(&team));
     assert_error(stranger.get(&path).await, 404, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_destination_resolves_its_open_issue() {
+    let receiver = TestReceiver::start().await;
+    receiver.set_status(500);
+    let server = TestServer::start().await;
+    let rules = json!([{ "type": "retry", "strategy": "linear", "count": 0, "interval": 1000 }]);
+    let (src, dest, conn) = server
+        .pipeline(
+            &receiver.url(),
+            json!({ "circuit": { "failure_threshold": 1, "cooldown_seconds": 3 } }),
+            rules,
+        )
+        .await;
+    server.send_events(&src, 1, "failing").await;
+    one_issue(&server, &dest, "OPENED", |i| i["status"] == "OPENED").await;
+    let api = server.api();
+    let (status, v) = api.delete(&format!("/v1/connections/{conn}")).await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = api.delete(&format!("/v1/destinations/{dest}")).await;
+    assert_eq!(status, 200, "{v}");
+    let resolved = one_issue(&server, &dest, "RESOLVED", |i| i["status"] == "RESOLVED").await;
+    assert!(resolved["resolved_at"].is_string());
+}
