@@ -53,6 +53,15 @@ impl Scrape {
     }
 }
 
+/// The scenario's backlog: four held on the paused connection, two dead-lettered on the
+/// failing one, nothing waiting at its destination.
+fn assert_backlog(s: &Scrape, held_conn: &str, bad_conn: &str, bad_dest: &str) {
+    let hold = s.get("fasthook_events_hold", &[("connection_id", held_conn)]);
+    let failed = s.get("fasthook_events_failed", &[("connection_id", bad_conn)]);
+    let queued = s.get("fasthook_events_queued", &[("destination_id", bad_dest)]);
+    assert_eq!((hold, failed, queued), (Some(4.0), Some(2.0), Some(0.0)));
+}
+
 async fn scrape(server: &TestServer) -> Scrape {
     let text = server
         .client()
@@ -160,15 +169,9 @@ async fn gauges_and_counters_are_exact_and_the_gauges_survive_kill9_and_labels_o
         },
     )
     .await;
-    let hold = |s: &Scrape, c: &str| s.get("fasthook_events_hold", &[("connection_id", c)]);
-    assert_eq!(hold(&s, &held_conn), Some(4.0));
-    assert_eq!(hold(&s, &sibling), Some(0.0));
+    assert_backlog(&s, &held_conn, &bad_conn, &bad_dest);
     assert_eq!(
-        s.get("fasthook_events_failed", &[("connection_id", &bad_conn)]),
-        Some(2.0)
-    );
-    assert_eq!(
-        s.get("fasthook_events_queued", &[("destination_id", &bad_dest)]),
+        s.get("fasthook_events_hold", &[("connection_id", &sibling)]),
         Some(0.0)
     );
     assert_eq!(
@@ -238,15 +241,7 @@ async fn gauges_and_counters_are_exact_and_the_gauges_survive_kill9_and_labels_o
         ) == Some(1.0)
     })
     .await;
-    assert_eq!(hold(&s, &held_conn), Some(4.0));
-    assert_eq!(
-        s.get("fasthook_events_failed", &[("connection_id", &bad_conn)]),
-        Some(2.0)
-    );
-    assert_eq!(
-        s.get("fasthook_events_queued", &[("destination_id", &bad_dest)]),
-        Some(0.0)
-    );
+    assert_backlog(&s, &held_conn, &bad_conn, &bad_dest);
 
     // A deleted connection's series go.
     let (status, v) = server
