@@ -9,6 +9,7 @@ mod breaker;
 mod bulk_retry;
 mod cli;
 mod common;
+mod config_reference;
 mod container;
 mod crash;
 mod delivery;
