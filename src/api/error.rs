@@ -20,6 +20,8 @@ pub enum ApiError {
     Forbidden,
     #[error("{0} not found")]
     NotFound(&'static str),
+    #[error("no route {method} {path}; the API is described in the README")]
+    NoRoute { method: String, path: String },
     #[error("method {0} is not allowed here")]
     MethodNotAllowed(String),
     #[error("the source is disabled")]
@@ -47,7 +49,7 @@ impl ApiError {
             ApiError::Validation(_) => "VALIDATION_ERROR",
             ApiError::Unauthorized(_) => "UNAUTHORIZED",
             ApiError::Forbidden => "FORBIDDEN",
-            ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::NotFound(_) | ApiError::NoRoute { .. } => "NOT_FOUND",
             ApiError::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
             ApiError::SourceDisabled => "SOURCE_DISABLED",
             ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
@@ -66,7 +68,7 @@ impl ResponseError for ApiError {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized(_) | ApiError::VerificationFailed => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::SourceDisabled => StatusCode::GONE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

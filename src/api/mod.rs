@@ -44,8 +44,12 @@ async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> 
 }
 
 /// Unknown routes answer the JSON error body too.
-pub async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound("route"))
+/// A path (or method) the server does not have: the 404 names it.
+pub async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NoRoute {
+        method: req.method().to_string(),
+        path: req.path().to_string(),
+    })
 }
 
 /// Largest body the management API reads (ingress has its own limit).

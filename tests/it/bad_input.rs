@@ -318,3 +318,13 @@ async fn a_misspelled_list_parameter_is_a_422_naming_it_and_attempts_page() {
         None,
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_the_server_does_not_have_answers_a_404_naming_it() {
+    let server = TestServer::start().await;
+    let (status, v) = server.api().get("/v1/evnets?status=HOLD").await;
+    assert_eq!(status, 404, "{v}");
+    assert_eq!(v["code"], "NOT_FOUND");
+    let message = v["message"].as_str().unwrap();
+    assert!(message.contains("GET /v1/evnets"), "{message}");
+}
