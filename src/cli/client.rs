@@ -135,11 +135,15 @@ pub enum EventAction {
 
 #[derive(Debug, Subcommand)]
 pub enum MetricsAction {
+    /// e.g. `metrics events --connection_id web_xxx --granularity 1m --measures[] hold_count`.
     Events {
+        /// RFC 3339; default: a day before `--to`.
         #[arg(long)]
-        from: String,
+        from: Option<String>,
+        /// RFC 3339; default: now.
         #[arg(long)]
-        to: String,
+        to: Option<String>,
+        /// 1m, 1h or 1d.
         #[arg(long, default_value = "1h")]
         granularity: String,
         #[arg(long = "connection_id", alias = "connection-id")]
@@ -148,6 +152,8 @@ pub enum MetricsAction {
         destination_id: Option<String>,
         #[arg(long = "source_id", alias = "source-id")]
         source_id: Option<String>,
+        /// hold_count, queued_count, scheduled_count, failed_count, delivered_count,
+        /// attempt_count, error_rate; repeatable (default: all).
         #[arg(long = "measures[]", alias = "measures")]
         measures: Vec<String>,
     },
@@ -412,8 +418,10 @@ fn plan(resource: Resource) -> Call {
                 source_id,
                 measures,
             } => {
-                let mut query = vec![("from", from), ("to", to), ("granularity", granularity)];
+                let mut query = vec![("granularity", granularity)];
                 for (k, v) in [
+                    ("from", from),
+                    ("to", to),
                     ("connection_id", connection_id),
                     ("destination_id", destination_id),
                     ("source_id", source_id),

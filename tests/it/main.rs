@@ -23,6 +23,7 @@ mod queries;
 mod quickstart;
 mod retry;
 mod routing;
+mod runbook;
 mod shutdown;
 mod signatures;
 mod stranding;
