@@ -13,8 +13,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "fasthook", version, about)]
 struct Cli {
-    /// Client commands: print the JSON answer instead of a table.
-    #[arg(long, global = true)]
+    /// Client commands: print the JSON answer instead of a table (also after the command).
+    #[arg(long)]
     json: bool,
     #[command(subcommand)]
     command: Command,
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
         }
         Command::Client(resource) => {
             match fasthook::cli::client::run(fasthook::cli::client::ClientArgs {
-                json: cli.json,
+                json: cli.json || resource.json(),
                 resource,
             }) {
                 Ok(()) => ExitCode::SUCCESS,

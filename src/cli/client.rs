@@ -19,6 +19,26 @@ pub enum ClientError {
     },
 }
 
+impl Resource {
+    /// Whether `--json` was given after the command (it may also come before it).
+    pub fn json(&self) -> bool {
+        match self {
+            Resource::Sources { json, .. }
+            | Resource::Destinations { json, .. }
+            | Resource::Connections { json, .. }
+            | Resource::Events { json, .. }
+            | Resource::Attempts { json, .. }
+            | Resource::Requests { json, .. }
+            | Resource::Metrics { json, .. }
+            | Resource::Issues { json, .. }
+            | Resource::AlertChannels { json, .. }
+            | Resource::Bulk { json, .. }
+            | Resource::Health { json }
+            | Resource::Engine { json, .. } => *json,
+        }
+    }
+}
+
 /// One client command and how to print its answer.
 #[derive(Debug)]
 pub struct ClientArgs {
@@ -30,21 +50,33 @@ pub struct ClientArgs {
 pub enum Resource {
     /// Sources: list, get.
     Sources {
+        /// Print the JSON answer instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         action: SimpleAction,
     },
     /// Destinations: list, get, circuit, reset-circuit.
     Destinations {
+        /// Print the JSON answer instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         action: DestinationAction,
     },
     /// Connections: list, get, pause, unpause, disable, enable.
     Connections {
+        /// Print the JSON answer instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         action: ConnectionAction,
     },
     /// Events: list, get, retry.
     Events {
+        /// Print the JSON answer instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         action: EventAction,
     },
@@ -52,37 +84,62 @@ pub enum Resource {
     Attempts {
         #[arg(long = "event_id", alias = "event-id")]
         event_id: String,
+        /// Print the JSON answer instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Requests: list, get.
     Requests {
+        /// Print the JSON answer instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         action: SimpleAction,
     },
     /// Event metrics over time.
     Metrics {
+        /// Print the JSON answer instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         action: MetricsAction,
     },
     /// Issues opened by the gateway (a breaker that opened): list, get, ack, dismiss, resolve.
     Issues {
+        /// Print the JSON answer instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         action: IssueAction,
     },
     /// Where issue alerts go: list, create, delete.
     #[command(name = "alert-channels")]
     AlertChannels {
+        /// Print the JSON answer instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         action: AlertChannelAction,
     },
     /// Bulk retries: `bulk retry --connection_id web_xxx --status FAILED`, `bulk status bch_xxx`.
     Bulk {
+        /// Print the JSON answer instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         action: BulkAction,
     },
     /// Exits 0 when the gateway is ready (`/readyz`), for container health checks.
-    Health,
+    Health {
+        /// Print the JSON answer instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Whole-engine pause (needs FASTHOOK_ADMIN_KEY).
     Engine {
+        /// Print the JSON answer instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         action: EngineAction,
     },
@@ -358,15 +415,15 @@ fn plan(resource: Resource) -> Call {
         ..call(M::GET, path.into(), columns)
     };
     match resource {
-        Resource::Sources { action } => match action {
+        Resource::Sources { action, .. } => match action {
             SimpleAction::List(a) => list("/v1/sources", a, SOURCE_COLS),
             SimpleAction::Get { id } => call(M::GET, format!("/v1/sources/{id}"), SOURCE_COLS),
         },
-        Resource::Requests { action } => match action {
+        Resource::Requests { action, .. } => match action {
             SimpleAction::List(a) => list("/v1/requests", a, REQUEST_COLS),
             SimpleAction::Get { id } => call(M::GET, format!("/v1/requests/{id}"), REQUEST_COLS),
         },
-        Resource::Destinations { action } => match action {
+        Resource::Destinations { action, .. } => match action {
             DestinationAction::List(a) => list("/v1/destinations", a, DEST_COLS),
             DestinationAction::Get { id } => {
                 call(M::GET, format!("/v1/destinations/{id}"), DEST_COLS)
@@ -378,7 +435,7 @@ fn plan(resource: Resource) -> Call {
                 call(M::POST, format!("/v1/destinations/{id}/circuit/reset"), &[])
             }
         },
-        Resource::Connections { action } => match action {
+        Resource::Connections { action, .. } => match action {
             ConnectionAction::List(a) => list("/v1/connections", a, CONN_COLS),
             ConnectionAction::Get { id } => {
                 call(M::GET, format!("/v1/connections/{id}"), CONN_COLS)
@@ -397,18 +454,18 @@ fn plan(resource: Resource) -> Call {
                 call(M::PUT, format!("/v1/connections/{id}/enable"), CONN_COLS)
             }
         },
-        Resource::Events { action } => match action {
+        Resource::Events { action, .. } => match action {
             EventAction::List(a) => list("/v1/events", a, EVENT_COLS),
             EventAction::Get { id } => call(M::GET, format!("/v1/events/{id}"), EVENT_COLS),
             EventAction::Retry { id } => {
                 call(M::POST, format!("/v1/events/{id}/retry"), EVENT_COLS)
             }
         },
-        Resource::Attempts { event_id } => Call {
+        Resource::Attempts { event_id, .. } => Call {
             query: vec![("event_id", event_id)],
             ..call(M::GET, "/v1/attempts".into(), ATTEMPT_COLS)
         },
-        Resource::Metrics { action } => match action {
+        Resource::Metrics { action, .. } => match action {
             MetricsAction::Events {
                 from,
                 to,
@@ -435,11 +492,11 @@ fn plan(resource: Resource) -> Call {
                 }
             }
         },
-        Resource::Health => Call {
+        Resource::Health { .. } => Call {
             credentials: Credentials::None,
             ..call(M::GET, "/readyz".into(), &[])
         },
-        Resource::Issues { action } => {
+        Resource::Issues { action, .. } => {
             let set = |id: String, status: &str| Call {
                 body: Some(serde_json::json!({ "status": status })),
                 ..call(M::PUT, format!("/v1/issues/{id}"), ISSUE_COLS)
@@ -469,7 +526,7 @@ fn plan(resource: Resource) -> Call {
                 IssueAction::Resolve { id } => set(id, "RESOLVED"),
             }
         }
-        Resource::AlertChannels { action } => match action {
+        Resource::AlertChannels { action, .. } => match action {
             AlertChannelAction::List => call(M::GET, "/v1/alert-channels".into(), CHANNEL_COLS),
             AlertChannelAction::Create {
                 url,
@@ -495,7 +552,7 @@ fn plan(resource: Resource) -> Call {
                 call(M::DELETE, format!("/v1/alert-channels/{id}"), &[])
             }
         },
-        Resource::Bulk { action } => match action {
+        Resource::Bulk { action, .. } => match action {
             BulkAction::Retry {
                 connection_id,
                 destination_id,
@@ -518,7 +575,7 @@ fn plan(resource: Resource) -> Call {
             }
             BulkAction::Status { id } => call(M::GET, format!("/v1/bulk/events/retry/{id}"), &[]),
         },
-        Resource::Engine { action } => {
+        Resource::Engine { action, .. } => {
             let (method, path) = match action {
                 EngineAction::Pause => (M::PUT, "/admin/engine/pause"),
                 EngineAction::Resume => (M::PUT, "/admin/engine/resume"),

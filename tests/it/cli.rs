@@ -241,3 +241,35 @@ async fn the_runbook_commands_pause_drain_issues_alerts_and_bulk_retry() {
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_goes_after_the_command_too_and_client_flags_stay_off_serve() {
+    let receiver = TestReceiver::start().await;
+    let server = TestServer::start().await;
+    let (_, _, conn) = server.pipeline(&receiver.url(), json!({}), json!([])).await;
+    let args = [
+        "events",
+        "list",
+        "--connection_id",
+        &conn,
+        "--status",
+        "HOLD",
+        "--limit",
+        "50",
+        "--json",
+    ];
+    let out = fasthook(&server, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    assert_eq!(listed["models"], json!([]));
+    let help = fasthook(&server, &["serve", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--config") && !help.contains("--json"),
+        "{help}"
+    );
+}
