@@ -185,9 +185,20 @@ pub enum ConnectionAction {
 
 #[derive(Debug, Subcommand)]
 pub enum EventAction {
-    List(ListArgs),
-    Get { id: String },
-    Retry { id: String },
+    /// e.g. `events list --connection_id web_xxx --status HOLD --limit 50`.
+    List {
+        #[command(flatten)]
+        list: ListArgs,
+        /// Keep printing new matching events as they come (one per line), until interrupted.
+        #[arg(long)]
+        follow: bool,
+    },
+    Get {
+        id: String,
+    },
+    Retry {
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -340,6 +351,8 @@ struct Call {
     body: Option<Value>,
     credentials: Credentials,
     columns: &'static [&'static str],
+    /// A list to keep polling for new items (`events list --follow`).
+    follow: bool,
 }
 
 /// Which key a call sends.
@@ -358,6 +371,7 @@ fn call(method: reqwest::Method, path: String, columns: &'static [&'static str])
         body: None,
         credentials: Credentials::Team,
         columns,
+        follow: false,
     }
 }
 
@@ -383,6 +397,8 @@ const CONN_COLS: &[&str] = &[
 ];
 const EVENT_COLS: &[&str] = &[
     "id",
+    "connection_id",
+    "destination_id",
     "status",
     "attempts",
     "response_status",
@@ -455,7 +471,10 @@ fn plan(resource: Resource) -> Call {
             }
         },
         Resource::Events { action, .. } => match action {
-            EventAction::List(a) => list("/v1/events", a, EVENT_COLS),
+            EventAction::List { list: a, follow } => Call {
+                follow,
+                ..list("/v1/events", a, EVENT_COLS)
+            },
             EventAction::Get { id } => call(M::GET, format!("/v1/events/{id}"), EVENT_COLS),
             EventAction::Retry { id } => {
                 call(M::POST, format!("/v1/events/{id}/retry"), EVENT_COLS)
@@ -610,45 +629,19 @@ pub fn run(args: ClientArgs) -> Result<(), ClientError> {
         }
         Credentials::None => None,
     };
-    let url = format!("{}{}", base.trim_end_matches('/'), plan.path);
+    let session = Session {
+        client: reqwest::Client::new(),
+        url: format!("{}{}", base.trim_end_matches('/'), plan.path),
+        headers,
+        bearer,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let (status, body) = runtime.block_on(async {
-        let client = reqwest::Client::new();
-        let mut request = client
-            .request(plan.method.clone(), &url)
-            .headers(headers)
-            .query(&plan.query);
-        if let Some(bearer) = &bearer {
-            request = request.bearer_auth(bearer);
-        }
-        if let Some(body) = &plan.body {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.to_string());
-        }
-        let resp = request.send().await.map_err(|source| ClientError::Http {
-            url: url.clone(),
-            source,
-        })?;
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|source| ClientError::Http {
-            url: url.clone(),
-            source,
-        })?;
-        Ok::<_, ClientError>((
-            status,
-            serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
-        ))
-    })?;
-    if !(200..300).contains(&status) {
-        return Err(ClientError::Api {
-            status,
-            code: body["code"].as_str().unwrap_or("ERROR").to_string(),
-            message: body["message"].as_str().unwrap_or("no message").to_string(),
-        });
+    let body = runtime.block_on(session.call(&plan, &plan.query))?;
+    if plan.follow {
+        return runtime.block_on(follow(&session, &plan, body, json));
     }
     if json {
         println!(
@@ -659,6 +652,105 @@ pub fn run(args: ClientArgs) -> Result<(), ClientError> {
         print!("{}", render(&body, plan.columns));
     }
     Ok(())
+}
+
+/// Where one command's calls go, and as whom.
+struct Session {
+    client: reqwest::Client,
+    url: String,
+    headers: reqwest::header::HeaderMap,
+    bearer: Option<String>,
+}
+
+impl Session {
+    /// One call of `plan` with `query`; a non-2xx answer is the API's error.
+    async fn call(
+        &self,
+        plan: &Call,
+        query: &[(&'static str, String)],
+    ) -> Result<Value, ClientError> {
+        let mut request = self
+            .client
+            .request(plan.method.clone(), &self.url)
+            .headers(self.headers.clone())
+            .query(query);
+        if let Some(bearer) = &self.bearer {
+            request = request.bearer_auth(bearer);
+        }
+        if let Some(body) = &plan.body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        let http = |source| ClientError::Http {
+            url: self.url.clone(),
+            source,
+        };
+        let resp = request.send().await.map_err(http)?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(http)?;
+        let body = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
+        if !(200..300).contains(&status) {
+            return Err(ClientError::Api {
+                status,
+                code: body["code"].as_str().unwrap_or("ERROR").to_string(),
+                message: body["message"].as_str().unwrap_or("no message").to_string(),
+            });
+        }
+        Ok(body)
+    }
+}
+
+/// How often `--follow` asks for new items.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Prints the first page oldest first, then every new matching item as it comes, one per
+/// line (a JSON object with `--json`), until interrupted or the API fails.
+async fn follow(
+    session: &Session,
+    plan: &Call,
+    first: Value,
+    json: bool,
+) -> Result<(), ClientError> {
+    use std::io::Write;
+    let print = |item: &Value| {
+        let line = match json {
+            true => item.to_string(),
+            false => plan
+                .columns
+                .iter()
+                .map(|c| cell(&item[*c]))
+                .collect::<Vec<_>>()
+                .join("  "),
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    };
+    let models = |page: &Value| page["models"].as_array().cloned().unwrap_or_default();
+    // The first page is newest first.
+    let first = models(&first);
+    let mut newest = first
+        .first()
+        .and_then(|m| m["id"].as_str())
+        .map(String::from);
+    first.iter().rev().for_each(print);
+    let filters: Vec<(&'static str, String)> = plan
+        .query
+        .iter()
+        .filter(|(k, _)| !matches!(*k, "dir" | "next"))
+        .cloned()
+        .collect();
+    loop {
+        tokio::time::sleep(FOLLOW_EVERY).await;
+        let mut query = filters.clone();
+        query.push(("dir", "asc".into()));
+        query.extend(newest.clone().map(|n| ("next", n)));
+        for item in models(&session.call(plan, &query).await?) {
+            print(&item);
+            newest = item["id"].as_str().map(String::from).or(newest);
+        }
+    }
 }
 
 fn cell(v: &Value) -> String {

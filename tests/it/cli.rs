@@ -273,3 +273,54 @@ async fn json_goes_after_the_command_too_and_client_flags_stay_off_serve() {
         "{help}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_list_follow_prints_new_matching_events_as_they_come() {
+    use std::io::BufRead;
+    let receiver = TestReceiver::start().await;
+    let server = TestServer::start().await;
+    let (src, _, conn) = server.pipeline(&receiver.url(), json!({}), json!([])).await;
+    let before = server.send_events(&src, 1, "before").await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fasthook"))
+        .args([
+            "events",
+            "list",
+            "--connection_id",
+            &conn,
+            "--follow",
+            "--json",
+        ])
+        .env("FASTHOOK_API_URL", &server.base)
+        .env("FASTHOOK_API_KEY", &server.api_key)
+        .env("FASTHOOK_TEAM_ID", &server.team_id)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the fasthook client");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen: Vec<String> = Vec::new();
+    let mut expect = before.clone();
+    for round in 0..2 {
+        if round == 1 {
+            expect.extend(server.send_events(&src, 2, "after").await);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while seen.len() < expect.len() && std::time::Instant::now() < deadline {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+                let event: Value = serde_json::from_str(&line).expect("one JSON event per line");
+                seen.push(event["id"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(seen, expect, "each event once, in order");
+}
