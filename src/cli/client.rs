@@ -33,6 +33,8 @@ impl Resource {
             | Resource::Issues { json, .. }
             | Resource::AlertChannels { json, .. }
             | Resource::Bulk { json, .. }
+            | Resource::Teams { json, .. }
+            | Resource::Keys { json, .. }
             | Resource::Health { json }
             | Resource::Engine { json, .. } => *json,
         }
@@ -48,13 +50,13 @@ pub struct ClientArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Resource {
-    /// Sources: list, get.
+    /// Sources: list, get, create, disable, enable.
     Sources {
         /// Print the JSON answer instead of a table.
         #[arg(long, global = true)]
         json: bool,
         #[command(subcommand)]
-        action: SimpleAction,
+        action: SourceAction,
     },
     /// Destinations: list, get, circuit, reset-circuit.
     Destinations {
@@ -88,13 +90,13 @@ pub enum Resource {
         #[arg(long)]
         json: bool,
     },
-    /// Requests: list, get.
+    /// Requests: list, get, retry (replayed through today's connections).
     Requests {
         /// Print the JSON answer instead of a table.
         #[arg(long, global = true)]
         json: bool,
         #[command(subcommand)]
-        action: SimpleAction,
+        action: RequestAction,
     },
     /// Event metrics over time.
     Metrics {
@@ -129,6 +131,22 @@ pub enum Resource {
         #[command(subcommand)]
         action: BulkAction,
     },
+    /// Teams (needs FASTHOOK_ADMIN_KEY): `teams create --name acme`.
+    Teams {
+        /// Print the JSON answer instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        action: TeamAction,
+    },
+    /// A team's API keys (needs FASTHOOK_ADMIN_KEY): create, revoke.
+    Keys {
+        /// Print the JSON answer instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        action: KeyAction,
+    },
     /// Exits 0 when the gateway is ready (`/readyz`), for container health checks.
     Health {
         /// Print the JSON answer instead of a table.
@@ -146,22 +164,108 @@ pub enum Resource {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum SimpleAction {
+pub enum SourceAction {
     List(ListArgs),
-    Get { id: String },
+    Get {
+        id: String,
+    },
+    /// e.g. `sources create --name stripe`; prints its ingress URL.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// Ingress answers 403 and stores nothing until enabled.
+    Disable {
+        id: String,
+    },
+    Enable {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RequestAction {
+    List(ListArgs),
+    Get {
+        id: String,
+    },
+    /// Replays the request through today's connections (a new request, `replay_of` set).
+    Retry {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamAction {
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyAction {
+    /// Prints the new key once.
+    Create {
+        #[arg(long = "team_id", alias = "team-id")]
+        team_id: String,
+    },
+    Revoke {
+        #[arg(long = "team_id", alias = "team-id")]
+        team_id: String,
+        key_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum DestinationAction {
     List(ListArgs),
-    Get { id: String },
-    Circuit { id: String },
-    ResetCircuit { id: String },
+    Get {
+        id: String,
+    },
+    /// e.g. `destinations create --name orders --url https://example.com/hooks --rate-limit 50/second`.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        url: String,
+        /// At most this many attempts per period: `50/second`, `600/minute`, `10000/hour`.
+        #[arg(long = "rate-limit", alias = "rate_limit")]
+        rate_limit: Option<String>,
+    },
+    /// Its events wait (QUEUED) until it is enabled.
+    Disable {
+        id: String,
+    },
+    Enable {
+        id: String,
+    },
+    Circuit {
+        id: String,
+    },
+    ResetCircuit {
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ConnectionAction {
     List(ListArgs),
+    /// e.g. `connections create --name orders --source_id src_xxx --destination_id des_xxx`.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long = "source_id", alias = "source-id")]
+        source_id: String,
+        #[arg(long = "destination_id", alias = "destination-id")]
+        destination_id: String,
+    },
+    /// Refused while it holds events, unless `--cancel-events` cancels them.
+    Delete {
+        id: String,
+        #[arg(long = "cancel-events", alias = "cancel_events")]
+        cancel_events: bool,
+    },
     Get {
         id: String,
     },
@@ -375,14 +479,21 @@ fn call(method: reqwest::Method, path: String, columns: &'static [&'static str])
     }
 }
 
-/// `50/second` → the unpause body's `drain_rate` and `drain_rate_period`.
-fn drain_rate_body(rate: &str) -> Value {
+/// `50/second` → `{"rate": 50, "period": "second"}`; a number that does not parse is sent
+/// as given, for the API to refuse with its message.
+fn rate_body(rate: &str) -> Value {
     let (n, period) = rate.split_once('/').unwrap_or((rate, "second"));
     let n: Value = n
         .trim()
         .parse::<u64>()
         .map_or(Value::from(n.trim()), Value::from);
-    serde_json::json!({ "drain_rate": n, "drain_rate_period": period.trim() })
+    serde_json::json!({ "rate": n, "period": period.trim() })
+}
+
+/// `50/second` → the unpause body's `drain_rate` and `drain_rate_period`.
+fn drain_rate_body(rate: &str) -> Value {
+    let rate = rate_body(rate);
+    serde_json::json!({ "drain_rate": rate["rate"], "drain_rate_period": rate["period"] })
 }
 
 const SOURCE_COLS: &[&str] = &["id", "name", "url", "disabled_at"];
@@ -432,17 +543,79 @@ fn plan(resource: Resource) -> Call {
     };
     match resource {
         Resource::Sources { action, .. } => match action {
-            SimpleAction::List(a) => list("/v1/sources", a, SOURCE_COLS),
-            SimpleAction::Get { id } => call(M::GET, format!("/v1/sources/{id}"), SOURCE_COLS),
+            SourceAction::List(a) => list("/v1/sources", a, SOURCE_COLS),
+            SourceAction::Get { id } => call(M::GET, format!("/v1/sources/{id}"), SOURCE_COLS),
+            SourceAction::Create { name } => Call {
+                body: Some(serde_json::json!({ "name": name })),
+                ..call(M::POST, "/v1/sources".into(), SOURCE_COLS)
+            },
+            SourceAction::Disable { id } => {
+                call(M::PUT, format!("/v1/sources/{id}/disable"), SOURCE_COLS)
+            }
+            SourceAction::Enable { id } => {
+                call(M::PUT, format!("/v1/sources/{id}/enable"), SOURCE_COLS)
+            }
         },
         Resource::Requests { action, .. } => match action {
-            SimpleAction::List(a) => list("/v1/requests", a, REQUEST_COLS),
-            SimpleAction::Get { id } => call(M::GET, format!("/v1/requests/{id}"), REQUEST_COLS),
+            RequestAction::List(a) => list("/v1/requests", a, REQUEST_COLS),
+            RequestAction::Get { id } => call(M::GET, format!("/v1/requests/{id}"), REQUEST_COLS),
+            RequestAction::Retry { id } => Call {
+                body: Some(serde_json::json!({})),
+                ..call(M::POST, format!("/v1/requests/{id}/retry"), &[])
+            },
         },
+        Resource::Teams { action, .. } => match action {
+            TeamAction::Create { name } => Call {
+                body: Some(serde_json::json!({ "name": name })),
+                credentials: Credentials::Admin,
+                ..call(M::POST, "/admin/teams".into(), &[])
+            },
+        },
+        Resource::Keys { action, .. } => {
+            let (method, path, body) = match action {
+                KeyAction::Create { team_id } => (
+                    M::POST,
+                    format!("/admin/teams/{team_id}/api-keys"),
+                    Some(serde_json::json!({})),
+                ),
+                KeyAction::Revoke { team_id, key_id } => (
+                    M::DELETE,
+                    format!("/admin/teams/{team_id}/api-keys/{key_id}"),
+                    None,
+                ),
+            };
+            Call {
+                body,
+                credentials: Credentials::Admin,
+                ..call(method, path, &[])
+            }
+        }
         Resource::Destinations { action, .. } => match action {
             DestinationAction::List(a) => list("/v1/destinations", a, DEST_COLS),
             DestinationAction::Get { id } => {
                 call(M::GET, format!("/v1/destinations/{id}"), DEST_COLS)
+            }
+            DestinationAction::Create {
+                name,
+                url,
+                rate_limit,
+            } => {
+                let mut body = serde_json::json!({ "name": name, "url": url });
+                if let Some(rate) = rate_limit.as_deref() {
+                    let rate = rate_body(rate);
+                    body["rate_limit"] = rate["rate"].clone();
+                    body["rate_limit_period"] = rate["period"].clone();
+                }
+                Call {
+                    body: Some(body),
+                    ..call(M::POST, "/v1/destinations".into(), DEST_COLS)
+                }
+            }
+            DestinationAction::Disable { id } => {
+                call(M::PUT, format!("/v1/destinations/{id}/disable"), DEST_COLS)
+            }
+            DestinationAction::Enable { id } => {
+                call(M::PUT, format!("/v1/destinations/{id}/enable"), DEST_COLS)
             }
             DestinationAction::Circuit { id } => {
                 call(M::GET, format!("/v1/destinations/{id}/circuit"), &[])
@@ -453,6 +626,23 @@ fn plan(resource: Resource) -> Call {
         },
         Resource::Connections { action, .. } => match action {
             ConnectionAction::List(a) => list("/v1/connections", a, CONN_COLS),
+            ConnectionAction::Create {
+                name,
+                source_id,
+                destination_id,
+            } => Call {
+                body: Some(serde_json::json!({
+                    "name": name, "source_id": source_id, "destination_id": destination_id,
+                })),
+                ..call(M::POST, "/v1/connections".into(), CONN_COLS)
+            },
+            ConnectionAction::Delete { id, cancel_events } => Call {
+                query: match cancel_events {
+                    true => vec![("cancel_events", "true".to_string())],
+                    false => Vec::new(),
+                },
+                ..call(M::DELETE, format!("/v1/connections/{id}"), &[])
+            },
             ConnectionAction::Get { id } => {
                 call(M::GET, format!("/v1/connections/{id}"), CONN_COLS)
             }

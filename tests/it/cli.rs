@@ -324,3 +324,103 @@ async fn events_list_follow_prints_new_matching_events_as_they_come() {
     let _ = child.wait();
     assert_eq!(seen, expect, "each event once, in order");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_and_a_team_are_made_and_unmade_from_the_command_line() {
+    let receiver = TestReceiver::start().await;
+    let server = TestServer::start().await;
+    let src = fasthook_json(&server, &["sources", "create", "--name", "cli-src"]);
+    let src = src["id"].as_str().unwrap().to_string();
+    let dest = fasthook_json(
+        &server,
+        &[
+            "destinations",
+            "create",
+            "--name",
+            "cli-dest",
+            "--url",
+            &receiver.url(),
+            "--rate-limit",
+            "50/second",
+        ],
+    );
+    assert_eq!(
+        (
+            dest["rate_limit"].as_u64(),
+            dest["rate_limit_period"].as_str()
+        ),
+        (Some(50), Some("second")),
+        "{dest}"
+    );
+    let dest = dest["id"].as_str().unwrap().to_string();
+    let conn = fasthook_json(
+        &server,
+        &[
+            "connections",
+            "create",
+            "--name",
+            "cli-conn",
+            "--source_id",
+            &src,
+            "--destination_id",
+            &dest,
+        ],
+    );
+    let conn = conn["id"].as_str().unwrap().to_string();
+    let request = server
+        .ingest_ok(&src, br#"{"n": 1}"#.to_vec(), "application/json")
+        .await;
+    assert_eq!(request.len(), 1);
+    eventually(Duration::from_secs(20), "delivered", || async {
+        receiver.hit_count() == 1
+    })
+    .await;
+    let requests = fasthook_json(&server, &["requests", "list"]);
+    let request_id = requests["models"][0]["id"].as_str().unwrap().to_string();
+    let replay = fasthook_json(&server, &["requests", "retry", &request_id]);
+    assert_eq!(replay["replay_of"], request_id.as_str());
+    eventually(Duration::from_secs(20), "replayed", || async {
+        receiver.hit_count() == 2
+    })
+    .await;
+    let disabled = fasthook_json(&server, &["sources", "disable", &src]);
+    assert!(disabled["disabled_at"].is_string());
+    fasthook_json(&server, &["sources", "enable", &src]);
+    fasthook_json(&server, &["destinations", "disable", &dest]);
+    fasthook_json(&server, &["destinations", "enable", &dest]);
+    fasthook_json(&server, &["connections", "delete", &conn]);
+    let out = fasthook(&server, &["connections", "get", &conn]);
+    assert!(!out.status.success(), "deleted");
+
+    // Teams and keys need the admin key.
+    let admin = |args: &[&str]| {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = Command::new(env!("CARGO_BIN_EXE_fasthook"))
+            .args(&all)
+            .env("FASTHOOK_API_URL", &server.base)
+            .env("FASTHOOK_ADMIN_KEY", &server.admin_key)
+            .output()
+            .expect("run the fasthook client");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).expect("JSON")
+    };
+    let team = admin(&["teams", "create", "--name", "cli-team"]);
+    let team_id = team["id"].as_str().unwrap();
+    let key = admin(&["keys", "create", "--team_id", team_id]);
+    assert!(
+        key["key"].as_str().is_some_and(|k| k.starts_with("fhp_")),
+        "{key}"
+    );
+    admin(&[
+        "keys",
+        "revoke",
+        "--team_id",
+        team_id,
+        key["id"].as_str().unwrap(),
+    ]);
+}
