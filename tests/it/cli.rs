@@ -424,3 +424,35 @@ async fn a_pipeline_and_a_team_are_made_and_unmade_from_the_command_line() {
         key["id"].as_str().unwrap(),
     ]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_key_or_a_server_that_is_down_is_one_line_on_stderr_and_a_failure() {
+    let server = TestServer::start().await;
+    let client = |url: &str, key: &str| {
+        Command::new(env!("CARGO_BIN_EXE_fasthook"))
+            .args(["sources", "list"])
+            .env("FASTHOOK_API_URL", url)
+            .env("FASTHOOK_API_KEY", key)
+            .env("FASTHOOK_TEAM_ID", &server.team_id)
+            .output()
+            .expect("run the fasthook client")
+    };
+    // A port nothing listens on: bound, then let go.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    for (url, key, says) in [
+        (
+            server.base.as_str(),
+            "fhp_not_a_key_of_this_server_at_all",
+            "401",
+        ),
+        (down.as_str(), server.api_key.as_str(), "cannot reach"),
+    ] {
+        let out = client(url, key);
+        assert!(!out.status.success(), "{url} {key}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+}
