@@ -32,11 +32,18 @@ async fn wait_state(server: &TestServer, dest: &str, state: &str) -> Value {
     .unwrap_or_else(|| panic!("circuit of {dest} never became {state}"))
 }
 
+/// The trigger of the event's first recorded attempt, once one is recorded: the receiver
+/// sees an attempt before its outcome reaches the store.
 async fn first_trigger(server: &TestServer, event: &str) -> String {
-    server.attempts(event).await[0]["trigger"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    poll(Duration::from_secs(10), || async {
+        let attempts = server.attempts(event).await;
+        attempts
+            .first()
+            .and_then(|a| a["trigger"].as_str())
+            .map(str::to_string)
+    })
+    .await
+    .unwrap_or_else(|| panic!("no attempt of {event} was recorded"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -121,6 +121,15 @@ async fn a_bulk_retry_of_1000_failed_events_survives_kill9_and_retries_each_once
         "an event was sent three times: {:?}",
         per_event.iter().filter(|(_, &n)| n > 2).collect::<Vec<_>>()
     );
+    // Attempts are recorded once their outcomes reach the store, just after the receiver.
+    eventually(Duration::from_secs(30), "every retry recorded", || async {
+        server
+            .events(&format!("connection_id={conn}&status=SUCCESSFUL"))
+            .await
+            .len()
+            == 1000
+    })
+    .await;
     let sent_again = per_event
         .iter()
         .filter(|(_, &n)| n > 1)

@@ -143,10 +143,22 @@ async fn a_paused_branch_holds_while_its_sibling_delivers_and_unpause_drains_it_
         held_ids,
         "in acceptance order"
     );
-    for id in &held_ids {
-        let attempts = server.attempts(id).await;
-        assert_eq!(attempts[0]["trigger"], "UNPAUSE", "{id}: {attempts:?}");
-    }
+    // Each attempt is recorded once its outcome reaches the store, just after the receiver.
+    let held_ref = &held_ids;
+    eventually(
+        Duration::from_secs(10),
+        "every attempt recorded as UNPAUSE",
+        || async {
+            for id in held_ref {
+                let attempts = server.attempts(id).await;
+                if attempts.first().map(|a| &a["trigger"]) != Some(&serde_json::json!("UNPAUSE")) {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
     assert!(
         held(&server, &conn).await.is_empty(),
         "nothing left on hold"
@@ -201,7 +213,17 @@ async fn a_paused_at_patch_is_stored_as_given_keeps_the_rules_and_null_drains() 
         .filter(|id| seen.insert(id.clone()))
         .collect();
     assert_eq!(order, ids);
-    assert_eq!(server.attempts(&ids[0]).await[0]["trigger"], "UNPAUSE");
+    // Recorded once its outcome reaches the store, a moment after the receiver saw it.
+    let first = &ids[0];
+    eventually(Duration::from_secs(10), "the attempt recorded", || async {
+        server
+            .attempts(first)
+            .await
+            .first()
+            .map(|a| a["trigger"].clone())
+            == Some("UNPAUSE".into())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
