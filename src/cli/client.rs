@@ -408,19 +408,25 @@ pub enum EngineAction {
 
 #[derive(Debug, Args, Default)]
 pub struct ListArgs {
+    /// Only this connection's (web_…).
     #[arg(long = "connection_id", alias = "connection-id")]
     connection_id: Option<String>,
+    /// Only this destination's (des_…).
     #[arg(long = "destination_id", alias = "destination-id")]
     destination_id: Option<String>,
+    /// Only this source's (src_…).
     #[arg(long = "source_id", alias = "source-id")]
     source_id: Option<String>,
-    /// Repeatable.
+    /// Events: SCHEDULED, QUEUED, HOLD, SUCCESSFUL, FAILED or CANCELLED; repeatable.
     #[arg(long)]
     status: Vec<String>,
+    /// Items per page, 1 to 250 (default 100).
     #[arg(long)]
     limit: Option<u32>,
+    /// The cursor a previous page printed (`--next …`).
     #[arg(long)]
     next: Option<String>,
+    /// `desc` (newest first, the default) or `asc`.
     #[arg(long)]
     dir: Option<String>,
 }
