@@ -57,14 +57,7 @@ async fn issue_alerts_are_signed_and_reach_a_receiver_that_was_down_across_a_res
     let secret = channel["signing_secret"].as_str().unwrap().to_string();
     assert!(secret.starts_with("whsec_"));
 
-    let rules = json!([{ "type": "retry", "strategy": "linear", "count": 0, "interval": 1000 }]);
-    let (src, dest, _) = server
-        .pipeline(
-            &receiver.url(),
-            json!({ "max_concurrency": 1, "circuit": { "failure_threshold": 1, "cooldown_seconds": 1 } }),
-            rules,
-        )
-        .await;
+    let (src, dest, _) = server.breaker_pipeline(&receiver.url(), 1, 1).await;
     server.send_events(&src, 1, "failing").await;
     // The alert receiver is down: tried, refused, tried again.
     poll(Duration::from_secs(20), || async {

@@ -139,14 +139,7 @@ async fn the_runbook_commands_pause_drain_issues_alerts_and_bulk_retry() {
     // A breaker that opens makes an issue; acknowledge it from the command line.
     let failing = TestReceiver::start().await;
     failing.set_status(500);
-    let rules = json!([{ "type": "retry", "strategy": "linear", "count": 0, "interval": 1000 }]);
-    let (bad_src, bad_dest, bad_conn) = server
-        .pipeline(
-            &failing.url(),
-            json!({ "circuit": { "failure_threshold": 1, "cooldown_seconds": 3 } }),
-            rules,
-        )
-        .await;
+    let (bad_src, bad_dest, bad_conn) = server.breaker_pipeline(&failing.url(), 1, 3).await;
     let channel = fasthook_json(
         &server,
         &["alert-channels", "create", "--url", &receiver.url()],

@@ -43,14 +43,7 @@ async fn a_breaker_opens_one_issue_a_failed_probe_bumps_it_and_closing_resolves_
     let receiver = TestReceiver::start().await;
     receiver.set_status(500);
     let mut server = TestServer::start().await;
-    let rules = json!([{ "type": "retry", "strategy": "linear", "count": 0, "interval": 1000 }]);
-    let (src, dest, _) = server
-        .pipeline(
-            &receiver.url(),
-            json!({ "max_concurrency": 1, "circuit": { "failure_threshold": 2, "cooldown_seconds": 1 } }),
-            rules,
-        )
-        .await;
+    let (src, dest, _) = server.breaker_pipeline(&receiver.url(), 2, 1).await;
     server.send_events(&src, 2, "failing").await;
     let opened = one_issue(&server, &dest, "OPENED", |i| i["status"] == "OPENED").await;
     assert_eq!(opened["type"], "circuit_open");
@@ -142,14 +135,7 @@ async fn deleting_a_destination_resolves_its_open_issue() {
     let receiver = TestReceiver::start().await;
     receiver.set_status(500);
     let server = TestServer::start().await;
-    let rules = json!([{ "type": "retry", "strategy": "linear", "count": 0, "interval": 1000 }]);
-    let (src, dest, conn) = server
-        .pipeline(
-            &receiver.url(),
-            json!({ "circuit": { "failure_threshold": 1, "cooldown_seconds": 3 } }),
-            rules,
-        )
-        .await;
+    let (src, dest, conn) = server.breaker_pipeline(&receiver.url(), 1, 3).await;
     server.send_events(&src, 1, "failing").await;
     one_issue(&server, &dest, "OPENED", |i| i["status"] == "OPENED").await;
     let api = server.api();

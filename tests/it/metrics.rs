@@ -92,8 +92,6 @@ async fn gauges_and_counters_are_exact_and_the_gauges_survive_kill9_and_labels_o
     let failing = TestReceiver::start().await;
     failing.set_status(500);
     let mut server = TestServer::start().await;
-    let no_retries =
-        json!([{ "type": "retry", "strategy": "linear", "count": 0, "interval": 1000 }]);
 
     // Four requests: each held on the paused connection and delivered on its sibling.
     let (src, good_dest, held_conn) = server.pipeline(&healthy.url(), json!({}), json!([])).await;
@@ -107,13 +105,7 @@ async fn gauges_and_counters_are_exact_and_the_gauges_survive_kill9_and_labels_o
     let sibling_ref = &sibling;
 
     // A breaker opened by two failures (both dead-lettered), then closed by a probe.
-    let (bad_src, bad_dest, bad_conn) = server
-        .pipeline(
-            &failing.url(),
-            json!({ "max_concurrency": 1, "circuit": { "failure_threshold": 2, "cooldown_seconds": 2 } }),
-            no_retries.clone(),
-        )
-        .await;
+    let (bad_src, bad_dest, bad_conn) = server.breaker_pipeline(&failing.url(), 2, 2).await;
     let (bad_dest_ref, bad_conn_ref) = (&bad_dest, &bad_conn);
     server.send_events(&bad_src, 1, "failing").await;
     scrape_until(&server, "one consecutive failure", |s| {

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::common::{eventually, poll, TestReceiver, TestServer};
 
@@ -62,14 +62,7 @@ async fn the_readme_incident_runbook_runs_step_by_step() {
     let receiver = TestReceiver::start().await;
     receiver.set_status(500);
     let server = TestServer::start().await;
-    let rules = json!([{ "type": "retry", "strategy": "linear", "count": 0, "interval": 1000 }]);
-    let (src, dest, conn) = server
-        .pipeline(
-            &receiver.url(),
-            json!({ "max_concurrency": 1, "circuit": { "failure_threshold": 2, "cooldown_seconds": 3 } }),
-            rules,
-        )
-        .await;
+    let (src, dest, conn) = server.breaker_pipeline(&receiver.url(), 2, 3).await;
     // The incident: two failures open the breaker (an issue), both dead-lettered.
     server.send_events(&src, 2, "failing").await;
     let s = &server;

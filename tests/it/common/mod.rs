@@ -492,6 +492,24 @@ impl TestServer {
         )
     }
 
+    /// A pipeline to `receiver_url` whose attempts are never retried (a failure is
+    /// dead-lettered at once), one at a time, with a breaker that opens after
+    /// `failure_threshold` failures and cools down for `cooldown_seconds`.
+    pub async fn breaker_pipeline(
+        &self,
+        receiver_url: &str,
+        failure_threshold: u32,
+        cooldown_seconds: u32,
+    ) -> (String, String, String) {
+        let circuit = json!({
+            "max_concurrency": 1,
+            "circuit": { "failure_threshold": failure_threshold, "cooldown_seconds": cooldown_seconds },
+        });
+        let no_retries =
+            json!([{ "type": "retry", "strategy": "linear", "count": 0, "interval": 1000 }]);
+        self.pipeline(receiver_url, circuit, no_retries).await
+    }
+
     /// `POST /e/:source_id` as a provider would (no API key).
     pub async fn ingest(
         &self,
