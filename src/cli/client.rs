@@ -908,20 +908,13 @@ async fn follow(
     first: Value,
     json: bool,
 ) -> Result<(), ClientError> {
-    use std::io::Write;
-    let print = |item: &Value| {
-        let line = match json {
-            true => item.to_string(),
-            false => plan
-                .columns
-                .iter()
-                .map(|c| cell(&item[*c]))
-                .collect::<Vec<_>>()
-                .join("  "),
-        };
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+    // Stdout is line-buffered: each line is out as soon as it is printed.
+    let print = |item: &Value| match json {
+        true => println!("{item}"),
+        false => {
+            let cells: Vec<String> = plan.columns.iter().map(|c| cell(&item[*c])).collect();
+            println!("{}", cells.join("  "));
+        }
     };
     let models = |page: &Value| page["models"].as_array().cloned().unwrap_or_default();
     // The first page is newest first.

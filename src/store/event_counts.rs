@@ -45,17 +45,20 @@ pub struct CountsRecord {
     pub counts: EventCounts,
 }
 
-/// Changes to the counts, summed by record.
+/// Changes to the counts, summed by record, with the connection each record counts.
 #[derive(Debug, Default)]
-pub struct CountChanges(HashMap<Vec<u8>, CountsRecord>);
+pub struct CountChanges(HashMap<Vec<u8>, (ConnectionId, CountsRecord)>);
 
 impl CountChanges {
     pub fn change(&mut self, place: &EventPlace, f: impl FnOnce(&mut EventCounts)) {
         let key = keys::event_counts(&place.team, minute_of(place.created_at), &place.connection);
-        let record = self.0.entry(key).or_insert_with(|| CountsRecord {
-            destination_id: place.destination.clone(),
-            source_id: place.source.clone(),
-            counts: EventCounts::default(),
+        let (_, record) = self.0.entry(key).or_insert_with(|| {
+            let record = CountsRecord {
+                destination_id: place.destination.clone(),
+                source_id: place.source.clone(),
+                counts: EventCounts::default(),
+            };
+            (place.connection.clone(), record)
         });
         f(&mut record.counts);
     }
@@ -68,12 +71,23 @@ impl CountChanges {
     pub fn absorb(&mut self, other: &mut CountChanges) {
         for (key, change) in other.0.drain() {
             match self.0.get_mut(&key) {
-                Some(record) => record.counts.add(&change.counts),
+                Some((_, record)) => record.counts.add(&change.1.counts),
                 None => {
                     self.0.insert(key, change);
                 }
             }
         }
+    }
+
+    /// Each connection's change, summed over its minutes (for the tally).
+    pub fn by_connection(&self) -> HashMap<ConnectionId, EventCounts> {
+        let mut out: HashMap<ConnectionId, EventCounts> = HashMap::new();
+        for (connection, record) in self.0.values() {
+            out.entry(connection.clone())
+                .or_default()
+                .add(&record.counts);
+        }
+        out
     }
 
     /// The records after these changes: each one read from `tree`, changed, to be written.
@@ -82,7 +96,7 @@ impl CountChanges {
         tree: &sled::Tree,
     ) -> Result<impl Iterator<Item = (Vec<u8>, Vec<u8>)>> {
         let mut writes = Vec::with_capacity(self.0.len());
-        for (key, change) in self.0 {
+        for (key, (_, change)) in self.0 {
             if change.counts.is_zero() {
                 continue;
             }

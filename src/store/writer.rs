@@ -19,7 +19,7 @@ use super::keys;
 use super::layout;
 use super::queue_records::{GroupQueues, QueueChange};
 use super::request_record::NewRequestRecord;
-use super::tally::{self, Delta, Tally};
+use super::tally::Tally;
 use super::StoreError;
 use crate::domain::destination_core::QueueEntry;
 use crate::domain::{AttemptStatus, ConnectionId, EventPatch, EventStatus, Request};
@@ -249,7 +249,6 @@ fn run(
         // The highest sequence number the group's keys name, once applied.
         let mut group_high = high_water;
         let mut applied_waiters = Vec::new();
-        let mut tallied = Vec::new();
         let mut counted = CountChanges::default();
         for message in group {
             applied_waiters.extend(message.on_applied);
@@ -279,7 +278,6 @@ fn run(
             )
             .map(|named| {
                 group_high = group_high.max(named);
-                tallied.append(&mut staged.tally);
                 counted.absorb(&mut staged.counts);
             });
             #[cfg(test)]
@@ -295,6 +293,7 @@ fn run(
             }
         }
         overlay.extend(queues.finish());
+        let tallied = counted.by_connection();
         // The counts' records are written only here, so sled has the last group's.
         match counted.into_writes(&tree) {
             Ok(writes) => overlay.extend(writes.map(|(k, v)| (k, Some(v)))),
@@ -322,7 +321,7 @@ fn run(
             result = tree.apply_batch(batch).map_err(StoreError::from);
             if result.is_ok() {
                 high_water = group_high;
-                tally.apply(&tallied);
+                tally.apply(tallied.iter());
             }
         }
         // Readers waiting for the group read it now (or, if it failed, the disk as it was).
@@ -435,29 +434,8 @@ fn make_durable(
 struct Staged {
     writes: HashMap<Vec<u8>, Option<Vec<u8>>>,
     queue_ops: Vec<QueueChange>,
-    /// What the message changes in the tally, applied once the group is in sled.
-    tally: Vec<Delta>,
-    /// What it changes in the event counts, written with the group.
+    /// What it changes in the event counts (and so in the tally), written with the group.
     counts: CountChanges,
-}
-
-impl Staged {
-    /// An event of `connection` left `from` (`None` for a new one) for `to`.
-    fn moved(&mut self, connection: &ConnectionId, from: Option<EventStatus>, to: EventStatus) {
-        let mut delta = |status, by| {
-            self.tally.push(Delta {
-                connection: connection.clone(),
-                status,
-                by,
-            })
-        };
-        if let Some(from) = from.filter(|&s| tally::tallied(s)) {
-            delta(from, -1);
-        }
-        if tally::tallied(to) {
-            delta(to, 1);
-        }
-    }
 }
 
 /// Applies one message's operations to the group, all or none. Returns the highest sequence
@@ -473,7 +451,6 @@ fn apply_message(
 ) -> Result<u64, StoreError> {
     staged.writes.clear();
     staged.queue_ops.clear();
-    staged.tally.clear();
     staged.counts.clear();
     let mut named = 0;
     // Queue records are written only at the end of a group, so earlier groups' are in sled.
@@ -502,7 +479,6 @@ fn apply_message(
                 status,
             } => {
                 staged.writes.insert(key, Some(record));
-                staged.moved(&place.connection, None, status);
                 staged.counts.change(&place, |c| c.moved(None, status));
                 continue;
             }
@@ -553,7 +529,6 @@ fn apply_message(
                     });
                 }
                 if e.status != before {
-                    staged.moved(&e.connection_id, Some(before), e.status);
                     // The index follows the status in the same batch.
                     for gone in keys::event_index(&e.team_id, &e.connection_id, before, &e.id) {
                         staged.writes.insert(gone, None);
