@@ -158,6 +158,10 @@ async fn gauges_and_counters_are_exact_and_the_gauges_survive_kill9_and_labels_o
                         ("destination_id", &good_dest),
                     ],
                 ) == Some(4.0)
+                && s.get(
+                    "fasthook_circuit_transitions_total",
+                    &[("destination_id", bad_dest_ref), ("to", "closed")],
+                ) == Some(1.0)
         },
     )
     .await;
