@@ -32,6 +32,7 @@ enum Command {
     Client(fasthook::cli::client::Resource),
     /// Run a local receiver that answers 200 and prints every delivery.
     DevReceiver {
+        /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9000")]
         listen: String,
     },

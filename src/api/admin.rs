@@ -1,22 +1,24 @@
 //! `/admin`: teams and their API keys, behind the operator key.
 
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::auth::Admin;
 use super::error::ApiError;
 use super::json::{self, check_name};
-use crate::domain::{ApiKeyId, PauseSource, TeamId};
+use super::openapi::ApiErrors;
+use crate::domain::{ApiKeyId, EnginePause, PauseSource, Team, TeamId, Timestamp};
 use crate::engine::Engine;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TeamIn {
+pub(super) struct TeamIn {
     name: String,
 }
 
-async fn create_team(
+#[utoipa::path(post, path = "/admin/teams", tag = "admin", security(("admin_key" = [])), request_body = TeamIn,
+    responses((status = 200, description = "The new team", body = Team), ApiErrors))]
+pub(super) async fn create_team(
     engine: web::Data<Engine>,
     _: Admin,
     body: super::Body,
@@ -28,6 +30,16 @@ async fn create_team(
     Ok(HttpResponse::Ok().json(team))
 }
 
+/// A new API key: the only time its secret is shown.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct KeyOut {
+    id: ApiKeyId,
+    team_id: TeamId,
+    /// `fhp_…`: send it as `Authorization: Bearer`, with `x-team-id`.
+    key: String,
+    created_at: Timestamp,
+}
+
 fn team(engine: &Engine, id: &str) -> Result<TeamId, ApiError> {
     let id = TeamId::parse_loose(id).map_err(|_| ApiError::NotFound("team"))?;
     engine
@@ -37,18 +49,28 @@ fn team(engine: &Engine, id: &str) -> Result<TeamId, ApiError> {
         .ok_or(ApiError::NotFound("team"))
 }
 
-async fn create_key(
+#[utoipa::path(post, path = "/admin/teams/{id}/api-keys", tag = "admin", security(("admin_key" = [])),
+    params(("id" = String, Path, description = "The team's id (tm_…)")),
+    responses((status = 200, description = "The new key: `key` is shown only this once", body = KeyOut), ApiErrors))]
+pub(super) async fn create_key(
     engine: web::Data<Engine>,
     _: Admin,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let team = team(&engine, &id)?;
     let (key, secret) = engine.create_api_key(&team, None).await?;
-    Ok(HttpResponse::Ok()
-        .json(json!({"id": key.id, "team_id": team, "key": secret, "created_at": key.created_at})))
+    Ok(HttpResponse::Ok().json(KeyOut {
+        id: key.id,
+        team_id: team,
+        key: secret,
+        created_at: key.created_at,
+    }))
 }
 
-async fn revoke_key(
+#[utoipa::path(delete, path = "/admin/teams/{id}/api-keys/{key_id}", tag = "admin", security(("admin_key" = [])),
+    params(("id" = String, Path, description = "The team's id (tm_…)"), ("key_id" = String, Path, description = "The key's id (key_…)")),
+    responses((status = 204, description = "Revoked at once"), ApiErrors))]
+pub(super) async fn revoke_key(
     engine: web::Data<Engine>,
     _: Admin,
     path: web::Path<(String, String)>,
@@ -60,25 +82,36 @@ async fn revoke_key(
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn engine_state(engine: web::Data<Engine>, _: Admin) -> HttpResponse {
+#[utoipa::path(get, path = "/admin/engine", tag = "admin", security(("admin_key" = [])),
+    responses((status = 200, description = "The whole-engine pause", body = EnginePause), ApiErrors))]
+pub(super) async fn engine_state(engine: web::Data<Engine>, _: Admin) -> HttpResponse {
     HttpResponse::Ok().json(engine.pause_state())
 }
 
-async fn engine_pause(engine: web::Data<Engine>, _: Admin) -> Result<HttpResponse, ApiError> {
+/// Stops every delivery (events wait QUEUED); ingress keeps accepting.
+#[utoipa::path(put, path = "/admin/engine/pause", tag = "admin", security(("admin_key" = [])),
+    responses((status = 200, description = "Paused", body = EnginePause), ApiErrors))]
+pub(super) async fn engine_pause(
+    engine: web::Data<Engine>,
+    _: Admin,
+) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(engine.set_paused(true, PauseSource::Api).await?))
 }
 
-async fn engine_resume(engine: web::Data<Engine>, _: Admin) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(put, path = "/admin/engine/resume", tag = "admin", security(("admin_key" = [])),
+    responses((status = 200, description = "Delivering again", body = EnginePause), ApiErrors))]
+pub(super) async fn engine_resume(
+    engine: web::Data<Engine>,
+    _: Admin,
+) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(engine.set_paused(false, PauseSource::Api).await?))
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/admin/engine").route(web::get().to(engine_state)));
-    cfg.service(super::resource("/admin/engine/pause").route(web::put().to(engine_pause)));
-    cfg.service(super::resource("/admin/engine/resume").route(web::put().to(engine_resume)));
-    cfg.service(super::resource("/admin/teams").route(web::post().to(create_team)));
-    cfg.service(super::resource("/admin/teams/{id}/api-keys").route(web::post().to(create_key)));
-    cfg.service(
-        super::resource("/admin/teams/{id}/api-keys/{key_id}").route(web::delete().to(revoke_key)),
-    );
+pub fn routes(r: &mut super::Routes) {
+    r.get("/admin/engine", engine_state)
+        .put("/admin/engine/pause", engine_pause)
+        .put("/admin/engine/resume", engine_resume)
+        .post("/admin/teams", create_team)
+        .post("/admin/teams/{id}/api-keys", create_key)
+        .delete("/admin/teams/{id}/api-keys/{key_id}", revoke_key);
 }

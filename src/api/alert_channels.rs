@@ -8,14 +8,15 @@ use super::auth::Auth;
 use super::destinations::check_url;
 use super::error::ApiError;
 use super::json::{self, QueryParams};
+use super::openapi::{ApiErrors, Deleted, ListOut, ListParams};
 use crate::domain::alerts::{AlertChannel, AlertType, ChannelType};
 use crate::domain::*;
 use crate::engine::Engine;
 use crate::store::ops;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ChannelIn {
+pub(super) struct ChannelIn {
     #[serde(rename = "type")]
     kind: ChannelType,
     url: String,
@@ -36,7 +37,9 @@ fn new_signing_secret() -> String {
     )
 }
 
-async fn create_channel(
+#[utoipa::path(post, path = "/v1/alert-channels", tag = "alert-channels", request_body = ChannelIn,
+    responses((status = 201, description = "The channel, with the secret its alerts are signed with (Standard Webhooks)", body = AlertChannel), ApiErrors))]
+pub(super) async fn create_channel(
     engine: web::Data<Engine>,
     auth: Auth,
     body: web::Bytes,
@@ -68,7 +71,9 @@ async fn create_channel(
     Ok(HttpResponse::Created().json(channel))
 }
 
-async fn list_channels(
+#[utoipa::path(get, path = "/v1/alert-channels", tag = "alert-channels", params(ListParams),
+    responses((status = 200, description = "A page of alert channels", body = ListOut<AlertChannel>), ApiErrors))]
+pub(super) async fn list_channels(
     engine: web::Data<Engine>,
     auth: Auth,
     req: HttpRequest,
@@ -84,7 +89,9 @@ fn channel_id(id: &str) -> Result<AlertChannelId, ApiError> {
     AlertChannelId::parse(id).map_err(|_| ApiError::NotFound("alert channel"))
 }
 
-async fn get_channel(
+#[utoipa::path(get, path = "/v1/alert-channels/{id}", tag = "alert-channels", params(("id" = String, Path, description = "The alert channel's id (alc_…)")),
+    responses((status = 200, description = "The channel", body = AlertChannel), ApiErrors))]
+pub(super) async fn get_channel(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -98,7 +105,9 @@ async fn get_channel(
 }
 
 /// Deletes the channel; alerts still waiting for it are dropped when their turn comes.
-async fn delete_channel(
+#[utoipa::path(delete, path = "/v1/alert-channels/{id}", tag = "alert-channels", params(("id" = String, Path, description = "The alert channel's id (alc_…)")),
+    responses((status = 200, description = "Deleted", body = Deleted), ApiErrors))]
+pub(super) async fn delete_channel(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -111,18 +120,12 @@ async fn delete_channel(
     store
         .commit(vec![ops::remove_alert_channel(&auth.team, &id)])
         .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "id": id })))
+    Ok(HttpResponse::Ok().json(Deleted { id: id.to_string() }))
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        super::resource("/v1/alert-channels")
-            .route(web::get().to(list_channels))
-            .route(web::post().to(create_channel)),
-    );
-    cfg.service(
-        super::resource("/v1/alert-channels/{id}")
-            .route(web::get().to(get_channel))
-            .route(web::delete().to(delete_channel)),
-    );
+pub fn routes(r: &mut super::Routes) {
+    r.get("/v1/alert-channels", list_channels)
+        .post("/v1/alert-channels", create_channel)
+        .get("/v1/alert-channels/{id}", get_channel)
+        .delete("/v1/alert-channels/{id}", delete_channel);
 }

@@ -1,25 +1,25 @@
 //! `/v1/bulk/events/retry`: retry every event a query selects, in the background.
 
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::auth::Auth;
 use super::error::ApiError;
 use super::json;
-use crate::domain::bulk_retry::{BulkQuery, BulkRetryJob};
+use super::openapi::ApiErrors;
+use crate::domain::bulk_retry::{BulkQuery, BulkRetryJob, BulkStatus};
 use crate::domain::*;
 use crate::engine::Engine;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BulkRetryIn {
+pub(super) struct BulkRetryIn {
     query: QueryIn,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct QueryIn {
+pub(super) struct QueryIn {
     #[serde(default)]
     connection_id: Option<String>,
     #[serde(default)]
@@ -31,9 +31,9 @@ struct QueryIn {
     created_at: Option<RangeIn>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RangeIn {
+pub(super) struct RangeIn {
     #[serde(default)]
     gte: Option<Timestamp>,
     #[serde(default)]
@@ -78,28 +78,51 @@ fn query_from_wire(q: QueryIn) -> Result<BulkQuery, ApiError> {
     ))
 }
 
-fn render(job: &BulkRetryJob) -> serde_json::Value {
-    let q = &job.query;
-    json!({
-        "id": job.id,
-        "team_id": job.team_id,
-        "status": job.status,
-        "query": {
-            "connection_id": q.connection_id,
-            "destination_id": q.destination_id,
-            "status": q.status,
-            "created_at": {"gte": q.created_gte, "lte": q.created_lte},
-        },
-        "estimated_count": job.estimated_count,
-        "retried_count": job.retried_count,
-        "skipped_count": job.skipped_count,
-        "created_at": job.created_at,
-        "updated_at": job.updated_at,
-        "completed_at": job.completed_at,
-    })
+/// A bulk retry and its progress.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct BulkRetryOut {
+    id: BulkRetryId,
+    team_id: TeamId,
+    status: BulkStatus,
+    query: QueryIn,
+    /// Events the query selected when the job was created.
+    estimated_count: u64,
+    /// Events given a `BULK_RETRY` attempt (or held, on a paused connection).
+    retried_count: u64,
+    /// Selected events left alone (already waiting, or their connection or destination gone).
+    skipped_count: u64,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    completed_at: Option<Timestamp>,
 }
 
-async fn create(
+fn render(job: &BulkRetryJob) -> BulkRetryOut {
+    let q = &job.query;
+    BulkRetryOut {
+        id: job.id.clone(),
+        team_id: job.team_id.clone(),
+        status: job.status,
+        query: QueryIn {
+            connection_id: q.connection_id.as_ref().map(ToString::to_string),
+            destination_id: q.destination_id.as_ref().map(ToString::to_string),
+            status: Some(q.status.clone()),
+            created_at: Some(RangeIn {
+                gte: q.created_gte,
+                lte: q.created_lte,
+            }),
+        },
+        estimated_count: job.estimated_count,
+        retried_count: job.retried_count,
+        skipped_count: job.skipped_count,
+        created_at: job.created_at,
+        updated_at: job.updated_at,
+        completed_at: job.completed_at,
+    }
+}
+
+#[utoipa::path(post, path = "/v1/bulk/events/retry", tag = "events", request_body = BulkRetryIn,
+    responses((status = 202, description = "Started in the background; HOLD is never selected, and events of paused connections go HOLD", body = BulkRetryOut), ApiErrors))]
+pub(super) async fn create(
     engine: web::Data<Engine>,
     auth: Auth,
     body: super::Body,
@@ -110,7 +133,10 @@ async fn create(
     Ok(HttpResponse::Accepted().json(render(&job)))
 }
 
-async fn get(
+#[utoipa::path(get, path = "/v1/bulk/events/retry/{id}", tag = "events",
+    params(("id" = String, Path, description = "The bulk retry's id (bch_…)")),
+    responses((status = 200, description = "Its progress", body = BulkRetryOut), ApiErrors))]
+pub(super) async fn get(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -119,7 +145,7 @@ async fn get(
     Ok(HttpResponse::Ok().json(render(&engine.bulk_retry(&auth.team, &id)?)))
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/v1/bulk/events/retry").route(web::post().to(create)));
-    cfg.service(super::resource("/v1/bulk/events/retry/{id}").route(web::get().to(get)));
+pub fn routes(r: &mut super::Routes) {
+    r.post("/v1/bulk/events/retry", create)
+        .get("/v1/bulk/events/retry/{id}", get);
 }

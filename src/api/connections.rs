@@ -3,46 +3,52 @@
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::auth::Auth;
 use super::error::ApiError;
 use super::json::{self, check_name, QueryParams};
+use super::openapi::{ApiErrors, Deleted, ListOut, ListParams};
 use crate::domain::rate_limiter::RateLimit;
 use crate::domain::rules::{Filter, JsonValue, RetryPolicy, RetryStrategy, Rules};
 use crate::domain::*;
 use crate::engine::Engine;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ConnectionIn {
+pub(super) struct ConnectionIn {
     name: String,
     source_id: String,
     destination_id: String,
     #[serde(default)]
     rules: Option<Vec<RuleIn>>,
+    /// Set: paused since then (new events are held). `null` unpauses and drains, like
+    /// `PUT .../unpause`.
     #[serde(default)]
     paused_at: Option<Timestamp>,
 }
 
-/// The wire form of one rule.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The wire form of one rule: at most one of each type.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RuleIn {
+    /// Automatic retries: `count` of them (at most 10000), `interval` ms apart (linear) or
+    /// doubling from it (exponential).
     Retry {
         strategy: RetryStrategy,
         count: u32,
         interval: u64,
     },
+    /// Only requests whose body and headers match these JSON patterns become events.
     Filter {
         #[serde(default)]
+        #[schema(value_type = Option<Object>)]
         body: Option<serde_json::Value>,
         #[serde(default)]
+        #[schema(value_type = Option<Object>)]
         headers: Option<serde_json::Value>,
     },
-    Delay {
-        delay: u64,
-    },
+    /// The first attempt waits `delay` ms (at most 86400000).
+    Delay { delay: u64 },
 }
 
 pub fn rules_from_wire(list: Vec<RuleIn>) -> Result<Rules, ApiError> {
@@ -193,19 +199,36 @@ fn build(
     })
 }
 
-pub fn render(c: &Connection) -> serde_json::Value {
-    json!({
-        "id": c.id,
-        "team_id": c.team_id,
-        "name": c.name,
-        "source_id": c.source_id,
-        "destination_id": c.destination_id,
-        "rules": rules_to_wire(&c.rules),
-        "paused_at": c.paused_at,
-        "disabled_at": c.disabled_at,
-        "created_at": c.created_at,
-        "updated_at": c.updated_at,
-    })
+/// A connection as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConnectionOut {
+    id: ConnectionId,
+    team_id: TeamId,
+    name: String,
+    source_id: SourceId,
+    destination_id: DestinationId,
+    rules: Vec<RuleIn>,
+    /// Set while paused: new events are held (`HOLD`).
+    paused_at: Option<Timestamp>,
+    /// Set while disabled: no events at all.
+    disabled_at: Option<Timestamp>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+pub fn render(c: &Connection) -> ConnectionOut {
+    ConnectionOut {
+        id: c.id.clone(),
+        team_id: c.team_id.clone(),
+        name: c.name.clone(),
+        source_id: c.source_id.clone(),
+        destination_id: c.destination_id.clone(),
+        rules: rules_to_wire(&c.rules),
+        paused_at: c.paused_at,
+        disabled_at: c.disabled_at,
+        created_at: c.created_at,
+        updated_at: c.updated_at,
+    }
 }
 
 fn input_form(c: &Connection) -> serde_json::Value {
@@ -227,7 +250,9 @@ fn owned(engine: &Engine, auth: &Auth, id: &str) -> Result<std::sync::Arc<Connec
         .ok_or(ApiError::NotFound("connection"))
 }
 
-async fn create(
+#[utoipa::path(post, path = "/v1/connections", tag = "connections", request_body = ConnectionIn,
+    responses((status = 200, description = "The new connection", body = ConnectionOut), ApiErrors))]
+pub(super) async fn create(
     engine: web::Data<Engine>,
     auth: Auth,
     body: super::Body,
@@ -237,7 +262,14 @@ async fn create(
     Ok(HttpResponse::Ok().json(render(&connection)))
 }
 
-async fn list(
+#[utoipa::path(get, path = "/v1/connections", tag = "connections",
+    params(ListParams,
+        ("source_id" = Option<String>, Query, description = "Only this source's (src_…)"),
+        ("destination_id" = Option<String>, Query, description = "Only this destination's (des_…)"),
+        ("paused" = Option<bool>, Query, description = "Only paused (true) or unpaused (false) ones"),
+        ("disabled" = Option<bool>, Query, description = "Only disabled (true) or enabled (false) ones")),
+    responses((status = 200, description = "A page of connections", body = ListOut<ConnectionOut>), ApiErrors))]
+pub(super) async fn list(
     engine: web::Data<Engine>,
     auth: Auth,
     req: actix_web::HttpRequest,
@@ -258,7 +290,9 @@ async fn list(
     Ok(HttpResponse::Ok().json(json::list_envelope(page, &q, |c| render(&c))))
 }
 
-async fn get(
+#[utoipa::path(get, path = "/v1/connections/{id}", tag = "connections", params(("id" = String, Path, description = "The connection's id (web_…)")),
+    responses((status = 200, description = "The connection", body = ConnectionOut), ApiErrors))]
+pub(super) async fn get(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -266,7 +300,10 @@ async fn get(
     Ok(HttpResponse::Ok().json(render(&*owned(&engine, &auth, &id)?)))
 }
 
-async fn update(
+#[utoipa::path(patch, path = "/v1/connections/{id}", tag = "connections", params(("id" = String, Path, description = "The connection's id (web_…)")),
+    request_body(content = ConnectionIn, description = "Only the fields named change; the rest stay as they are"),
+    responses((status = 200, description = "The connection as changed", body = ConnectionOut), ApiErrors))]
+pub(super) async fn update(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -283,7 +320,11 @@ async fn update(
     Ok(HttpResponse::Ok().json(render(&connection)))
 }
 
-async fn delete(
+#[utoipa::path(delete, path = "/v1/connections/{id}", tag = "connections",
+    params(("id" = String, Path, description = "The connection's id (web_…)"),
+        ("cancel_events" = Option<bool>, Query, description = "Cancel its held and waiting events (CANCELLED); without it a connection with such work is refused with 409")),
+    responses((status = 200, description = "Deleted", body = Deleted), ApiErrors))]
+pub(super) async fn delete(
     engine: web::Data<Engine>,
     auth: Auth,
     req: actix_web::HttpRequest,
@@ -294,13 +335,17 @@ async fn delete(
     let cancel = params.bool("cancel_events")?.unwrap_or(false);
     let current = owned(&engine, &auth, &id)?;
     engine.delete_connection(&current.id, cancel).await?;
-    Ok(HttpResponse::Ok().json(json!({"id": current.id})))
+    Ok(HttpResponse::Ok().json(Deleted {
+        id: current.id.to_string(),
+    }))
 }
 
 /// The optional body of an unpause: how fast the held backlog may be released.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UnpauseIn {
+pub(super) struct UnpauseIn {
+    /// At most this many held events released per `drain_rate_period` (new events keep the
+    /// destination's own limit).
     #[serde(default)]
     drain_rate: Option<u32>,
     #[serde(default)]
@@ -326,7 +371,9 @@ impl UnpauseIn {
 
 /// Pausing a paused connection keeps its first `paused_at`. A disabled connection cannot be
 /// paused: it routes nothing, so there is nothing to hold.
-async fn pause(
+#[utoipa::path(put, path = "/v1/connections/{id}/pause", tag = "connections", params(("id" = String, Path, description = "The connection's id (web_…)")),
+    responses((status = 200, description = "Paused (a second pause keeps the first paused_at); new events are held", body = ConnectionOut), ApiErrors))]
+pub(super) async fn pause(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -349,7 +396,10 @@ async fn pause(
 
 /// Clears `paused_at`; the held events are released in the order they were accepted, no
 /// faster than the body's `drain_rate` when it has one.
-async fn unpause(
+#[utoipa::path(put, path = "/v1/connections/{id}/unpause", tag = "connections", params(("id" = String, Path, description = "The connection's id (web_…)")),
+    request_body(content = Option<UnpauseIn>, description = "Optional: a drain rate for the held backlog"),
+    responses((status = 200, description = "Unpaused; the held events drain in order (trigger UNPAUSE)", body = ConnectionOut), ApiErrors))]
+pub(super) async fn unpause(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -389,7 +439,9 @@ async fn set_disabled(
     Ok(HttpResponse::Ok().json(render(&connection)))
 }
 
-async fn disable(
+#[utoipa::path(put, path = "/v1/connections/{id}/disable", tag = "connections", params(("id" = String, Path, description = "The connection's id (web_…)")),
+    responses((status = 200, description = "The connection", body = ConnectionOut), ApiErrors))]
+pub(super) async fn disable(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -397,7 +449,9 @@ async fn disable(
     set_disabled(&engine, &auth, &id, true).await
 }
 
-async fn enable(
+#[utoipa::path(put, path = "/v1/connections/{id}/enable", tag = "connections", params(("id" = String, Path, description = "The connection's id (web_…)")),
+    responses((status = 200, description = "The connection", body = ConnectionOut), ApiErrors))]
+pub(super) async fn enable(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -405,27 +459,22 @@ async fn enable(
     set_disabled(&engine, &auth, &id, false).await
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/v1/connections/{id}/pause").route(web::put().to(pause)));
-    cfg.service(super::resource("/v1/connections/{id}/unpause").route(web::put().to(unpause)));
-    cfg.service(super::resource("/v1/connections/{id}/disable").route(web::put().to(disable)));
-    cfg.service(super::resource("/v1/connections/{id}/enable").route(web::put().to(enable)));
-    cfg.service(
-        super::resource("/v1/connections")
-            .route(web::post().to(create))
-            .route(web::get().to(list)),
-    );
-    cfg.service(
-        super::resource("/v1/connections/{id}")
-            .route(web::get().to(get))
-            .route(web::patch().to(update))
-            .route(web::delete().to(delete)),
-    );
+pub fn routes(r: &mut super::Routes) {
+    r.post("/v1/connections", create)
+        .get("/v1/connections", list)
+        .get("/v1/connections/{id}", get)
+        .patch("/v1/connections/{id}", update)
+        .delete("/v1/connections/{id}", delete)
+        .put("/v1/connections/{id}/pause", pause)
+        .put("/v1/connections/{id}/unpause", unpause)
+        .put("/v1/connections/{id}/disable", disable)
+        .put("/v1/connections/{id}/enable", enable);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn rules_round_trip_through_the_wire_form() {

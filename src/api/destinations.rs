@@ -5,40 +5,48 @@ use std::collections::BTreeMap;
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::auth::Auth;
 use super::error::ApiError;
 use super::json::{self, check_name, QueryParams};
+use super::openapi::{ApiErrors, Deleted, ListOut, ListParams};
 use crate::domain::*;
+use crate::engine::destination_actor::CircuitView;
 use crate::engine::Engine;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DestinationIn {
+pub(super) struct DestinationIn {
     name: String,
     url: String,
+    /// POST (default), PUT, PATCH, GET or DELETE.
     #[serde(default)]
     http_method: Option<String>,
+    /// At most this many attempts per `rate_limit_period`; none for no limit.
     #[serde(default)]
     rate_limit: Option<u32>,
     #[serde(default)]
     rate_limit_period: Option<RatePeriod>,
+    /// 1 to 300000 (default 10000).
     #[serde(default)]
     timeout_ms: Option<u64>,
+    /// Attempts in flight at once, 1 to 1000 (default 10).
     #[serde(default)]
     max_concurrency: Option<u32>,
+    /// Sent with every attempt.
     #[serde(default)]
     headers: Option<BTreeMap<String, String>>,
+    /// `whsec_` + base64 of 16 to 64 bytes: attempts carry Standard Webhooks signatures.
     #[serde(default)]
     signing_secret: Option<String>,
     #[serde(default)]
     circuit: Option<CircuitIn>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// The breaker's settings; omitted ones take the defaults (5, 60, 1).
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CircuitIn {
+pub(super) struct CircuitIn {
     #[serde(default)]
     failure_threshold: Option<u32>,
     #[serde(default)]
@@ -158,29 +166,44 @@ fn build(
     })
 }
 
-pub fn render(d: &Destination) -> serde_json::Value {
-    let headers: BTreeMap<&str, &str> = d
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    json!({
-        "id": d.id,
-        "team_id": d.team_id,
-        "name": d.name,
-        "url": d.url,
-        "http_method": d.http_method,
-        "rate_limit": d.rate_limit,
-        "rate_limit_period": d.rate_limit_period,
-        "timeout_ms": d.timeout_ms,
-        "max_concurrency": d.max_concurrency,
-        "headers": headers,
-        "signing_secret_set": d.signing_secret.is_some(),
-        "circuit": d.circuit,
-        "disabled_at": d.disabled_at,
-        "created_at": d.created_at,
-        "updated_at": d.updated_at,
-    })
+/// A destination as the API shows it: the signing secret is never shown again.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DestinationOut {
+    id: DestinationId,
+    team_id: TeamId,
+    name: String,
+    url: String,
+    http_method: String,
+    rate_limit: Option<u32>,
+    rate_limit_period: RatePeriod,
+    timeout_ms: u64,
+    max_concurrency: u32,
+    headers: BTreeMap<String, String>,
+    signing_secret_set: bool,
+    circuit: CircuitConfig,
+    disabled_at: Option<Timestamp>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+pub fn render(d: &Destination) -> DestinationOut {
+    DestinationOut {
+        id: d.id.clone(),
+        team_id: d.team_id.clone(),
+        name: d.name.clone(),
+        url: d.url.clone(),
+        http_method: d.http_method.clone(),
+        rate_limit: d.rate_limit,
+        rate_limit_period: d.rate_limit_period,
+        timeout_ms: d.timeout_ms,
+        max_concurrency: d.max_concurrency,
+        headers: d.headers.iter().cloned().collect(),
+        signing_secret_set: d.signing_secret.is_some(),
+        circuit: d.circuit,
+        disabled_at: d.disabled_at,
+        created_at: d.created_at,
+        updated_at: d.updated_at,
+    }
 }
 
 fn input_form(d: &Destination) -> serde_json::Value {
@@ -215,7 +238,9 @@ pub fn owned(
         .ok_or(ApiError::NotFound("destination"))
 }
 
-async fn create(
+#[utoipa::path(post, path = "/v1/destinations", tag = "destinations", request_body = DestinationIn,
+    responses((status = 200, description = "The new destination", body = DestinationOut), ApiErrors))]
+pub(super) async fn create(
     engine: web::Data<Engine>,
     auth: Auth,
     body: super::Body,
@@ -225,7 +250,10 @@ async fn create(
     Ok(HttpResponse::Ok().json(render(&destination)))
 }
 
-async fn list(
+#[utoipa::path(get, path = "/v1/destinations", tag = "destinations",
+    params(ListParams, ("disabled" = Option<bool>, Query, description = "Only disabled (true) or enabled (false) destinations")),
+    responses((status = 200, description = "A page of destinations", body = ListOut<DestinationOut>), ApiErrors))]
+pub(super) async fn list(
     engine: web::Data<Engine>,
     auth: Auth,
     req: actix_web::HttpRequest,
@@ -240,7 +268,9 @@ async fn list(
     Ok(HttpResponse::Ok().json(json::list_envelope(page, &q, |d| render(&d))))
 }
 
-async fn get(
+#[utoipa::path(get, path = "/v1/destinations/{id}", tag = "destinations", params(("id" = String, Path, description = "The destination's id (des_…)")),
+    responses((status = 200, description = "The destination", body = DestinationOut), ApiErrors))]
+pub(super) async fn get(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -248,7 +278,10 @@ async fn get(
     Ok(HttpResponse::Ok().json(render(&*owned(&engine, &auth, &id)?)))
 }
 
-async fn update(
+#[utoipa::path(patch, path = "/v1/destinations/{id}", tag = "destinations", params(("id" = String, Path, description = "The destination's id (des_…)")),
+    request_body(content = DestinationIn, description = "Only the fields named change; the rest stay as they are"),
+    responses((status = 200, description = "The destination as changed", body = DestinationOut), ApiErrors))]
+pub(super) async fn update(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -264,7 +297,11 @@ async fn update(
     Ok(HttpResponse::Ok().json(render(&destination)))
 }
 
-async fn delete(
+#[utoipa::path(delete, path = "/v1/destinations/{id}", tag = "destinations",
+    params(("id" = String, Path, description = "The destination's id (des_…)"),
+        ("cancel_events" = Option<bool>, Query, description = "Cancel its waiting events (CANCELLED); without it a destination with waiting or held work is refused with 409")),
+    responses((status = 200, description = "Deleted", body = Deleted), ApiErrors))]
+pub(super) async fn delete(
     engine: web::Data<Engine>,
     auth: Auth,
     req: actix_web::HttpRequest,
@@ -275,7 +312,9 @@ async fn delete(
     let cancel = params.bool("cancel_events")?.unwrap_or(false);
     let current = owned(&engine, &auth, &id)?;
     engine.delete_destination(&current.id, cancel).await?;
-    Ok(HttpResponse::Ok().json(json!({"id": current.id})))
+    Ok(HttpResponse::Ok().json(Deleted {
+        id: current.id.to_string(),
+    }))
 }
 
 async fn set_disabled(
@@ -292,7 +331,9 @@ async fn set_disabled(
     Ok(HttpResponse::Ok().json(render(&destination)))
 }
 
-async fn disable(
+#[utoipa::path(put, path = "/v1/destinations/{id}/disable", tag = "destinations", params(("id" = String, Path, description = "The destination's id (des_…)")),
+    responses((status = 200, description = "The destination", body = DestinationOut), ApiErrors))]
+pub(super) async fn disable(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -300,7 +341,9 @@ async fn disable(
     set_disabled(&engine, &auth, &id, true).await
 }
 
-async fn enable(
+#[utoipa::path(put, path = "/v1/destinations/{id}/enable", tag = "destinations", params(("id" = String, Path, description = "The destination's id (des_…)")),
+    responses((status = 200, description = "The destination", body = DestinationOut), ApiErrors))]
+pub(super) async fn enable(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -308,7 +351,9 @@ async fn enable(
     set_disabled(&engine, &auth, &id, false).await
 }
 
-async fn circuit(
+#[utoipa::path(get, path = "/v1/destinations/{id}/circuit", tag = "destinations", params(("id" = String, Path, description = "The destination's id (des_…)")),
+    responses((status = 200, description = "The breaker, live from the destination's actor", body = CircuitView), ApiErrors))]
+pub(super) async fn circuit(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -317,7 +362,9 @@ async fn circuit(
     Ok(HttpResponse::Ok().json(engine.circuit(&current.id).await?))
 }
 
-async fn reset_circuit(
+#[utoipa::path(post, path = "/v1/destinations/{id}/circuit/reset", tag = "destinations", params(("id" = String, Path, description = "The destination's id (des_…)")),
+    responses((status = 200, description = "Closed now, the counter zeroed; the queue flushes (trigger RESET)", body = CircuitView), ApiErrors))]
+pub(super) async fn reset_circuit(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -326,22 +373,14 @@ async fn reset_circuit(
     Ok(HttpResponse::Ok().json(engine.reset_circuit(&current.id).await?))
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        super::resource("/v1/destinations")
-            .route(web::post().to(create))
-            .route(web::get().to(list)),
-    );
-    cfg.service(
-        super::resource("/v1/destinations/{id}")
-            .route(web::get().to(get))
-            .route(web::patch().to(update))
-            .route(web::delete().to(delete)),
-    );
-    cfg.service(super::resource("/v1/destinations/{id}/disable").route(web::put().to(disable)));
-    cfg.service(super::resource("/v1/destinations/{id}/circuit").route(web::get().to(circuit)));
-    cfg.service(
-        super::resource("/v1/destinations/{id}/circuit/reset").route(web::post().to(reset_circuit)),
-    );
-    cfg.service(super::resource("/v1/destinations/{id}/enable").route(web::put().to(enable)));
+pub fn routes(r: &mut super::Routes) {
+    r.post("/v1/destinations", create)
+        .get("/v1/destinations", list)
+        .get("/v1/destinations/{id}", get)
+        .patch("/v1/destinations/{id}", update)
+        .delete("/v1/destinations/{id}", delete)
+        .put("/v1/destinations/{id}/disable", disable)
+        .put("/v1/destinations/{id}/enable", enable)
+        .get("/v1/destinations/{id}/circuit", circuit)
+        .post("/v1/destinations/{id}/circuit/reset", reset_circuit);
 }

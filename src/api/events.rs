@@ -1,11 +1,14 @@
 //! Read APIs for what flowed: `/v1/events`, `/v1/attempts`, `/v1/requests`.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
+use std::collections::BTreeMap;
+
+use serde::Serialize;
 
 use super::auth::Auth;
 use super::error::ApiError;
 use super::json::{self, QueryParams};
+use super::openapi::{ApiErrors, ListOut, ListParams, Pagination, SortDir};
 use crate::domain::*;
 use crate::engine::Engine;
 use crate::store::EventScope;
@@ -13,55 +16,131 @@ use crate::store::EventScope;
 /// A body exactly as it came, and how it is written: `json` (the parsed document), `text`
 /// (UTF-8 that is not JSON), or `base64` (anything else, byte for byte: a replacement
 /// character would hide what the provider sent).
-pub fn render_body(body: &[u8]) -> (serde_json::Value, &'static str) {
+pub fn render_body(body: &[u8]) -> (serde_json::Value, BodyEncoding) {
     use base64::Engine as _;
     if let Ok(value) = serde_json::from_slice(body) {
-        return (value, "json");
+        return (value, BodyEncoding::Json);
     }
     match std::str::from_utf8(body) {
-        Ok(text) => (serde_json::Value::String(text.to_owned()), "text"),
+        Ok(text) => (
+            serde_json::Value::String(text.to_owned()),
+            BodyEncoding::Text,
+        ),
         Err(_) => (
             serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(body)),
-            "base64",
+            BodyEncoding::Base64,
         ),
     }
 }
 
-fn render_headers(headers: &[(String, String)]) -> serde_json::Value {
-    let mut map = serde_json::Map::new();
+/// How a stored body is written in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyEncoding {
+    /// The body is a JSON document, shown as parsed.
+    Json,
+    /// UTF-8 text that is not JSON.
+    Text,
+    /// Anything else, byte for byte.
+    Base64,
+}
+
+fn render_headers(headers: &[(String, String)]) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::<String, String>::new();
     for (k, v) in headers {
         // Repeated headers are joined as HTTP allows.
         match map.get_mut(k) {
-            Some(serde_json::Value::String(existing)) => {
+            Some(existing) => {
                 existing.push_str(", ");
                 existing.push_str(v);
             }
-            _ => {
-                map.insert(k.clone(), serde_json::Value::String(v.clone()));
+            None => {
+                map.insert(k.clone(), v.clone());
             }
         }
     }
-    serde_json::Value::Object(map)
+    map
 }
 
-pub fn render_request(r: &Request) -> serde_json::Value {
+/// A request's headers and body as they came.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RequestData {
+    /// Lower-case names; repeated headers joined with `, `.
+    headers: BTreeMap<String, String>,
+    /// The body: the JSON document, or text (`encoding` says which).
+    #[schema(value_type = Object)]
+    body: serde_json::Value,
+    encoding: BodyEncoding,
+}
+
+fn request_data(r: &Request) -> RequestData {
     let (body, encoding) = render_body(&r.body);
-    json!({
-        "id": r.id,
-        "team_id": r.team_id,
-        "source_id": r.source_id,
-        "method": r.method,
-        "headers": render_headers(&r.headers),
-        "body": body,
-        "encoding": encoding,
-        "rejection_cause": r.rejection_cause,
-        "event_ids": r.event_ids,
-        "created_at": r.created_at,
-        "updated_at": r.updated_at,
-    })
+    RequestData {
+        headers: render_headers(&r.headers),
+        body,
+        encoding,
+    }
 }
 
-async fn list_events(
+/// A request as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RequestOut {
+    id: RequestId,
+    team_id: TeamId,
+    source_id: SourceId,
+    method: String,
+    #[serde(flatten)]
+    data: RequestData,
+    /// Set when ingress refused it (no events were made).
+    rejection_cause: Option<RejectionCause>,
+    event_ids: Vec<EventId>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+pub fn render_request(r: &Request) -> RequestOut {
+    RequestOut {
+        id: r.id.clone(),
+        team_id: r.team_id.clone(),
+        source_id: r.source_id.clone(),
+        method: r.method.clone(),
+        data: request_data(r),
+        rejection_cause: r.rejection_cause,
+        event_ids: r.event_ids.clone(),
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+    }
+}
+
+/// An event with the request it came from (`data`: null once the request is gone).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventDetail {
+    #[serde(flatten)]
+    event: Event,
+    data: Option<RequestData>,
+}
+
+/// A replayed request: the new request and its events.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReplayOut {
+    request_id: RequestId,
+    event_ids: Vec<EventId>,
+    /// The request replayed.
+    replay_of: RequestId,
+}
+
+#[utoipa::path(get, path = "/v1/events", tag = "events",
+    params(ListParams,
+        ("connection_id" = Option<String>, Query, description = "Only this connection's (web_…)"),
+        ("destination_id" = Option<String>, Query, description = "Only this destination's (des_…)"),
+        ("source_id" = Option<String>, Query, description = "Only this source's (src_…)"),
+        ("request_id" = Option<String>, Query, description = "Only this request's (req_…)"),
+        ("status" = Option<Vec<EventStatus>>, Query, description = "Only these statuses; repeatable (`status=HOLD&status=FAILED`)"),
+        ("created_at[gte]" = Option<String>, Query, description = "Created at or after (RFC 3339)"),
+        ("created_at[lte]" = Option<String>, Query, description = "Created at or before (RFC 3339)"),
+        ("dead_lettered" = Option<bool>, Query, description = "Only dead-lettered (true) or not (false)")),
+    responses((status = 200, description = "A page of events", body = ListOut<Event>), ApiErrors))]
+pub(super) async fn list_events(
     engine: web::Data<Engine>,
     auth: Auth,
     req: HttpRequest,
@@ -122,7 +201,10 @@ async fn list_events(
     Ok(HttpResponse::Ok().json(json::list_envelope(page, &q, |e| e)))
 }
 
-async fn get_event(
+#[utoipa::path(get, path = "/v1/events/{id}", tag = "events",
+    params(("id" = String, Path, description = "The event's id (evt_…)")),
+    responses((status = 200, description = "The event, with its request's headers and body", body = EventDetail), ApiErrors))]
+pub(super) async fn get_event(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -132,20 +214,18 @@ async fn get_event(
         .store()
         .event(&auth.team, &id)?
         .ok_or(ApiError::NotFound("event"))?;
-    let mut out = serde_json::to_value(&event).map_err(|e| ApiError::Internal(e.to_string()))?;
     let data = engine
         .store()
         .request(&auth.team, &event.request_id)?
-        .map(|r| {
-            let (body, encoding) = render_body(&r.body);
-            json!({"headers": render_headers(&r.headers), "body": body, "encoding": encoding})
-        });
-    out["data"] = data.unwrap_or(serde_json::Value::Null);
-    Ok(HttpResponse::Ok().json(out))
+        .map(|r| request_data(&r));
+    Ok(HttpResponse::Ok().json(EventDetail { event, data }))
 }
 
 /// A `MANUAL` attempt of a finished event; held if its connection is paused.
-async fn retry_event(
+#[utoipa::path(post, path = "/v1/events/{id}/retry", tag = "events",
+    params(("id" = String, Path, description = "The event's id (evt_…)")),
+    responses((status = 200, description = "The event, QUEUED for a MANUAL attempt (HOLD if its connection is paused); 409 EVENT_ON_HOLD for a held one", body = Event), ApiErrors))]
+pub(super) async fn retry_event(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -157,7 +237,10 @@ async fn retry_event(
     Ok(HttpResponse::Ok().json(event))
 }
 
-async fn list_attempts(
+#[utoipa::path(get, path = "/v1/attempts", tag = "events",
+    params(ListParams, ("event_id" = String, Query, description = "The event's id (evt_…); required")),
+    responses((status = 200, description = "The event's attempts, first first unless dir=desc", body = ListOut<Attempt>), ApiErrors))]
+pub(super) async fn list_attempts(
     engine: web::Data<Engine>,
     auth: Auth,
     req: HttpRequest,
@@ -186,14 +269,23 @@ async fn list_attempts(
     let rest = &attempts[start..];
     let page = &rest[..rest.len().min(q.limit)];
     let next = (rest.len() > page.len()).then(|| page.last().map(|a| a.id.to_string()));
-    Ok(HttpResponse::Ok().json(json!({
-        "count": page.len(),
-        "models": page,
-        "pagination": {"limit": q.limit, "next": next.flatten(), "dir": if asc { "asc" } else { "desc" }},
-    })))
+    Ok(HttpResponse::Ok().json(ListOut {
+        count: page.len(),
+        models: page.to_vec(),
+        pagination: Pagination {
+            limit: q.limit,
+            next: next.flatten(),
+            dir: if asc { SortDir::Asc } else { SortDir::Desc },
+        },
+    }))
 }
 
-async fn list_requests(
+#[utoipa::path(get, path = "/v1/requests", tag = "events",
+    params(ListParams,
+        ("source_id" = Option<String>, Query, description = "Only this source's (src_…)"),
+        ("rejected" = Option<bool>, Query, description = "Only rejected (true) or accepted (false) requests")),
+    responses((status = 200, description = "A page of requests", body = ListOut<RequestOut>), ApiErrors))]
+pub(super) async fn list_requests(
     engine: web::Data<Engine>,
     auth: Auth,
     req: HttpRequest,
@@ -219,7 +311,10 @@ fn owned_request(engine: &Engine, auth: &Auth, id: &str) -> Result<Request, ApiE
         .ok_or(ApiError::NotFound("request"))
 }
 
-async fn get_request(
+#[utoipa::path(get, path = "/v1/requests/{id}", tag = "events",
+    params(("id" = String, Path, description = "The request's id (req_…)")),
+    responses((status = 200, description = "The request with its headers and body", body = RequestOut), ApiErrors))]
+pub(super) async fn get_request(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -231,7 +326,10 @@ async fn get_request(
 /// Replays a stored request through the routing of now: new events, for the connections
 /// its source has today, under a new request (`replay_of` names the original). A request
 /// that was rejected (a failed signature, say) is not replayed.
-async fn retry_request(
+#[utoipa::path(post, path = "/v1/requests/{id}/retry", tag = "events",
+    params(("id" = String, Path, description = "The request's id (req_…)")),
+    responses((status = 200, description = "Replayed through today's connections: a new request and new events", body = ReplayOut), ApiErrors))]
+pub(super) async fn retry_request(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -254,19 +352,19 @@ async fn retry_request(
     let (request_id, event_ids) = engine
         .ingest(&source, request.method, request.headers, request.body)
         .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "request_id": request_id,
-        "event_ids": event_ids,
-        "replay_of": id,
-    })))
+    Ok(HttpResponse::Ok().json(ReplayOut {
+        request_id,
+        event_ids,
+        replay_of: id,
+    }))
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/v1/events").route(web::get().to(list_events)));
-    cfg.service(super::resource("/v1/events/{id}").route(web::get().to(get_event)));
-    cfg.service(super::resource("/v1/events/{id}/retry").route(web::post().to(retry_event)));
-    cfg.service(super::resource("/v1/attempts").route(web::get().to(list_attempts)));
-    cfg.service(super::resource("/v1/requests").route(web::get().to(list_requests)));
-    cfg.service(super::resource("/v1/requests/{id}").route(web::get().to(get_request)));
-    cfg.service(super::resource("/v1/requests/{id}/retry").route(web::post().to(retry_request)));
+pub fn routes(r: &mut super::Routes) {
+    r.get("/v1/events", list_events)
+        .get("/v1/events/{id}", get_event)
+        .post("/v1/events/{id}/retry", retry_event)
+        .get("/v1/attempts", list_attempts)
+        .get("/v1/requests", list_requests)
+        .get("/v1/requests/{id}", get_request)
+        .post("/v1/requests/{id}/retry", retry_request);
 }

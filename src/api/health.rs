@@ -2,25 +2,45 @@
 
 use actix_web::{web, HttpResponse};
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde_json::json;
 
 use crate::engine::Engine;
 use crate::telemetry;
 
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+/// The process's health, as `/healthz` and `/readyz` answer it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct HealthOut {
+    /// `ok` (`/healthz`), `ready` or `recovering` (`/readyz`).
+    status: &'static str,
+}
+
+/// 200 once the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()),
+    responses((status = 200, description = "The process is up", body = HealthOut)))]
+pub(super) async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(HealthOut { status: "ok" })
 }
 
 /// 200 only once recovery has finished and every destination actor runs.
-async fn readyz(engine: web::Data<Engine>) -> HttpResponse {
+/// 200 only once crash recovery has finished and every destination actor runs.
+#[utoipa::path(get, path = "/readyz", tag = "health", security(()),
+    responses(
+        (status = 200, description = "Ready", body = HealthOut),
+        (status = 503, description = "Still recovering", body = HealthOut),
+    ))]
+pub(super) async fn readyz(engine: web::Data<Engine>) -> HttpResponse {
     if engine.is_ready() {
-        HttpResponse::Ok().json(json!({"status": "ready"}))
+        HttpResponse::Ok().json(HealthOut { status: "ready" })
     } else {
-        HttpResponse::ServiceUnavailable().json(json!({"status": "recovering"}))
+        HttpResponse::ServiceUnavailable().json(HealthOut {
+            status: "recovering",
+        })
     }
 }
 
-async fn metrics(
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "health", security(()),
+    responses((status = 200, description = "Metrics in the Prometheus text format", content_type = "text/plain", body = String)))]
+pub(super) async fn metrics(
     engine: web::Data<Engine>,
     handle: Option<web::Data<PrometheusHandle>>,
 ) -> HttpResponse {
@@ -37,8 +57,8 @@ async fn metrics(
         .body(body)
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/healthz").route(web::get().to(healthz)));
-    cfg.service(super::resource("/readyz").route(web::get().to(readyz)));
-    cfg.service(super::resource("/metrics").route(web::get().to(metrics)));
+pub fn routes(r: &mut super::Routes) {
+    r.get("/healthz", healthz)
+        .get("/readyz", readyz)
+        .get("/metrics", metrics);
 }

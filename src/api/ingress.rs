@@ -7,13 +7,22 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use super::error::ApiError;
+use super::openapi::IngressErrors;
 use crate::domain::verify::verify;
 use crate::domain::{EventId, RejectionCause, RequestId, SourceId};
 use crate::engine::delivery::is_hop_by_hop;
 use crate::engine::Engine;
 use crate::telemetry;
 
-async fn ingest(
+/// The provider-facing URL. Answers 200 only once the request and every event routed from it
+/// are on disk; the methods a source takes are its `allowed_http_methods` (default POST).
+#[utoipa::path(
+    method(post, put, patch, get, delete), path = "/e/{source_id}", tag = "ingress", security(()),
+    params(("source_id" = String, Path, description = "The source's id (src_…)")),
+    request_body(content = Object, description = "Any body, stored and delivered byte for byte", content_type = "*/*"),
+    responses((status = 200, description = "Stored, and routed to these events", body = Accepted), IngressErrors),
+)]
+pub(super) async fn ingest(
     engine: web::Data<Engine>,
     req: HttpRequest,
     id: web::Path<String>,
@@ -113,13 +122,18 @@ async fn ingest(
 }
 
 /// The answer to an accepted request (a struct, not a `json!` value: this is every request).
-#[derive(Serialize)]
-struct Accepted<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Accepted<'a> {
+    /// Always `SUCCESS`.
     status: &'static str,
+    #[schema(value_type = RequestId)]
     request_id: &'a RequestId,
+    /// One per connection the request was routed to (none when nothing matched).
+    #[schema(value_type = Vec<EventId>)]
     event_ids: &'a [EventId],
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/e/{source_id}", web::route().to(ingest));
+pub fn routes(r: &mut super::Routes) {
+    // Any method reaches the handler, which answers for the source's own methods.
+    r.any("/e/{source_id}", &super::sources::METHODS, ingest);
 }

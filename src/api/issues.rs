@@ -7,11 +7,18 @@ use serde::Deserialize;
 use super::auth::Auth;
 use super::error::ApiError;
 use super::json::{self, QueryParams};
-use crate::domain::issues::{IssueStatus, IssueType};
+use super::openapi::{ApiErrors, ListOut, ListParams};
+use crate::domain::issues::{Issue, IssueStatus, IssueType};
 use crate::domain::*;
 use crate::engine::Engine;
 
-async fn list_issues(
+#[utoipa::path(get, path = "/v1/issues", tag = "issues",
+    params(ListParams,
+        ("status" = Option<Vec<IssueStatus>>, Query, description = "Only these statuses; repeatable"),
+        ("destination_id" = Option<String>, Query, description = "Only this destination's (des_…)"),
+        ("type" = Option<IssueType>, Query, description = "Only this type")),
+    responses((status = 200, description = "A page of issues", body = ListOut<Issue>), ApiErrors))]
+pub(super) async fn list_issues(
     engine: web::Data<Engine>,
     auth: Auth,
     req: HttpRequest,
@@ -60,7 +67,10 @@ fn issue_id(id: &str) -> Result<IssueId, ApiError> {
     IssueId::parse(id).map_err(|_| ApiError::NotFound("issue"))
 }
 
-async fn get_issue(
+#[utoipa::path(get, path = "/v1/issues/{id}", tag = "issues",
+    params(("id" = String, Path, description = "The issue's id (iss_…)")),
+    responses((status = 200, description = "The issue", body = Issue), ApiErrors))]
+pub(super) async fn get_issue(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -73,13 +83,18 @@ async fn get_issue(
     Ok(HttpResponse::Ok().json(issue))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct IssueIn {
+pub(super) struct IssueIn {
+    /// ACKNOWLEDGED, DISMISSED or RESOLVED.
     status: String,
 }
 
-async fn put_issue(
+#[utoipa::path(put, path = "/v1/issues/{id}", tag = "issues",
+    params(("id" = String, Path, description = "The issue's id (iss_…)")),
+    request_body = IssueIn,
+    responses((status = 200, description = "The issue with its new status", body = Issue), ApiErrors))]
+pub(super) async fn put_issue(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -100,11 +115,8 @@ async fn put_issue(
     Ok(HttpResponse::Ok().json(issue))
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/v1/issues").route(web::get().to(list_issues)));
-    cfg.service(
-        super::resource("/v1/issues/{id}")
-            .route(web::get().to(get_issue))
-            .route(web::put().to(put_issue)),
-    );
+pub fn routes(r: &mut super::Routes) {
+    r.get("/v1/issues", list_issues)
+        .get("/v1/issues/{id}", get_issue)
+        .put("/v1/issues/{id}", put_issue);
 }

@@ -2,9 +2,9 @@
 //! unknown field → 422 naming the field), query strings, pagination and the list envelope.
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use super::error::ApiError;
+use super::openapi::{ListOut, Pagination, SortDir};
 use crate::domain::{TeamId, Timestamp};
 use crate::store::{Direction, ListQuery, Page};
 
@@ -157,22 +157,22 @@ impl QueryParams {
     }
 }
 
-/// `{"models": [...], "count": N, "pagination": {"limit": L, "next": ...}}`.
-pub fn list_envelope<T, O: Serialize>(
-    page: Page<T>,
-    q: &ListQuery,
-    render: impl Fn(T) -> O,
-) -> serde_json::Value {
+/// `{"models": [...], "count": N, "pagination": {"limit": L, "next": ..., "dir": ...}}`.
+pub fn list_envelope<T, O>(page: Page<T>, q: &ListQuery, render: impl Fn(T) -> O) -> ListOut<O> {
     let models: Vec<O> = page.items.into_iter().map(render).collect();
-    serde_json::json!({
-        "count": models.len(),
-        "models": models,
-        "pagination": {
-            "limit": q.limit,
-            "next": page.next,
-            "dir": if q.dir == Direction::Asc { "asc" } else { "desc" },
+    ListOut {
+        count: models.len(),
+        models,
+        pagination: Pagination {
+            limit: q.limit,
+            next: page.next,
+            dir: if q.dir == Direction::Asc {
+                SortDir::Asc
+            } else {
+                SortDir::Desc
+            },
         },
-    })
+    }
 }
 
 /// A non-empty name of at most 255 characters.

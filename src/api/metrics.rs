@@ -2,11 +2,14 @@
 //! now, and their attempts; read from the store's per-minute counts, never from the events.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+use serde_json::Value;
 
 use super::auth::Auth;
 use super::error::ApiError;
 use super::json::QueryParams;
+use super::openapi::ApiErrors;
 use crate::domain::event_metrics::{buckets, Granularity, Measure};
 use crate::domain::*;
 use crate::engine::Engine;
@@ -18,7 +21,36 @@ const MAX_BUCKETS: u64 = 1500;
 /// Without `from`, the day before `to`.
 const DEFAULT_SPAN_MS: u64 = 24 * 60 * 60 * 1000;
 
-async fn events_metrics(
+/// The answer: one entry per time bucket, oldest first.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct EventsMetricsOut {
+    data: Vec<MetricsBucket>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct MetricsBucket {
+    /// The bucket's start.
+    time_bucket: Timestamp,
+    /// The filters asked for (`connection_id`, `destination_id`, `source_id`).
+    dimensions: BTreeMap<&'static str, String>,
+    /// The measures asked for, by name.
+    #[schema(value_type = BTreeMap<String, f64>)]
+    metrics: BTreeMap<&'static str, Value>,
+}
+
+/// Events created in each bucket, counted by their status now, and their attempts.
+#[utoipa::path(get, path = "/v1/metrics/events", tag = "metrics",
+    params(
+        ("from" = Option<String>, Query, description = "RFC 3339; default a day before `to`"),
+        ("to" = Option<String>, Query, description = "RFC 3339; default now"),
+        ("granularity" = Option<String>, Query, description = "`1m`, `1h` (default) or `1d`; at most 1500 buckets"),
+        ("connection_id" = Option<String>, Query, description = "Only this connection's events (web_…)"),
+        ("destination_id" = Option<String>, Query, description = "Only this destination's events (des_…)"),
+        ("source_id" = Option<String>, Query, description = "Only this source's events (src_…)"),
+        ("measures[]" = Option<Vec<String>>, Query, description = "hold_count, queued_count, scheduled_count, failed_count, delivered_count, attempt_count, error_rate; repeatable (default all)"),
+    ),
+    responses((status = 200, description = "The buckets", body = EventsMetricsOut), ApiErrors))]
+pub(super) async fn events_metrics(
     engine: web::Data<Engine>,
     auth: Auth,
     req: HttpRequest,
@@ -77,7 +109,7 @@ async fn events_metrics(
         destination: params.id("destination_id", DestinationId::parse)?,
         source: params.id("source_id", SourceId::parse)?,
     };
-    let mut dimensions = Map::new();
+    let mut dimensions = BTreeMap::new();
     for (name, id) in [
         (
             "connection_id",
@@ -90,7 +122,7 @@ async fn events_metrics(
         ("source_id", filter.source.as_ref().map(|s| s.as_str())),
     ] {
         if let Some(id) = id {
-            dimensions.insert(name.into(), Value::from(id));
+            dimensions.insert(name, id.to_owned());
         }
     }
     let (store, team) = (engine.store().clone(), auth.team.clone());
@@ -99,23 +131,20 @@ async fn events_metrics(
         crate::store::readers::read(move || store.event_counts(&team, first, to, &filter))
             .await
             .map_err(|e| ApiError::Internal(format!("events metrics: {e}")))??;
-    let data: Vec<Value> = buckets(minutes, from, to, granularity)
+    let data = buckets(minutes, from, to, granularity)
         .into_iter()
-        .map(|(start, counts)| {
-            let metrics: Map<String, Value> = measures
+        .map(|(start, counts)| MetricsBucket {
+            time_bucket: Timestamp(start),
+            dimensions: dimensions.clone(),
+            metrics: measures
                 .iter()
-                .map(|m| (m.as_str().to_string(), m.value(&counts)))
-                .collect();
-            json!({
-                "time_bucket": Timestamp(start),
-                "dimensions": dimensions,
-                "metrics": metrics,
-            })
+                .map(|m| (m.as_str(), m.value(&counts)))
+                .collect(),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "data": data })))
+    Ok(HttpResponse::Ok().json(EventsMetricsOut { data }))
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/v1/metrics/events").route(web::get().to(events_metrics)));
+pub fn routes(r: &mut super::Routes) {
+    r.get("/v1/metrics/events", events_metrics);
 }

@@ -14,24 +14,147 @@ pub mod ingress;
 mod issues;
 pub mod json;
 mod metrics;
+pub mod openapi;
 pub mod sources;
 
+use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    health::configure(cfg);
-    ingress::configure(cfg);
-    sources::configure(cfg);
-    destinations::configure(cfg);
-    connections::configure(cfg);
-    events::configure(cfg);
-    bulk::configure(cfg);
-    metrics::configure(cfg);
-    issues::configure(cfg);
-    alert_channels::configure(cfg);
-    admin::configure(cfg);
+    for resource in routes().resources {
+        cfg.service(resource.service);
+    }
+}
+
+/// Every route of the API, each resource once with all of its methods. The one list both
+/// the server and the API document's test read, so a route cannot be served undocumented.
+pub fn routes() -> Routes {
+    let mut r = Routes::default();
+    health::routes(&mut r);
+    ingress::routes(&mut r);
+    sources::routes(&mut r);
+    destinations::routes(&mut r);
+    connections::routes(&mut r);
+    events::routes(&mut r);
+    bulk::routes(&mut r);
+    metrics::routes(&mut r);
+    issues::routes(&mut r);
+    alert_channels::routes(&mut r);
+    admin::routes(&mut r);
+    openapi::routes(&mut r);
+    r
+}
+
+/// The routes as they are registered: a path, its methods, and the resource serving them.
+#[derive(Default)]
+pub struct Routes {
+    resources: Vec<RouteResource>,
+}
+
+struct RouteResource {
+    path: &'static str,
+    methods: Vec<Method>,
+    service: actix_web::Resource,
+}
+
+impl Routes {
+    /// Serves `method path` with `handler`; a path's other methods answer 405.
+    pub fn add<F, Args>(&mut self, method: Method, path: &'static str, handler: F) -> &mut Self
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        let i = match self.resources.iter().position(|r| r.path == path) {
+            Some(i) => i,
+            None => {
+                self.resources.push(RouteResource {
+                    path,
+                    methods: Vec::new(),
+                    service: resource(path),
+                });
+                self.resources.len() - 1
+            }
+        };
+        let entry = &mut self.resources[i];
+        let service = std::mem::replace(&mut entry.service, web::resource(path));
+        entry.service = service.route(web::method(method.clone()).to(handler));
+        entry.methods.push(method);
+        self
+    }
+
+    /// Every method reaches `handler`, which answers for the `documented` ones.
+    pub fn any<F, Args>(&mut self, path: &'static str, documented: &[&str], handler: F) -> &mut Self
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.resources.push(RouteResource {
+            path,
+            methods: documented
+                .iter()
+                .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+                .collect(),
+            service: web::resource(path).route(web::route().to(handler)),
+        });
+        self
+    }
+
+    pub fn get<F, Args>(&mut self, path: &'static str, handler: F) -> &mut Self
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.add(Method::GET, path, handler)
+    }
+
+    pub fn post<F, Args>(&mut self, path: &'static str, handler: F) -> &mut Self
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.add(Method::POST, path, handler)
+    }
+
+    pub fn put<F, Args>(&mut self, path: &'static str, handler: F) -> &mut Self
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.add(Method::PUT, path, handler)
+    }
+
+    pub fn patch<F, Args>(&mut self, path: &'static str, handler: F) -> &mut Self
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.add(Method::PATCH, path, handler)
+    }
+
+    pub fn delete<F, Args>(&mut self, path: &'static str, handler: F) -> &mut Self
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.add(Method::DELETE, path, handler)
+    }
+
+    /// Every `(method, path)` served, paths in actix form (`/v1/events/{id}`).
+    pub fn served(&self) -> Vec<(Method, &'static str)> {
+        self.resources
+            .iter()
+            .flat_map(|r| r.methods.iter().map(|m| (m.clone(), r.path)))
+            .collect()
+    }
 }
 
 /// A route whose other methods answer 405 with the JSON error body.

@@ -2,31 +2,36 @@
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::auth::Auth;
 use super::error::ApiError;
 use super::json::{self, check_name, QueryParams};
+use super::openapi::{ApiErrors, Deleted, ListOut, ListParams};
 use crate::domain::*;
 use crate::engine::Engine;
 
-const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+/// The methods a source may take.
+pub const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SourceIn {
+pub(super) struct SourceIn {
     name: String,
+    /// Upper-case methods providers may use (default `["POST"]`): GET, POST, PUT, PATCH, DELETE.
     #[serde(default)]
     allowed_http_methods: Option<Vec<String>>,
     #[serde(default)]
     verification: Option<VerificationIn>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// How ingress verifies a provider's signature; the secret is never shown again.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-enum VerificationIn {
+pub(super) enum VerificationIn {
     Hmac {
+        /// `sha256` or `sha1`.
         algorithm: String,
+        /// `hex` or `base64`.
         encoding: String,
         header: String,
         #[serde(default)]
@@ -170,32 +175,69 @@ fn build(input: SourceIn, existing: Option<&Source>, team: &TeamId) -> Result<So
     })
 }
 
-/// The wire form: the secret is never shown again.
-pub fn render(source: &Source, engine: &Engine) -> serde_json::Value {
+/// A source as the API shows it: the secret is never shown again.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct SourceOut {
+    id: SourceId,
+    team_id: TeamId,
+    name: String,
+    /// Where the provider sends: `<public_url>/e/<id>`.
+    url: String,
+    allowed_http_methods: Vec<String>,
+    verification: Option<VerificationOut>,
+    disabled_at: Option<Timestamp>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(super) enum VerificationOut {
+    Hmac {
+        algorithm: String,
+        encoding: String,
+        header: String,
+        prefix: Option<String>,
+    },
+    StandardWebhooks,
+}
+
+pub(super) fn render(source: &Source, engine: &Engine) -> SourceOut {
     let base = engine
         .config()
         .server
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", engine.config().server.listen));
-    let verification = source.verification.as_ref().map(|v| match v {
-        Verification::Hmac { .. } => {
-            let VerificationIn::Hmac { algorithm, encoding, header, prefix, .. } = verification_in(v) else { unreachable!() };
-            json!({"type": "hmac", "algorithm": algorithm, "encoding": encoding, "header": header, "prefix": prefix})
-        }
-        Verification::StandardWebhooks { .. } => json!({"type": "standard_webhooks"}),
-    });
-    json!({
-        "id": source.id,
-        "team_id": source.team_id,
-        "name": source.name,
-        "url": format!("{}/e/{}", base.trim_end_matches('/'), source.id),
-        "allowed_http_methods": source.allowed_http_methods,
-        "verification": verification,
-        "disabled_at": source.disabled_at,
-        "created_at": source.created_at,
-        "updated_at": source.updated_at,
-    })
+    let verification = source
+        .verification
+        .as_ref()
+        .map(|v| match verification_in(v) {
+            VerificationIn::Hmac {
+                algorithm,
+                encoding,
+                header,
+                prefix,
+                ..
+            } => VerificationOut::Hmac {
+                algorithm,
+                encoding,
+                header,
+                prefix,
+            },
+            VerificationIn::StandardWebhooks { .. } => VerificationOut::StandardWebhooks,
+        });
+    SourceOut {
+        id: source.id.clone(),
+        team_id: source.team_id.clone(),
+        name: source.name.clone(),
+        url: format!("{}/e/{}", base.trim_end_matches('/'), source.id),
+        allowed_http_methods: source.allowed_http_methods.clone(),
+        verification,
+        disabled_at: source.disabled_at,
+        created_at: source.created_at,
+        updated_at: source.updated_at,
+    }
 }
 
 fn input_form(s: &Source) -> serde_json::Value {
@@ -216,7 +258,9 @@ fn owned(engine: &Engine, auth: &Auth, id: &str) -> Result<std::sync::Arc<Source
         .ok_or(ApiError::NotFound("source"))
 }
 
-async fn create(
+#[utoipa::path(post, path = "/v1/sources", tag = "sources", request_body = SourceIn,
+    responses((status = 200, description = "The new source", body = SourceOut), ApiErrors))]
+pub(super) async fn create(
     engine: web::Data<Engine>,
     auth: Auth,
     body: super::Body,
@@ -226,7 +270,10 @@ async fn create(
     Ok(HttpResponse::Ok().json(render(&source, &engine)))
 }
 
-async fn list(
+#[utoipa::path(get, path = "/v1/sources", tag = "sources",
+    params(ListParams, ("disabled" = Option<bool>, Query, description = "Only disabled (true) or enabled (false) sources")),
+    responses((status = 200, description = "A page of sources", body = ListOut<SourceOut>), ApiErrors))]
+pub(super) async fn list(
     engine: web::Data<Engine>,
     auth: Auth,
     req: actix_web::HttpRequest,
@@ -241,7 +288,9 @@ async fn list(
     Ok(HttpResponse::Ok().json(json::list_envelope(page, &q, |s| render(&s, &engine))))
 }
 
-async fn get(
+#[utoipa::path(get, path = "/v1/sources/{id}", tag = "sources", params(("id" = String, Path, description = "The source's id (src_…)")),
+    responses((status = 200, description = "The source", body = SourceOut), ApiErrors))]
+pub(super) async fn get(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -249,7 +298,10 @@ async fn get(
     Ok(HttpResponse::Ok().json(render(&*owned(&engine, &auth, &id)?, &engine)))
 }
 
-async fn update(
+#[utoipa::path(patch, path = "/v1/sources/{id}", tag = "sources", params(("id" = String, Path, description = "The source's id (src_…)")),
+    request_body(content = SourceIn, description = "Only the fields named change; the rest stay as they are"),
+    responses((status = 200, description = "The source as changed", body = SourceOut), ApiErrors))]
+pub(super) async fn update(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -265,14 +317,19 @@ async fn update(
     Ok(HttpResponse::Ok().json(render(&source, &engine)))
 }
 
-async fn delete(
+#[utoipa::path(delete, path = "/v1/sources/{id}", tag = "sources",
+    params(("id" = String, Path, description = "The source's id (src_…)")),
+    responses((status = 200, description = "Deleted, with its connections", body = Deleted), ApiErrors))]
+pub(super) async fn delete(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let current = owned(&engine, &auth, &id)?;
     engine.delete_source(&current.id).await?;
-    Ok(HttpResponse::Ok().json(json!({"id": current.id})))
+    Ok(HttpResponse::Ok().json(Deleted {
+        id: current.id.to_string(),
+    }))
 }
 
 async fn set_disabled(
@@ -289,7 +346,9 @@ async fn set_disabled(
     Ok(HttpResponse::Ok().json(render(&source, engine)))
 }
 
-async fn disable(
+#[utoipa::path(put, path = "/v1/sources/{id}/disable", tag = "sources", params(("id" = String, Path, description = "The source's id (src_…)")),
+    responses((status = 200, description = "The source", body = SourceOut), ApiErrors))]
+pub(super) async fn disable(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -297,7 +356,9 @@ async fn disable(
     set_disabled(&engine, &auth, &id, true).await
 }
 
-async fn enable(
+#[utoipa::path(put, path = "/v1/sources/{id}/enable", tag = "sources", params(("id" = String, Path, description = "The source's id (src_…)")),
+    responses((status = 200, description = "The source", body = SourceOut), ApiErrors))]
+pub(super) async fn enable(
     engine: web::Data<Engine>,
     auth: Auth,
     id: web::Path<String>,
@@ -305,18 +366,12 @@ async fn enable(
     set_disabled(&engine, &auth, &id, false).await
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        super::resource("/v1/sources")
-            .route(web::post().to(create))
-            .route(web::get().to(list)),
-    );
-    cfg.service(
-        super::resource("/v1/sources/{id}")
-            .route(web::get().to(get))
-            .route(web::patch().to(update))
-            .route(web::delete().to(delete)),
-    );
-    cfg.service(super::resource("/v1/sources/{id}/disable").route(web::put().to(disable)));
-    cfg.service(super::resource("/v1/sources/{id}/enable").route(web::put().to(enable)));
+pub fn routes(r: &mut super::Routes) {
+    r.post("/v1/sources", create)
+        .get("/v1/sources", list)
+        .get("/v1/sources/{id}", get)
+        .patch("/v1/sources/{id}", update)
+        .delete("/v1/sources/{id}", delete)
+        .put("/v1/sources/{id}/disable", disable)
+        .put("/v1/sources/{id}/enable", enable);
 }

@@ -50,7 +50,7 @@ pub struct ClientArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Resource {
-    /// Sources: list, get, create, disable, enable.
+    /// Sources (where webhooks come in): list, get, create, disable, enable.
     Sources {
         /// Print the JSON answer instead of a table.
         #[arg(long, global = true)]
@@ -58,7 +58,8 @@ pub enum Resource {
         #[command(subcommand)]
         action: SourceAction,
     },
-    /// Destinations: list, get, circuit, reset-circuit.
+    /// Destinations (where events are delivered): list, get, create, disable, enable,
+    /// circuit, reset-circuit.
     Destinations {
         /// Print the JSON answer instead of a table.
         #[arg(long, global = true)]
@@ -66,7 +67,8 @@ pub enum Resource {
         #[command(subcommand)]
         action: DestinationAction,
     },
-    /// Connections: list, get, pause, unpause, disable, enable.
+    /// Connections (a source routed to a destination): list, get, create, delete, pause,
+    /// unpause, disable, enable.
     Connections {
         /// Print the JSON answer instead of a table.
         #[arg(long, global = true)]
@@ -74,7 +76,7 @@ pub enum Resource {
         #[command(subcommand)]
         action: ConnectionAction,
     },
-    /// Events: list, get, retry.
+    /// Events (one request routed through one connection): list, get, retry.
     Events {
         /// Print the JSON answer instead of a table.
         #[arg(long, global = true)]
@@ -82,15 +84,18 @@ pub enum Resource {
         #[command(subcommand)]
         action: EventAction,
     },
-    /// Attempts of one event.
+    /// List the delivery attempts of one event.
+    #[command(after_help = "Example:\n  fasthook attempts --event_id evt_xxx")]
     Attempts {
+        /// The event's id (evt_…).
         #[arg(long = "event_id", alias = "event-id")]
         event_id: String,
         /// Print the JSON answer instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Requests: list, get, retry (replayed through today's connections).
+    /// Requests (what a source received): list, get, retry (replayed through today's
+    /// connections).
     Requests {
         /// Print the JSON answer instead of a table.
         #[arg(long, global = true)]
@@ -123,7 +128,7 @@ pub enum Resource {
         #[command(subcommand)]
         action: AlertChannelAction,
     },
-    /// Bulk retries: `bulk retry --connection_id web_xxx --status FAILED`, `bulk status bch_xxx`.
+    /// Bulk retries: retry (start one), status (follow one).
     Bulk {
         /// Print the JSON answer instead of a table.
         #[arg(long, global = true)]
@@ -131,7 +136,7 @@ pub enum Resource {
         #[command(subcommand)]
         action: BulkAction,
     },
-    /// Teams (needs FASTHOOK_ADMIN_KEY): `teams create --name acme`.
+    /// Teams (needs FASTHOOK_ADMIN_KEY): create.
     Teams {
         /// Print the JSON answer instead of a table.
         #[arg(long, global = true)]
@@ -148,12 +153,13 @@ pub enum Resource {
         action: KeyAction,
     },
     /// Exits 0 when the gateway is ready (`/readyz`), for container health checks.
+    #[command(after_help = "Example:\n  fasthook health")]
     Health {
         /// Print the JSON answer instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Whole-engine pause (needs FASTHOOK_ADMIN_KEY).
+    /// Whole-engine pause of every delivery (needs FASTHOOK_ADMIN_KEY): pause, resume, status.
     Engine {
         /// Print the JSON answer instead of a table.
         #[arg(long, global = true)]
@@ -165,39 +171,63 @@ pub enum Resource {
 
 #[derive(Debug, Subcommand)]
 pub enum SourceAction {
+    /// List the team's sources, newest first.
+    #[command(
+        after_help = "Examples:\n  fasthook sources list\n  fasthook sources list --limit 20 --json"
+    )]
     List(ListArgs),
+    /// Show one source, with its ingress URL.
+    #[command(after_help = "Example:\n  fasthook sources get src_xxx")]
     Get {
+        /// The source's id (src_…).
         id: String,
     },
-    /// e.g. `sources create --name stripe`; prints its ingress URL.
+    /// Create a source; prints its ingress URL.
+    #[command(after_help = "Example:\n  fasthook sources create --name stripe")]
     Create {
+        /// A name for it, e.g. `stripe`.
         #[arg(long)]
         name: String,
     },
-    /// Ingress answers 403 and stores nothing until enabled.
+    /// Disable a source: ingress answers 403 and stores nothing until it is enabled.
+    #[command(after_help = "Example:\n  fasthook sources disable src_xxx")]
     Disable {
+        /// The source's id (src_…).
         id: String,
     },
+    /// Let a disabled source accept requests again.
+    #[command(after_help = "Example:\n  fasthook sources enable src_xxx")]
     Enable {
+        /// The source's id (src_…).
         id: String,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum RequestAction {
+    /// List received requests, newest first (`--source_id` narrows it).
+    #[command(after_help = "Example:\n  fasthook requests list --source_id src_xxx --limit 20")]
     List(ListArgs),
+    /// Show one request.
+    #[command(after_help = "Example:\n  fasthook requests get req_xxx")]
     Get {
+        /// The request's id (req_…).
         id: String,
     },
     /// Replays the request through today's connections (a new request, `replay_of` set).
+    #[command(after_help = "Example:\n  fasthook requests retry req_xxx")]
     Retry {
+        /// The request's id (req_…).
         id: String,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TeamAction {
+    /// Create a team; prints its id (tm_…).
+    #[command(after_help = "Example:\n  FASTHOOK_ADMIN_KEY=… fasthook teams create --name acme")]
     Create {
+        /// The team's name, e.g. `acme`.
         #[arg(long)]
         name: String,
     },
@@ -205,91 +235,152 @@ pub enum TeamAction {
 
 #[derive(Debug, Subcommand)]
 pub enum KeyAction {
-    /// Prints the new key once.
+    /// Create an API key for a team; prints the new key once.
+    #[command(after_help = "Example:\n  fasthook keys create --team_id tm_xxx")]
     Create {
+        /// The team's id (tm_…).
         #[arg(long = "team_id", alias = "team-id")]
         team_id: String,
     },
+    /// Revoke one of a team's API keys: calls with it are refused from then on.
+    #[command(after_help = "Example:\n  fasthook keys revoke --team_id tm_xxx key_xxx")]
     Revoke {
+        /// The team's id (tm_…).
         #[arg(long = "team_id", alias = "team-id")]
         team_id: String,
+        /// The key's id (key_…), as `keys create` printed it.
         key_id: String,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum DestinationAction {
+    /// List the team's destinations, newest first.
+    #[command(after_help = "Example:\n  fasthook destinations list --limit 20")]
     List(ListArgs),
+    /// Show one destination.
+    #[command(after_help = "Example:\n  fasthook destinations get des_xxx")]
     Get {
+        /// The destination's id (des_…).
         id: String,
     },
-    /// e.g. `destinations create --name orders --url https://example.com/hooks --rate-limit 50/second`.
+    /// Create a destination: the URL events are delivered to.
+    #[command(
+        after_help = "Example:\n  fasthook destinations create --name orders --url https://example.com/hooks --rate-limit 50/second"
+    )]
     Create {
+        /// A name for it, e.g. `orders`.
         #[arg(long)]
         name: String,
+        /// The URL events are POSTed to, e.g. `https://example.com/hooks`.
         #[arg(long)]
         url: String,
-        /// At most this many attempts per period: `50/second`, `600/minute`, `10000/hour`.
+        /// At most this many attempts per period: `50/second`, `600/minute`, `10000/hour`
+        /// (a bare number is per second; default: no limit).
         #[arg(long = "rate-limit", alias = "rate_limit")]
         rate_limit: Option<String>,
     },
-    /// Its events wait (QUEUED) until it is enabled.
+    /// Disable a destination: its events wait (QUEUED) until it is enabled.
+    #[command(after_help = "Example:\n  fasthook destinations disable des_xxx")]
     Disable {
+        /// The destination's id (des_…).
         id: String,
     },
+    /// Deliver to a disabled destination again.
+    #[command(after_help = "Example:\n  fasthook destinations enable des_xxx")]
     Enable {
+        /// The destination's id (des_…).
         id: String,
     },
+    /// Show its circuit breaker: state (closed, open, half-open), failures, next probe.
+    #[command(after_help = "Example:\n  fasthook destinations circuit des_xxx")]
     Circuit {
+        /// The destination's id (des_…).
         id: String,
     },
+    /// Close its circuit breaker now, without waiting for a probe to succeed.
+    #[command(after_help = "Example:\n  fasthook destinations reset-circuit des_xxx")]
     ResetCircuit {
+        /// The destination's id (des_…).
         id: String,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ConnectionAction {
+    /// List the team's connections (`--source_id`, `--destination_id` narrow it).
+    #[command(after_help = "Example:\n  fasthook connections list --destination_id des_xxx")]
     List(ListArgs),
-    /// e.g. `connections create --name orders --source_id src_xxx --destination_id des_xxx`.
+    /// Route a source's requests to a destination.
+    #[command(
+        after_help = "Example:\n  fasthook connections create --name orders --source_id src_xxx --destination_id des_xxx"
+    )]
     Create {
+        /// A name for it, e.g. `orders`.
         #[arg(long)]
         name: String,
+        /// The source it routes from (src_…).
         #[arg(long = "source_id", alias = "source-id")]
         source_id: String,
+        /// The destination it delivers to (des_…).
         #[arg(long = "destination_id", alias = "destination-id")]
         destination_id: String,
     },
-    /// Refused while it holds events, unless `--cancel-events` cancels them.
+    /// Delete a connection; refused while it holds events, unless `--cancel-events`.
+    #[command(
+        after_help = "Examples:\n  fasthook connections delete web_xxx\n  fasthook connections delete web_xxx --cancel-events"
+    )]
     Delete {
+        /// The connection's id (web_…).
         id: String,
+        /// Cancel the events it still holds (CANCELLED) and delete it anyway.
         #[arg(long = "cancel-events", alias = "cancel_events")]
         cancel_events: bool,
     },
+    /// Show one connection.
+    #[command(after_help = "Example:\n  fasthook connections get web_xxx")]
     Get {
+        /// The connection's id (web_…).
         id: String,
     },
+    /// Pause a connection: its new events are held (HOLD) until `unpause`.
+    #[command(after_help = "Example:\n  fasthook connections pause web_xxx")]
     Pause {
+        /// The connection's id (web_…).
         id: String,
     },
-    /// Releases the held events in order; `--drain-rate 50/second` caps the release.
+    /// Unpause a connection: its held events are released in order, at most at `--drain-rate`.
+    #[command(
+        after_help = "Examples:\n  fasthook connections unpause web_xxx\n  fasthook connections unpause web_xxx --drain-rate 50/second"
+    )]
     Unpause {
+        /// The connection's id (web_…).
         id: String,
-        /// At most this many held events per period, e.g. `50/second` or `600/minute`.
+        /// At most this many held events per period: `50/second`, `600/minute` or
+        /// `10000/hour` (a bare number is per second; default: no cap).
         #[arg(long = "drain-rate", alias = "drain_rate")]
         drain_rate: Option<String>,
     },
+    /// Disable a connection: it routes nothing until enabled; events already held stay HOLD.
+    #[command(after_help = "Example:\n  fasthook connections disable web_xxx")]
     Disable {
+        /// The connection's id (web_…).
         id: String,
     },
+    /// Route through a disabled connection again.
+    #[command(after_help = "Example:\n  fasthook connections enable web_xxx")]
     Enable {
+        /// The connection's id (web_…).
         id: String,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum EventAction {
-    /// e.g. `events list --connection_id web_xxx --status HOLD --limit 50`.
+    /// List events, newest first; `--follow` keeps printing new ones.
+    #[command(
+        after_help = "Examples:\n  fasthook events list --connection_id web_xxx --status HOLD --limit 50\n  fasthook events list --status FAILED --follow"
+    )]
     List {
         #[command(flatten)]
         list: ListArgs,
@@ -297,31 +388,45 @@ pub enum EventAction {
         #[arg(long)]
         follow: bool,
     },
+    /// Show one event.
+    #[command(after_help = "Example:\n  fasthook events get evt_xxx")]
     Get {
+        /// The event's id (evt_…).
         id: String,
     },
+    /// Deliver a finished event again now (a MANUAL attempt); held if its connection is
+    /// paused.
+    #[command(after_help = "Example:\n  fasthook events retry evt_xxx")]
     Retry {
+        /// The event's id (evt_…).
         id: String,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum MetricsAction {
-    /// e.g. `metrics events --connection_id web_xxx --granularity 1m --measures[] hold_count`.
+    /// Event counts and error rate per time bucket, for the team or one connection,
+    /// destination or source.
+    #[command(
+        after_help = "Example:\n  fasthook metrics events --connection_id web_xxx --granularity 1m --measures[] hold_count"
+    )]
     Events {
-        /// RFC 3339; default: a day before `--to`.
+        /// Start, RFC 3339 (e.g. `2024-05-01T00:00:00Z`); default: a day before `--to`.
         #[arg(long)]
         from: Option<String>,
-        /// RFC 3339; default: now.
+        /// End, RFC 3339; default: now.
         #[arg(long)]
         to: Option<String>,
-        /// 1m, 1h or 1d.
+        /// Bucket width: 1m, 1h or 1d.
         #[arg(long, default_value = "1h")]
         granularity: String,
+        /// Only this connection's events (web_…).
         #[arg(long = "connection_id", alias = "connection-id")]
         connection_id: Option<String>,
+        /// Only this destination's events (des_…).
         #[arg(long = "destination_id", alias = "destination-id")]
         destination_id: Option<String>,
+        /// Only this source's events (src_…).
         #[arg(long = "source_id", alias = "source-id")]
         source_id: Option<String>,
         /// hold_count, queued_count, scheduled_count, failed_count, delivered_count,
@@ -333,91 +438,134 @@ pub enum MetricsAction {
 
 #[derive(Debug, Subcommand)]
 pub enum IssueAction {
-    /// e.g. `issues list --status OPENED --destination_id des_xxx`.
+    /// List issues, newest first.
+    #[command(
+        after_help = "Example:\n  fasthook issues list --status OPENED --destination_id des_xxx"
+    )]
     List {
         /// OPENED, ACKNOWLEDGED, RESOLVED or DISMISSED; repeatable.
         #[arg(long)]
         status: Vec<String>,
+        /// Only this destination's issues (des_…).
         #[arg(long = "destination_id", alias = "destination-id")]
         destination_id: Option<String>,
-        /// circuit_open.
+        /// The issue type: circuit_open (the only one).
         #[arg(long = "type")]
         kind: Option<String>,
+        /// Items per page, 1 to 250 (default 100).
         #[arg(long)]
         limit: Option<u32>,
+        /// The cursor a previous page printed (`--next …`).
         #[arg(long)]
         next: Option<String>,
     },
+    /// Show one issue.
+    #[command(after_help = "Example:\n  fasthook issues get iss_xxx")]
     Get {
+        /// The issue's id (iss_…).
         id: String,
     },
-    /// Marks it ACKNOWLEDGED: someone is on it.
+    /// Mark an issue ACKNOWLEDGED: someone is on it.
+    #[command(after_help = "Example:\n  fasthook issues ack iss_xxx")]
     Ack {
+        /// The issue's id (iss_…).
         id: String,
     },
-    /// Marks it DISMISSED.
+    /// Mark an issue DISMISSED.
+    #[command(after_help = "Example:\n  fasthook issues dismiss iss_xxx")]
     Dismiss {
+        /// The issue's id (iss_…).
         id: String,
     },
-    /// Marks it RESOLVED.
+    /// Mark an issue RESOLVED.
+    #[command(after_help = "Example:\n  fasthook issues resolve iss_xxx")]
     Resolve {
+        /// The issue's id (iss_…).
         id: String,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum AlertChannelAction {
+    /// List the team's alert channels.
+    #[command(after_help = "Example:\n  fasthook alert-channels list")]
     List,
-    /// e.g. `alert-channels create --url https://ops.example.com/hook` (both alert types).
+    /// Add a webhook channel that receives issue alerts; prints its signing secret.
+    #[command(
+        after_help = "Examples:\n  fasthook alert-channels create --url https://ops.example.com/hook\n  fasthook alert-channels create --url https://ops.example.com/hook --alert-type issue_opened"
+    )]
     Create {
+        /// The URL alerts are POSTed to.
         #[arg(long)]
         url: String,
+        /// A name for it (default `alerts`).
         #[arg(long)]
         name: Option<String>,
         /// issue_opened, issue_resolved; repeatable (default both).
         #[arg(long = "alert-type", alias = "alert_types")]
         alert_types: Vec<String>,
     },
+    /// Remove an alert channel.
+    #[command(after_help = "Example:\n  fasthook alert-channels delete alc_xxx")]
     Delete {
+        /// The alert channel's id (alc_…).
         id: String,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum BulkAction {
-    /// Retries every event the query selects, in the background; prints the job.
+    /// Retry every event the flags select, in the background; prints the job (bch_…).
+    #[command(
+        after_help = "Example:\n  fasthook bulk retry --connection_id web_xxx --status FAILED"
+    )]
     Retry {
+        /// Only this connection's events (web_…).
         #[arg(long = "connection_id", alias = "connection-id")]
         connection_id: Option<String>,
+        /// Only this destination's events (des_…).
         #[arg(long = "destination_id", alias = "destination-id")]
         destination_id: Option<String>,
-        /// Statuses to select (default FAILED); repeatable. HOLD is never selected.
+        /// SCHEDULED, QUEUED, SUCCESSFUL, FAILED or CANCELLED; repeatable (default FAILED).
+        /// HOLD is never selected.
         #[arg(long)]
         status: Vec<String>,
     },
-    /// A bulk retry's progress.
-    Status { id: String },
+    /// Show a bulk retry's progress.
+    #[command(after_help = "Example:\n  fasthook bulk status bch_xxx")]
+    Status {
+        /// The bulk retry's id (bch_…), as `bulk retry` printed it.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum EngineAction {
+    /// Stop starting deliveries, for every team; ingress keeps accepting.
+    #[command(after_help = "Example:\n  FASTHOOK_ADMIN_KEY=… fasthook engine pause")]
     Pause,
+    /// Start delivering again after `engine pause`.
+    #[command(after_help = "Example:\n  FASTHOOK_ADMIN_KEY=… fasthook engine resume")]
     Resume,
+    /// Show whether the engine is paused, since when and by whom.
+    #[command(after_help = "Example:\n  FASTHOOK_ADMIN_KEY=… fasthook engine status")]
     Status,
 }
 
+/// Filters and paging of a list; each list takes only the filters its API knows (the API
+/// refuses the others).
 #[derive(Debug, Args, Default)]
 pub struct ListArgs {
-    /// Only this connection's (web_…).
+    /// Events only: only this connection's (web_…).
     #[arg(long = "connection_id", alias = "connection-id")]
     connection_id: Option<String>,
-    /// Only this destination's (des_…).
+    /// Events, connections: only this destination's (des_…).
     #[arg(long = "destination_id", alias = "destination-id")]
     destination_id: Option<String>,
-    /// Only this source's (src_…).
+    /// Events, connections, requests: only this source's (src_…).
     #[arg(long = "source_id", alias = "source-id")]
     source_id: Option<String>,
-    /// Events: SCHEDULED, QUEUED, HOLD, SUCCESSFUL, FAILED or CANCELLED; repeatable.
+    /// Events only: SCHEDULED, QUEUED, HOLD, SUCCESSFUL, FAILED or CANCELLED; repeatable.
     #[arg(long)]
     status: Vec<String>,
     /// Items per page, 1 to 250 (default 100).
@@ -1022,6 +1170,125 @@ mod tests {
         assert_eq!(lines[1], "evt_1   HOLD    0");
         assert_eq!(lines[2], "evt_22  QUEUED  3");
         assert_eq!(lines[3], "(more: --next evt_22)");
+    }
+
+    /// `--help` of every client command says what it does, every flag and positional says
+    /// what it takes, and every leaf command shows an example invocation.
+    #[test]
+    fn every_command_and_flag_is_described() {
+        fn walk(cmd: &clap::Command, path: &str, problems: &mut Vec<String>) {
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                let path = format!("{path} {}", sub.get_name());
+                if sub
+                    .get_about()
+                    .is_none_or(|a| a.to_string().trim().is_empty())
+                {
+                    problems.push(format!("`{path}`: no about"));
+                }
+                for arg in sub.get_arguments() {
+                    let id = arg.get_id().as_str();
+                    if matches!(id, "help" | "version") {
+                        continue;
+                    }
+                    let name = arg
+                        .get_long()
+                        .map_or(format!("<{id}>"), |l| format!("--{l}"));
+                    if arg
+                        .get_help()
+                        .is_none_or(|h| h.to_string().trim().is_empty())
+                    {
+                        problems.push(format!("`{path} {name}`: no help"));
+                    }
+                }
+                let leaf = sub.get_subcommands().all(|s| s.get_name() == "help");
+                let example = sub
+                    .get_after_help()
+                    .is_some_and(|a| a.to_string().contains("fasthook "));
+                if leaf && !example {
+                    problems.push(format!("`{path}`: no example in after_help"));
+                }
+                walk(sub, &path, problems);
+            }
+        }
+        let root = <Resource as Subcommand>::augment_subcommands(clap::Command::new("fasthook"));
+        let mut problems = Vec::new();
+        walk(&root, "fasthook", &mut problems);
+        assert!(
+            problems.is_empty(),
+            "undescribed client commands or args:\n{}",
+            problems.join("\n")
+        );
+    }
+
+    /// Flags taking one of a fixed set of values name them all in their help (any one of
+    /// the sets given for that flag).
+    #[test]
+    fn enumerated_flags_list_their_values() {
+        use crate::domain::alerts::AlertType;
+        use crate::domain::event_metrics::Measure;
+        use crate::domain::issues::IssueStatus;
+        use crate::domain::EventStatus;
+        let event_statuses: Vec<&str> = EventStatus::ALL.iter().map(|s| s.as_str()).collect();
+        let issue_statuses: Vec<&str> = IssueStatus::ALL.iter().map(|s| s.as_str()).collect();
+        let measures: Vec<&str> = Measure::ALL.iter().map(|m| m.as_str()).collect();
+        let alert_types: Vec<&str> = AlertType::ALL.iter().map(|t| t.as_str()).collect();
+        let periods = vec!["/second", "/minute", "/hour"];
+        let expected: Vec<(&str, Vec<Vec<&str>>)> = vec![
+            ("status", vec![event_statuses, issue_statuses]),
+            ("dir", vec![vec!["asc", "desc"]]),
+            ("granularity", vec![vec!["1m", "1h", "1d"]]),
+            ("measures[]", vec![measures]),
+            ("rate-limit", vec![periods.clone()]),
+            ("drain-rate", vec![periods]),
+            ("alert-type", vec![alert_types]),
+            ("type", vec![vec!["circuit_open"]]),
+        ];
+        fn walk(
+            cmd: &clap::Command,
+            path: &str,
+            expected: &[(&str, Vec<Vec<&str>>)],
+            seen: &mut Vec<String>,
+            problems: &mut Vec<String>,
+        ) {
+            for sub in cmd.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                for arg in sub.get_arguments() {
+                    let Some(long) = arg.get_long() else { continue };
+                    let Some((_, sets)) = expected.iter().find(|(l, _)| *l == long) else {
+                        continue;
+                    };
+                    seen.push(long.to_string());
+                    let help = format!(
+                        "{} {}",
+                        arg.get_help().map(|h| h.to_string()).unwrap_or_default(),
+                        arg.get_long_help()
+                            .map(|h| h.to_string())
+                            .unwrap_or_default()
+                    );
+                    if !sets.iter().any(|set| set.iter().all(|v| help.contains(v))) {
+                        problems.push(format!(
+                            "`{path} --{long}`: help {help:?} should name all of one of {sets:?}"
+                        ));
+                    }
+                }
+                walk(sub, &path, expected, seen, problems);
+            }
+        }
+        let root = <Resource as Subcommand>::augment_subcommands(clap::Command::new("fasthook"));
+        let (mut seen, mut problems) = (Vec::new(), Vec::new());
+        walk(&root, "fasthook", &expected, &mut seen, &mut problems);
+        for (long, _) in &expected {
+            if !seen.iter().any(|s| s == long) {
+                problems.push(format!(
+                    "no client flag `--{long}` any more: update this test"
+                ));
+            }
+        }
+        assert!(
+            problems.is_empty(),
+            "enumerated flags without their values:\n{}",
+            problems.join("\n")
+        );
     }
 
     #[test]

@@ -79,6 +79,15 @@ macro_rules! id_type {
                 deserialize_id($prefix, d).map(Self)
             }
         }
+
+        /// In the API document: the prefix and a ULID.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                crate::domain::ids::id_schema($prefix)
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 
@@ -106,6 +115,16 @@ id_type!(
 id_type!(
     /// One alert to one channel; its `webhook-id`.
     AlertId, "alr_");
+
+/// The schema of an id with this prefix: text, the prefix then a ULID.
+pub fn id_schema(prefix: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(format!("^{prefix}")))
+        .examples([format!("{prefix}01JQ3ZC7W6Y2V8E4K9M5T0R1AB")])
+        .into()
+}
 
 /// Stored form tags. JSON and other human-readable forms carry the id's text; the store's
 /// binary form carries `ULID_TAG` and the ULID's 16 bytes (the prefix is implied by the type),

@@ -666,7 +666,7 @@ impl Handler<CancelWaiting> for DestinationActor {
 }
 
 /// What `GET /v1/destinations/:id/circuit` shows.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct CircuitView {
     pub destination_id: DestinationId,
     pub state: CircuitState,

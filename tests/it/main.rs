@@ -18,6 +18,7 @@ mod issues;
 mod logs;
 mod manual_retry;
 mod metrics;
+mod openapi;
 mod pause;
 mod queries;
 mod quickstart;
