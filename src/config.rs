@@ -91,6 +91,15 @@ pub struct DeliveryConfig {
     pub queue_window: usize,
 }
 
+impl Config {
+    /// Where deliveries and alerts may connect.
+    pub fn address_policy(&self) -> crate::domain::address_policy::AddressPolicy {
+        crate::domain::address_policy::AddressPolicy {
+            block_private_networks: self.delivery.block_private_networks,
+        }
+    }
+}
+
 impl Default for DeliveryConfig {
     fn default() -> Self {
         DeliveryConfig {

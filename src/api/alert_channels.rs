@@ -45,7 +45,7 @@ pub(super) async fn create_channel(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let input: ChannelIn = json::parse(&body)?;
-    let url = check_url("url", &input.url)?;
+    let url = check_url("url", &input.url, engine.config().address_policy())?;
     if input.alert_types.is_empty() {
         return Err(ApiError::validation(
             "alert_types",

@@ -10,7 +10,9 @@ use super::auth::Auth;
 use super::error::ApiError;
 use super::json::{self, check_name, QueryParams};
 use super::openapi::{ApiErrors, Deleted, ListOut, ListParams};
+use crate::domain::address_policy::AddressPolicy;
 use crate::domain::*;
+use crate::engine::address_guard::literal_refusal;
 use crate::engine::destination_actor::CircuitView;
 use crate::engine::Engine;
 
@@ -55,8 +57,9 @@ pub(super) struct CircuitIn {
     success_threshold: Option<u32>,
 }
 
-/// An absolute http(s) URL with a host.
-pub fn check_url(field: &str, url: &str) -> Result<String, ApiError> {
+/// An absolute http(s) URL with a host, not naming an address the gateway refuses to connect
+/// to (a name is judged again at every connection, whatever it resolves to then).
+pub fn check_url(field: &str, url: &str, policy: AddressPolicy) -> Result<String, ApiError> {
     let parsed = reqwest::Url::parse(url.trim())
         .map_err(|_| ApiError::validation(field, "must be an absolute http or https URL"))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
@@ -65,10 +68,17 @@ pub fn check_url(field: &str, url: &str) -> Result<String, ApiError> {
             "must be an absolute http or https URL",
         ));
     }
+    if let Some(why) = literal_refusal(&parsed, policy) {
+        return Err(ApiError::validation(
+            field,
+            format!("names {}; the gateway does not connect there", why.as_str()),
+        ));
+    }
     Ok(parsed.to_string())
 }
 
 fn build(
+    engine: &Engine,
     input: DestinationIn,
     existing: Option<&Destination>,
     team: &TeamId,
@@ -151,7 +161,7 @@ fn build(
         id: existing.map_or_else(DestinationId::new, |d| d.id.clone()),
         team_id: team.clone(),
         name: check_name("name", &input.name)?,
-        url: check_url("url", &input.url)?,
+        url: check_url("url", &input.url, engine.config().address_policy())?,
         http_method,
         rate_limit: input.rate_limit,
         rate_limit_period: input.rate_limit_period.unwrap_or(RatePeriod::Second),
@@ -245,7 +255,7 @@ pub(super) async fn create(
     auth: Auth,
     body: super::Body,
 ) -> Result<HttpResponse, ApiError> {
-    let destination = build(json::parse(&body)?, None, &auth.team)?;
+    let destination = build(&engine, json::parse(&body)?, None, &auth.team)?;
     engine.save_destination(destination.clone()).await?;
     Ok(HttpResponse::Ok().json(render(&destination)))
 }
@@ -289,6 +299,7 @@ pub(super) async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let current = owned(&engine, &auth, &id)?;
     let destination = build(
+        &engine,
         json::merge_patch(input_form(&current), &body)?,
         Some(&current),
         &auth.team,

@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::destination_core::AttemptResult;
-use super::models::CircuitConfig;
+use super::models::{CircuitConfig, DeliveryError};
 use super::time::Timestamp;
 
 #[derive(
@@ -272,6 +272,8 @@ pub fn classify(result: &AttemptResult) -> AttemptClass {
         return AttemptClass::Success;
     }
     match (result.error, result.response_status) {
+        // The gateway refused the address: says nothing about the receiver's health.
+        (Some(DeliveryError::BlockedAddress), _) => AttemptClass::SoftFailure,
         (None, Some(status)) if (400..500).contains(&status) && status != 408 && status != 429 => {
             AttemptClass::SoftFailure
         }
@@ -282,7 +284,6 @@ pub fn classify(result: &AttemptResult) -> AttemptClass {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::models::DeliveryError;
     use proptest::prelude::*;
     use AttemptClass::{HardFailure, SoftFailure, Success};
     use CircuitState::{Closed, HalfOpen, Open};
@@ -642,6 +643,10 @@ mod tests {
         assert_eq!(
             classify(&result(Some(404), Some(DeliveryError::ConnectionReset))),
             HardFailure
+        );
+        assert_eq!(
+            classify(&result(None, Some(DeliveryError::BlockedAddress))),
+            SoftFailure
         );
     }
 

@@ -1,5 +1,6 @@
 //! Plain data and pure logic: no IO, no actix, no sled. Time comes in as an argument.
 
+pub mod address_policy;
 pub mod alerts;
 pub mod breaker;
 pub mod bulk_retry;

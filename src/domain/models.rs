@@ -302,6 +302,8 @@ pub enum DeliveryError {
     Dns,
     Tls,
     BadResponse,
+    /// The address is one the gateway does not connect to (the SSRF guard); nothing was sent.
+    BlockedAddress,
 }
 
 impl DeliveryError {
@@ -313,6 +315,7 @@ impl DeliveryError {
             DeliveryError::Dns => "DNS",
             DeliveryError::Tls => "TLS",
             DeliveryError::BadResponse => "BAD_RESPONSE",
+            DeliveryError::BlockedAddress => "BLOCKED_ADDRESS",
         }
     }
 }

@@ -155,7 +155,7 @@ async fn send(store: &Store, client: &DeliveryClient, alert: &Alert) -> Outcome 
             Outcome::Failed
         }
         Err(e) => {
-            tracing::warn!(alert_id = %alert.id, alert_channel_id = %channel.id, error = %e, attempts = alert.attempts + 1, "alert not delivered; will retry");
+            tracing::warn!(alert_id = %alert.id, alert_channel_id = %channel.id, error = e.as_str(), attempts = alert.attempts + 1, "alert not delivered; will retry");
             Outcome::Failed
         }
     }

@@ -9,6 +9,8 @@ use base64::Engine as _;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
+use super::address_guard::{literal_refusal, BlockedAddress, GuardedResolver};
+use crate::domain::address_policy::AddressPolicy;
 use crate::domain::destination_core::AttemptResult;
 use crate::domain::verify::hmac_digest;
 use crate::domain::{DeliveryError, Destination, EventId, HmacAlgorithm, Timestamp};
@@ -148,16 +150,19 @@ impl Signer {
 #[derive(Clone)]
 pub struct DeliveryClient {
     client: reqwest::Client,
+    policy: AddressPolicy,
 }
 
 /// Response bodies are read (so the connection can be reused) but only this much is kept.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 impl DeliveryClient {
-    pub fn new() -> Result<DeliveryClient, reqwest::Error> {
+    /// A client that connects only where `policy` allows.
+    pub fn new(policy: AddressPolicy) -> Result<DeliveryClient, reqwest::Error> {
         let client = reqwest::Client::builder()
             // Redirects are not followed: a receiver cannot bounce a delivery elsewhere.
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(GuardedResolver { policy }))
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(90))
             // Many destinations often share one receiver host: with 64 kept idle, W3's
@@ -166,7 +171,7 @@ impl DeliveryClient {
             .tcp_nodelay(true)
             .user_agent(concat!("FastHook/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(DeliveryClient { client })
+        Ok(DeliveryClient { client, policy })
     }
 
     /// POSTs a JSON `body` signed by `signer` under `id` (the Standard Webhooks headers, as
@@ -178,12 +183,16 @@ impl DeliveryClient {
         body: Vec<u8>,
         signer: &Signer,
         timeout: Duration,
-    ) -> Result<u16, reqwest::Error> {
+    ) -> Result<u16, DeliveryError> {
+        let parsed = reqwest::Url::parse(url).map_err(|_| DeliveryError::BadResponse)?;
+        if literal_refusal(&parsed, self.policy).is_some() {
+            return Err(DeliveryError::BlockedAddress);
+        }
         let ts = (Timestamp::now().millis() / 1000) as i64;
         let signature = signer.sign(id, ts, &body);
         let resp = self
             .client
-            .post(url)
+            .post(parsed)
             .timeout(timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("webhook-id", id)
@@ -191,7 +200,8 @@ impl DeliveryClient {
             .header("webhook-signature", signature)
             .body(body)
             .send()
-            .await?;
+            .await
+            .map_err(|e| classify_error(&e))?;
         Ok(resp.status().as_u16())
     }
 
@@ -213,6 +223,14 @@ impl DeliveryClient {
                 duration_ms: 0,
             };
         };
+        if literal_refusal(&url, self.policy).is_some() {
+            return AttemptResult {
+                response_status: None,
+                error: Some(DeliveryError::BlockedAddress),
+                retry_after_ms: None,
+                duration_ms: 0,
+            };
+        }
         let signer = target.signer.as_ref();
         let mut headers =
             HeaderMap::with_capacity(payload.headers.len() + target.headers.len() + 5);
@@ -290,6 +308,9 @@ pub fn classify_error(e: &reqwest::Error) -> DeliveryError {
     let mut text = String::new();
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
+        if err.downcast_ref::<BlockedAddress>().is_some() {
+            return DeliveryError::BlockedAddress;
+        }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
             if let Some(code) = classify_io(io.kind()) {
                 return code;

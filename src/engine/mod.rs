@@ -3,6 +3,7 @@
 //! registry here mirrors the configuration objects in memory for routing; the store is the
 //! record.
 
+pub mod address_guard;
 pub mod alerts;
 mod bulk_retry;
 pub mod connection_actor;
@@ -91,7 +92,7 @@ struct Inner {
 impl Engine {
     /// Creates the engine (not ready yet). Must run inside an actix `System`.
     pub fn new(config: Config, store: Store) -> Result<Engine> {
-        let client = DeliveryClient::new()
+        let client = DeliveryClient::new(config.address_policy())
             .map_err(|e| EngineError::Unavailable(format!("HTTP client: {e}")))?;
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())

@@ -27,4 +27,5 @@ mod routing;
 mod runbook;
 mod shutdown;
 mod signatures;
+mod ssrf;
 mod stranding;

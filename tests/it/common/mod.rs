@@ -822,6 +822,8 @@ struct ReceiverState {
     retry_after_s: AtomicU64,
     /// Statuses answered first, one per hit, before falling back to `status`.
     script: Mutex<VecDeque<u16>>,
+    /// Sent as `Location` with a 3xx answer.
+    location: Mutex<Option<String>>,
     hits: Mutex<Vec<Hit>>,
 }
 
@@ -843,6 +845,7 @@ impl TestReceiver {
             delay_ms: AtomicU64::new(0),
             retry_after_s: AtomicU64::new(0),
             script: Mutex::new(VecDeque::new()),
+            location: Mutex::new(None),
             hits: Mutex::new(Vec::new()),
         });
         let st = state.clone();
@@ -887,6 +890,11 @@ impl TestReceiver {
             .lock()
             .unwrap()
             .extend(statuses.iter().copied());
+    }
+
+    /// Answers 3xx statuses with `Location: url`.
+    pub fn set_location(&self, url: &str) {
+        *self.state.location.lock().unwrap() = Some(url.to_owned());
     }
 
     /// Answers 429 and 503 with `Retry-After: seconds` (0: without).
@@ -1014,6 +1022,9 @@ async fn handle(st: Arc<ReceiverState>, req: Request<Incoming>) -> Response<Full
     let retry_after = st.retry_after_s.load(Ordering::SeqCst);
     if retry_after > 0 && matches!(status, 429 | 503) {
         response = response.header("retry-after", retry_after.to_string());
+    }
+    if let (300..=399, Some(location)) = (status, st.location.lock().unwrap().clone()) {
+        response = response.header("location", location);
     }
     response.body(Full::new(Bytes::from_static(b"ok"))).unwrap()
 }
