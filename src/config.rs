@@ -70,12 +70,16 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct IngressConfig {
     pub max_body_bytes: usize,
+    /// Requests per second each team's source URLs accept (a second's worth may come at
+    /// once); over it, 429 with `Retry-After` and nothing stored. 0: no limit.
+    pub team_rate_limit: u32,
 }
 
 impl Default for IngressConfig {
     fn default() -> Self {
         IngressConfig {
             max_body_bytes: 1024 * 1024,
+            team_rate_limit: 0,
         }
     }
 }

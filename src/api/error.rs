@@ -34,6 +34,8 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("{0}")]
     Unavailable(String),
+    #[error("this team sends more than its ingress limit; retry after {0} s")]
+    RateLimited(u64),
     #[error("internal error")]
     Internal(String),
 }
@@ -56,6 +58,7 @@ impl ApiError {
             ApiError::VerificationFailed => "VERIFICATION_FAILED",
             ApiError::Conflict { code, .. } => code,
             ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            ApiError::RateLimited(_) => "RATE_LIMITED",
             ApiError::Internal(_) => "INTERNAL_ERROR",
         }
     }
@@ -74,6 +77,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -84,8 +88,14 @@ impl ResponseError for ApiError {
             tracing::error!(%detail, "internal error");
         }
         let mut resp = HttpResponse::build(status);
-        if matches!(self, ApiError::Unavailable(_)) {
-            resp.insert_header(("retry-after", "1"));
+        match self {
+            ApiError::Unavailable(_) => {
+                resp.insert_header(("retry-after", "1"));
+            }
+            ApiError::RateLimited(secs) => {
+                resp.insert_header(("retry-after", secs.to_string()));
+            }
+            _ => {}
         }
         resp.json(serde_json::json!({
             "status": status.as_u16(),

@@ -54,6 +54,11 @@ pub(super) async fn ingest(
         count("method_not_allowed");
         return Err(ApiError::MethodNotAllowed(method));
     }
+    // Before the body is read: a flood costs the gateway as little as it can.
+    if let Err(retry_after) = engine.take_ingress_allowance(&source.team_id) {
+        count("rate_limited");
+        return Err(ApiError::RateLimited(retry_after));
+    }
 
     // Refuse an oversized body before reading it when its length is declared, and stop
     // reading as soon as it goes over when it is not.

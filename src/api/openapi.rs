@@ -19,7 +19,7 @@ pub struct ErrorBody {
     pub status: u16,
     /// What went wrong, for programs: `INVALID_JSON`, `VALIDATION_ERROR`, `UNAUTHORIZED`,
     /// `FORBIDDEN`, `NOT_FOUND`, `METHOD_NOT_ALLOWED`, `SOURCE_DISABLED`, `PAYLOAD_TOO_LARGE`,
-    /// `VERIFICATION_FAILED`, `SERVICE_UNAVAILABLE`, `INTERNAL_ERROR`, or a conflict's own
+    /// `VERIFICATION_FAILED`, `RATE_LIMITED`, `SERVICE_UNAVAILABLE`, `INTERNAL_ERROR`, or a conflict's own
     /// code (`CONFLICT`, `EVENT_ON_HOLD`, `CONNECTION_DISABLED`, `REQUEST_REJECTED`, ...).
     pub code: &'static str,
     /// What went wrong, for people; a validation error names the field first.
@@ -118,6 +118,9 @@ pub enum IngressErrors {
     /// The body is larger than `ingress.max_body_bytes`.
     #[response(status = 413)]
     TooLarge(ErrorBody),
+    /// The team is over `ingress.team_rate_limit`; nothing was stored, retry after `Retry-After`.
+    #[response(status = 429)]
+    RateLimited(ErrorBody),
     /// Not stored (starting, or storage cannot write); retry after `Retry-After`.
     #[response(status = 503)]
     Unavailable(ErrorBody),

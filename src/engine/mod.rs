@@ -17,6 +17,7 @@ mod objects;
 mod payload_cache;
 mod recovery;
 mod registry;
+mod team_limit;
 mod teams;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,6 +88,7 @@ struct Inner {
     pause: std::sync::Mutex<StoredPause>,
     /// One pause change at a time, so the store and memory agree on the last one.
     pause_changes: tokio::sync::Mutex<()>,
+    team_limit: team_limit::TeamIngressLimit,
 }
 
 impl Engine {
@@ -119,7 +121,6 @@ impl Engine {
         metrics::gauge!(crate::telemetry::ENGINE_PAUSED).set(if paused { 1.0 } else { 0.0 });
         Ok(Engine {
             inner: Arc::new(Inner {
-                config,
                 deps,
                 arbiters,
                 registry: RwLock::new(Registry::default()),
@@ -128,6 +129,8 @@ impl Engine {
                 paused: AtomicBool::new(paused),
                 pause: std::sync::Mutex::new(pause),
                 pause_changes: tokio::sync::Mutex::new(()),
+                team_limit: team_limit::TeamIngressLimit::new(config.ingress.team_rate_limit),
+                config,
             }),
         })
     }
@@ -152,6 +155,15 @@ impl Engine {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// Takes one ingress request of `team`'s allowance (`ingress.team_rate_limit`), or
+    /// answers the whole seconds until it may send again.
+    pub fn take_ingress_allowance(&self, team: &TeamId) -> std::result::Result<(), u64> {
+        self.inner
+            .team_limit
+            .check(team)
+            .map_err(team_limit::retry_after_secs)
     }
 
     pub fn is_ready(&self) -> bool {

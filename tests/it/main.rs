@@ -29,3 +29,4 @@ mod shutdown;
 mod signatures;
 mod ssrf;
 mod stranding;
+mod team_limit;
