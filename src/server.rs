@@ -95,6 +95,7 @@ async fn serve(
     }
     engine.recover().await?;
     tracing::info!(%bound, "ready");
+    actix_web::rt::spawn(watch_disk(store.clone(), bound));
     if let Some(path) = config.source.clone() {
         actix_web::rt::spawn(watch_engine_pause(
             engine.clone(),
@@ -153,6 +154,57 @@ async fn watch_engine_pause(
                 tracing::warn!(path = %path.display(), error = %e, "config file does not parse; engine pause unchanged")
             }
         }
+    }
+}
+
+/// While the store cannot write (a full or failing disk), probes for space every second.
+/// When it is back: the body log writes again by itself, so the failure is just cleared; sled
+/// stays failed until reopened, so the gateway restarts in place (same process, same address,
+/// same arguments) and recovers exactly as after a crash. Nothing answered 200 was unsynced.
+async fn watch_disk(store: Store, bound: std::net::SocketAddr) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let health = store.disk_health();
+        if !health.failing() && !health.needs_reopen() {
+            continue;
+        }
+        let probe = store.clone();
+        if !matches!(
+            tokio::task::spawn_blocking(move || probe.space_returned()).await,
+            Ok(true)
+        ) {
+            continue;
+        }
+        if !health.needs_reopen() {
+            health.clear_failing();
+            tracing::warn!("the data directory takes writes again");
+            continue;
+        }
+        tracing::warn!(%bound, "the data directory takes writes again; restarting in place to reopen the store");
+        let error = restart_in_place(bound);
+        tracing::error!(%error, "cannot restart in place; restart the gateway to reopen the store");
+        return;
+    }
+}
+
+/// Replaces this process with a fresh start of the same binary and arguments, listening where
+/// this one did. Returns only if that fails.
+fn restart_in_place(bound: std::net::SocketAddr) -> std::io::Error {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        match std::env::current_exe() {
+            Ok(exe) => std::process::Command::new(exe)
+                .args(std::env::args_os().skip(1))
+                .env("FASTHOOK_LISTEN", bound.to_string())
+                .exec(),
+            Err(e) => e,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = bound;
+        std::io::Error::other("restarting in place needs a unix exec")
     }
 }
 

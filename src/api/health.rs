@@ -9,7 +9,7 @@ use crate::telemetry;
 /// The process's health, as `/healthz` and `/readyz` answer it.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct HealthOut {
-    /// `ok` (`/healthz`), `ready` or `recovering` (`/readyz`).
+    /// `ok` (`/healthz`); `ready`, `recovering` or `storage_unavailable` (`/readyz`).
     status: &'static str,
 }
 
@@ -21,20 +21,24 @@ pub(super) async fn healthz() -> HttpResponse {
 }
 
 /// 200 only once recovery has finished and every destination actor runs.
-/// 200 only once crash recovery has finished and every destination actor runs.
+/// 200 only once crash recovery has finished and every destination actor runs, and while the
+/// store can write (503 on a full or failing disk).
 #[utoipa::path(get, path = "/readyz", tag = "health", security(()),
     responses(
         (status = 200, description = "Ready", body = HealthOut),
-        (status = 503, description = "Still recovering", body = HealthOut),
+        (status = 503, description = "Still recovering, or the store cannot write", body = HealthOut),
     ))]
 pub(super) async fn readyz(engine: web::Data<Engine>) -> HttpResponse {
-    if engine.is_ready() {
-        HttpResponse::Ok().json(HealthOut { status: "ready" })
+    let status = if !engine.is_ready() {
+        "recovering"
+    } else if engine.store().disk_health().failing() {
+        "storage_unavailable"
     } else {
-        HttpResponse::ServiceUnavailable().json(HealthOut {
-            status: "recovering",
-        })
-    }
+        return HttpResponse::Ok().json(HealthOut { status: "ready" });
+    };
+    HttpResponse::ServiceUnavailable()
+        .insert_header(("retry-after", "1"))
+        .json(HealthOut { status })
 }
 
 /// Prometheus text exposition.

@@ -33,6 +33,12 @@ pub(super) async fn ingest(
             "starting: recovery is not finished".into(),
         ));
     }
+    if engine.store().disk_health().needs_reopen() {
+        // It would fail at the commit anyway; this way the body is not written either.
+        return Err(ApiError::Unavailable(
+            "storage is full or failing; nothing was stored, retry later".into(),
+        ));
+    }
     let source = SourceId::parse(&id)
         .ok()
         .and_then(|id| engine.source(&id))

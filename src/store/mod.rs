@@ -50,6 +50,7 @@
 
 mod body_log;
 mod codec;
+pub mod disk_health;
 mod event_counts;
 mod event_record;
 pub mod keys;
@@ -125,6 +126,8 @@ struct Inner {
     scan_budget: std::sync::atomic::AtomicUsize,
     /// Held and failed events by connection, kept by the writer.
     tally: Arc<Tally>,
+    /// The data directory, where the space probe writes.
+    dir: std::path::PathBuf,
 }
 
 /// sled's page cache unless the configuration says otherwise.
@@ -202,12 +205,23 @@ impl Store {
                 next_seq: std::sync::Mutex::new(high_water + 1),
                 scan_budget: MAX_SCAN_PER_PAGE.into(),
                 tally,
+                dir: dir.to_path_buf(),
             }),
         })
     }
 
     pub fn writer(&self) -> &Writer {
         &self.inner.writer
+    }
+
+    /// Whether the store can take writes, as its last group found out.
+    pub fn disk_health(&self) -> &disk_health::DiskHealth {
+        &self.inner.writer.stats.disk
+    }
+
+    /// Whether the data directory has room again. Blocking: it writes and syncs a probe file.
+    pub fn space_returned(&self) -> bool {
+        disk_health::space_returned(&self.inner.dir)
     }
 
     /// The team's events created from minute `from` to `to` (exclusive, milliseconds) that

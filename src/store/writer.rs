@@ -79,6 +79,8 @@ pub struct WriterStats {
     pub messages: std::sync::atomic::AtomicU64,
     /// Groups after which new sled blob files were synced.
     pub blob_syncs: std::sync::atomic::AtomicU64,
+    /// Whether the last group could be written.
+    pub disk: super::disk_health::DiskHealth,
     /// The sequence numbers of new entries, in the order the writer applied them.
     #[cfg(test)]
     pub applied_seqs: std::sync::Mutex<Vec<u64>>,
@@ -210,6 +212,7 @@ fn run(
 ) {
     use std::sync::atomic::Ordering::Relaxed;
     let mut dirty = false;
+    let mut injected_full = false;
     loop {
         // Block for the first message; if the channel is closed, flush what is left and stop.
         let first = match rx.recv_timeout(Duration::from_millis(200)) {
@@ -317,6 +320,13 @@ fn run(
         if result.is_ok() && durability == Durability::Fsync {
             result = bodies.sync();
         }
+        if result.is_ok() && (injected_full || super::disk_health::fault::disk_full()) {
+            // The test switch: fail as sled does on a full disk, and stay failed.
+            injected_full = true;
+            result = Err(StoreError::Sled(
+                "IO error: no space left on device (injected)".into(),
+            ));
+        }
         if result.is_ok() {
             result = tree.apply_batch(batch).map_err(StoreError::from);
             if result.is_ok() {
@@ -344,6 +354,7 @@ fn run(
         if let Err(e) = &result {
             tracing::error!(error = %e, "store commit failed");
         }
+        stats.disk.record(&result);
         for (ack, applied) in acks {
             let _ = ack.send(applied.and(result.clone()));
         }

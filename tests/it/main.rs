@@ -13,6 +13,7 @@ mod config_reference;
 mod container;
 mod crash;
 mod delivery;
+mod disk_full;
 mod engine_pause;
 mod issues;
 mod logs;
