@@ -10,7 +10,7 @@ use super::error::ApiError;
 use super::json::{self, QueryParams};
 use super::openapi::{ApiErrors, ListOut, ListParams, Pagination, SortDir};
 use crate::domain::*;
-use crate::engine::Engine;
+use crate::engine::{Engine, Intake};
 use crate::store::EventScope;
 
 /// A body exactly as it came, and how it is written: `json` (the parsed document), `text`
@@ -349,12 +349,18 @@ pub(super) async fn retry_request(
             code: "SOURCE_DELETED",
             message: "the request's source was deleted".into(),
         })?;
-    let (request_id, event_ids) = engine
-        .ingest(&source, request.method, request.headers, request.body)
+    let taken = engine
+        .ingest(
+            &source,
+            request.method,
+            request.headers,
+            request.body,
+            Intake::Replay,
+        )
         .await?;
     Ok(HttpResponse::Ok().json(ReplayOut {
-        request_id,
-        event_ids,
+        request_id: taken.request_id,
+        event_ids: taken.event_ids,
         replay_of: id,
     }))
 }

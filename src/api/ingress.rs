@@ -11,7 +11,7 @@ use super::openapi::IngressErrors;
 use crate::domain::verify::verify;
 use crate::domain::{EventId, RejectionCause, RequestId, SourceId};
 use crate::engine::delivery::is_hop_by_hop;
-use crate::engine::Engine;
+use crate::engine::{Engine, Intake};
 use crate::telemetry;
 
 /// The provider-facing URL. Answers 200 only once the request and every event routed from it
@@ -123,12 +123,21 @@ pub(super) async fn ingest(
         }
     }
 
-    let (request_id, event_ids) = engine.ingest(&source, method, headers, body).await?;
-    count("accepted");
-    Ok(HttpResponse::Ok().json(Accepted {
+    let taken = engine
+        .ingest(&source, method, headers, body, Intake::Provider)
+        .await?;
+    let mut answer = HttpResponse::Ok();
+    if taken.repeat {
+        // The first request's answer again: a provider that resends gets what it missed.
+        count("duplicate");
+        answer.insert_header(("x-fasthook-duplicate", "true"));
+    } else {
+        count("accepted");
+    }
+    Ok(answer.json(Accepted {
         status: "SUCCESS",
-        request_id: &request_id,
-        event_ids: &event_ids,
+        request_id: &taken.request_id,
+        event_ids: &taken.event_ids,
     }))
 }
 

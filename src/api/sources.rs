@@ -7,6 +7,7 @@ use super::auth::Auth;
 use super::error::ApiError;
 use super::json::{self, check_name, QueryParams};
 use super::openapi::{ApiErrors, Deleted, ListOut, ListParams};
+use crate::domain::dedupe::{json_pointer, DedupeKey, DedupeRule};
 use crate::domain::*;
 use crate::engine::Engine;
 
@@ -22,6 +23,75 @@ pub(super) struct SourceIn {
     allowed_http_methods: Option<Vec<String>>,
     #[serde(default)]
     verification: Option<VerificationIn>,
+    /// Repeats of a request (same identity within the window) answer the first request and
+    /// make no events.
+    #[serde(default)]
+    dedupe: Option<DedupeIn>,
+}
+
+/// Where a request's identity is read: exactly one of `header` and `body_path`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DedupeIn {
+    /// A header, e.g. `idempotency-key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    header: Option<String>,
+    /// A value in the JSON body, e.g. `$.id` or `$.data.object.id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    body_path: Option<String>,
+    /// How long a repeat counts as one: 1 to 2592000 (30 days); default 86400.
+    #[serde(default)]
+    window_seconds: Option<u32>,
+}
+
+const MAX_DEDUPE_WINDOW: u32 = 30 * 24 * 3600;
+
+fn build_dedupe(d: DedupeIn) -> Result<DedupeRule, ApiError> {
+    let key = match (d.header, d.body_path) {
+        (Some(h), None) => {
+            let h = h.trim().to_ascii_lowercase();
+            if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                return Err(ApiError::validation(
+                    "dedupe.header",
+                    "must be a valid header name",
+                ));
+            }
+            DedupeKey::Header(h)
+        }
+        (None, Some(p)) => {
+            json_pointer(&p).map_err(|e| ApiError::validation("dedupe.body_path", e))?;
+            DedupeKey::BodyPath(p.trim().to_owned())
+        }
+        _ => {
+            return Err(ApiError::validation(
+                "dedupe",
+                "needs exactly one of `header` and `body_path`",
+            ))
+        }
+    };
+    let window_seconds = d.window_seconds.unwrap_or(86_400);
+    if !(1..=MAX_DEDUPE_WINDOW).contains(&window_seconds) {
+        return Err(ApiError::validation(
+            "dedupe.window_seconds",
+            format!("must be from 1 to {MAX_DEDUPE_WINDOW}"),
+        ));
+    }
+    Ok(DedupeRule {
+        key,
+        window_seconds,
+    })
+}
+
+fn dedupe_wire(rule: &DedupeRule) -> DedupeIn {
+    let (header, body_path) = match &rule.key {
+        DedupeKey::Header(h) => (Some(h.clone()), None),
+        DedupeKey::BodyPath(p) => (None, Some(p.clone())),
+    };
+    DedupeIn {
+        header,
+        body_path,
+        window_seconds: Some(rule.window_seconds),
+    }
 }
 
 /// How ingress verifies a provider's signature; the secret is never shown again.
@@ -172,6 +242,7 @@ fn build(input: SourceIn, existing: Option<&Source>, team: &TeamId) -> Result<So
         disabled_at: existing.and_then(|s| s.disabled_at),
         created_at: existing.map_or(now, |s| s.created_at),
         updated_at: now,
+        dedupe: input.dedupe.map(build_dedupe).transpose()?,
     })
 }
 
@@ -185,6 +256,7 @@ pub(super) struct SourceOut {
     url: String,
     allowed_http_methods: Vec<String>,
     verification: Option<VerificationOut>,
+    dedupe: Option<DedupeIn>,
     disabled_at: Option<Timestamp>,
     created_at: Timestamp,
     updated_at: Timestamp,
@@ -234,6 +306,7 @@ pub(super) fn render(source: &Source, engine: &Engine) -> SourceOut {
         url: format!("{}/e/{}", base.trim_end_matches('/'), source.id),
         allowed_http_methods: source.allowed_http_methods.clone(),
         verification,
+        dedupe: source.dedupe.as_ref().map(dedupe_wire),
         disabled_at: source.disabled_at,
         created_at: source.created_at,
         updated_at: source.updated_at,
@@ -245,6 +318,7 @@ fn input_form(s: &Source) -> serde_json::Value {
         name: s.name.clone(),
         allowed_http_methods: Some(s.allowed_http_methods.clone()),
         verification: s.verification.as_ref().map(verification_in),
+        dedupe: s.dedupe.as_ref().map(dedupe_wire),
     })
     .unwrap_or_default()
 }

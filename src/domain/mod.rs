@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod breaker;
 pub mod bulk_retry;
 pub mod connection_core;
+pub mod dedupe;
 pub mod destination_core;
 pub mod event_filter;
 pub mod event_metrics;

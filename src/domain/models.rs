@@ -124,6 +124,8 @@ pub struct Source {
     pub disabled_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Last, so that a source stored before it (store layout 4) is this one without it.
+    pub dedupe: Option<super::dedupe::DedupeRule>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

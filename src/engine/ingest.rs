@@ -21,9 +21,28 @@ use super::delivery::Payload;
 use super::destination_actor::Enqueue;
 use super::{Engine, EngineError, Result};
 use crate::domain::connection_core::{route, Route};
+use crate::domain::dedupe::DedupeClaim;
 use crate::domain::destination_core::QueueEntry;
 use crate::domain::*;
-use crate::store::ops;
+use crate::store::{ops, StoreError};
+
+/// Where a request comes from: a provider (its source's dedupe applies) or an operator's
+/// replay of a stored request (a new request on purpose).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intake {
+    Provider,
+    Replay,
+}
+
+/// A request taken in: durable, routed to these events.
+#[derive(Debug)]
+pub struct Ingested {
+    pub request_id: RequestId,
+    pub event_ids: Vec<EventId>,
+    /// A repeat within the source's dedupe window: these are the first request's ids, and
+    /// nothing new was stored.
+    pub repeat: bool,
+}
 
 impl Engine {
     /// Stores a request and the events routed from it, durably, then hands the deliverable
@@ -34,7 +53,8 @@ impl Engine {
         method: String,
         headers: Vec<(String, String)>,
         body: Bytes,
-    ) -> Result<(RequestId, Vec<EventId>)> {
+        intake: Intake,
+    ) -> Result<Ingested> {
         let gate = self.inner.ingest_gate.clone().read_owned().await;
         let now = Timestamp::now();
         let request_id = RequestId::new();
@@ -116,6 +136,24 @@ impl Engine {
             entries.push((held, connection.destination_id.clone(), entry));
             event_ids.push(event.id);
         }
+        // First, so that a repeat fails the commit before its body is staged.
+        let identity = match (intake, &source.dedupe) {
+            (Intake::Provider, Some(rule)) => rule
+                .identity(&headers, &body)
+                .map(|identity| (identity, rule.window_ms())),
+            _ => None,
+        };
+        if let Some((identity, window_ms)) = identity {
+            let claim = DedupeClaim {
+                request_id: request_id.clone(),
+                event_ids: event_ids.clone(),
+                at: now,
+            };
+            writes.insert(
+                0,
+                ops::claim_dedupe(&source.id, &identity, claim, window_ms),
+            );
+        }
         let request = Request {
             id: request_id.clone(),
             team_id: source.team_id.clone(),
@@ -168,10 +206,25 @@ impl Engine {
             .instrument(span.clone()),
         );
         drop(routing);
-        committed
+        let outcome = committed
             .await
-            .map_err(|e| EngineError::Unavailable(format!("ingest task: {e}")))??;
-        Ok((request_id, event_ids))
+            .map_err(|e| EngineError::Unavailable(format!("ingest task: {e}")))?;
+        match outcome {
+            Ok(()) => Ok(Ingested {
+                request_id,
+                event_ids,
+                repeat: false,
+            }),
+            Err(EngineError::Store(StoreError::Duplicate {
+                request_id,
+                event_ids,
+            })) => Ok(Ingested {
+                request_id,
+                event_ids,
+                repeat: true,
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     /// Gives durable entries to their destinations' actors, looked up now (after the commit),

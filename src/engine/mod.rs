@@ -33,6 +33,7 @@ use crate::store::{ops, Store, StoreError};
 use connection_actor::ConnectionActor;
 use delivery::{DeliveryClient, Payload};
 use destination_actor::DestinationActor;
+pub use ingest::{Ingested, Intake};
 use registry::{ConnectionHandle, DestinationHandle, Registry};
 pub use teams::{hash_secret, new_secret};
 

@@ -30,6 +30,8 @@ pub const ACTIVE_ISSUE: &[u8] = b"O/";
 /// Alert channels, `V/{team}/{channel}`, and alerts waiting to be sent, `L/{alert}`.
 pub const ALERT_CHANNEL: &[u8] = b"V/";
 pub const ALERT: &[u8] = b"L/";
+/// Dedupe claims: `Z/{source}/{digest of the identity}` (the first request of an identity).
+pub const DEDUPE: &[u8] = b"Z/";
 /// The drain rate an unpause asked for, kept while the connection's drain runs.
 pub const DRAIN_RATE: &[u8] = b"U/";
 /// The store's own bookkeeping: `M/layout` (the layout version, a big-endian `u32`) and
@@ -65,6 +67,15 @@ pub fn api_key_id(id: &ApiKeyId) -> Vec<u8> {
 
 pub fn source(id: &SourceId) -> Vec<u8> {
     join(&[SOURCE, id.as_str().as_bytes()])
+}
+
+pub fn dedupe_claim(source: &SourceId, identity: &str) -> Vec<u8> {
+    let digest = crate::domain::dedupe::identity_digest(source, identity);
+    join(&[
+        DEDUPE,
+        source.as_str().as_bytes(),
+        hex::encode(digest).as_bytes(),
+    ])
 }
 
 pub fn destination(id: &DestinationId) -> Vec<u8> {

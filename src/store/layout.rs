@@ -22,14 +22,17 @@ use crate::domain::DestinationId;
 type Result<T> = std::result::Result<T, StoreError>;
 
 /// The layout this build reads and writes. Version 3 added the event index (`X/`),
-/// version 4 the event counts (`Y/`).
-pub const VERSION: u32 = 4;
+/// version 4 the event counts (`Y/`), version 5 the sources' dedupe (and its claims, `Z/`).
+pub const VERSION: u32 = 5;
 
 /// The per-destination queue layout, before the event index.
 const V2: u32 = 2;
 
 /// The event index, before the event counts.
 const V3: u32 = 3;
+
+/// The event counts, before the sources' dedupe.
+const V4: u32 = 4;
 
 /// Index keys written per batch by the migration to version 3.
 const INDEX_BATCH: usize = 10_000;
@@ -68,6 +71,9 @@ pub fn open(tree: &sled::Tree) -> Result<u64> {
     }
     if version <= V3 {
         migrate_v3_to_v4(tree)?;
+    }
+    if version <= V4 {
+        migrate_v4_to_v5(tree)?;
     }
     match tree.get(keys::HIGH_WATER)? {
         Some(mark) => decode_mark(&mark),
@@ -217,9 +223,50 @@ fn migrate_v3_to_v4(tree: &sled::Tree) -> Result<()> {
         batch.insert(key, value);
         records += 1;
     }
-    batch.insert(keys::LAYOUT, VERSION.to_be_bytes().to_vec());
+    batch.insert(keys::LAYOUT, V4.to_be_bytes().to_vec());
     tree.apply_batch(batch)?;
     tree.flush()?;
     tracing::info!(records, "event counts built (store layout 4)");
+    Ok(())
+}
+
+/// A source as layout 4 stored it: before `dedupe`.
+#[derive(serde::Deserialize)]
+struct SourceV4 {
+    id: crate::domain::SourceId,
+    team_id: crate::domain::TeamId,
+    name: String,
+    allowed_http_methods: Vec<String>,
+    verification: Option<crate::domain::Verification>,
+    disabled_at: Option<crate::domain::Timestamp>,
+    created_at: crate::domain::Timestamp,
+    updated_at: crate::domain::Timestamp,
+}
+
+/// Rewrites every source with `dedupe: None`, then stamps version 5, in one batch.
+fn migrate_v4_to_v5(tree: &sled::Tree) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    let mut sources = 0;
+    for item in tree.scan_prefix(keys::SOURCE) {
+        let (key, value) = item?;
+        let old: SourceV4 = codec::decode(&value)?;
+        let source = crate::domain::Source {
+            id: old.id,
+            team_id: old.team_id,
+            name: old.name,
+            allowed_http_methods: old.allowed_http_methods,
+            verification: old.verification,
+            disabled_at: old.disabled_at,
+            created_at: old.created_at,
+            updated_at: old.updated_at,
+            dedupe: None,
+        };
+        batch.insert(key, codec::encode(&source));
+        sources += 1;
+    }
+    batch.insert(keys::LAYOUT, VERSION.to_be_bytes().to_vec());
+    tree.apply_batch(batch)?;
+    tree.flush()?;
+    tracing::info!(sources, "sources rewritten with dedupe (store layout 5)");
     Ok(())
 }

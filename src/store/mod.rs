@@ -97,6 +97,12 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is shutting down")]
     Closed,
+    /// A source's dedupe found this request's identity already claimed by `request_id`.
+    #[error("a repeat of request {request_id}")]
+    Duplicate {
+        request_id: RequestId,
+        event_ids: Vec<EventId>,
+    },
     #[error("the data directory has store layout version {found}, newer than this build's ({supported}): it was written by a newer FastHook")]
     NewerLayout { found: u32, supported: u32 },
 }
@@ -1063,6 +1069,20 @@ pub mod ops {
 
     pub fn put_source(s: &Source) -> Op {
         put(keys::source(&s.id), s)
+    }
+
+    /// Claims `identity` of a request for `source`'s dedupe window.
+    pub fn claim_dedupe(
+        source: &SourceId,
+        identity: &str,
+        claim: crate::domain::dedupe::DedupeClaim,
+        window_ms: u64,
+    ) -> Op {
+        Op::ClaimDedupe {
+            key: keys::dedupe_claim(source, identity),
+            claim,
+            window_ms,
+        }
     }
 
     pub fn remove_source(id: &SourceId) -> Op {
@@ -2045,6 +2065,109 @@ mod tests {
     }
 
     #[test]
+    fn a_source_stored_by_layout_4_is_read_without_dedupe() {
+        #[derive(serde::Serialize)]
+        struct SourceV4<'a> {
+            id: &'a SourceId,
+            team_id: &'a TeamId,
+            name: &'a str,
+            allowed_http_methods: Vec<String>,
+            verification: Option<Verification>,
+            disabled_at: Option<Timestamp>,
+            created_at: Timestamp,
+            updated_at: Timestamp,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (id, team) = (SourceId::new(), TeamId::new());
+        let store = open(dir.path());
+        let old = codec::encode(&SourceV4 {
+            id: &id,
+            team_id: &team,
+            name: "stripe",
+            allowed_http_methods: vec!["POST".into()],
+            verification: None,
+            disabled_at: None,
+            created_at: Timestamp(1),
+            updated_at: Timestamp(2),
+        });
+        rt().block_on(store.commit(vec![
+            Op::Put(keys::source(&id), old),
+            Op::Put(keys::LAYOUT.to_vec(), 4u32.to_be_bytes().to_vec()),
+        ]))
+        .unwrap();
+        assert!(
+            store.source(&id).is_err(),
+            "the old form is not the new one"
+        );
+        rt().block_on(store.close());
+        let store = open(dir.path());
+        let source = store.source(&id).unwrap().expect("the source survives");
+        assert_eq!((source.name.as_str(), source.dedupe), ("stripe", None));
+        assert_eq!(source.updated_at, Timestamp(2));
+    }
+
+    #[test]
+    fn a_dedupe_claim_answers_the_first_request_until_its_window_ends() {
+        use crate::domain::dedupe::DedupeClaim;
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let source = SourceId::new();
+        let claim = |at: u64| DedupeClaim {
+            request_id: RequestId::new(),
+            event_ids: vec![EventId::new()],
+            at: Timestamp(at),
+        };
+        let first = claim(1_000);
+        let op = |c: &DedupeClaim, identity: &str| {
+            ops::claim_dedupe(&source, identity, c.clone(), 60_000)
+        };
+        rt().block_on(store.commit(vec![op(&first, "k1")])).unwrap();
+        // A repeat within the window names the first request, and nothing of it is written.
+        let repeat = claim(30_000);
+        let marker = keys::source(&SourceId::new());
+        let got =
+            rt().block_on(store.commit(vec![op(&repeat, "k1"), Op::Put(marker.clone(), vec![1])]));
+        match got {
+            Err(StoreError::Duplicate {
+                request_id,
+                event_ids,
+            }) => {
+                assert_eq!(request_id, first.request_id);
+                assert_eq!(event_ids, first.event_ids);
+            }
+            other => panic!("a repeat was not refused: {other:?}"),
+        }
+        assert!(store.inner.tree.get(&marker).unwrap().is_none());
+        // Another identity, or the same one after the window, is a new request.
+        rt().block_on(store.commit(vec![op(&claim(30_000), "k2")]))
+            .unwrap();
+        let later = claim(61_000);
+        rt().block_on(store.commit(vec![op(&later, "k1")])).unwrap();
+        let again = rt().block_on(store.commit(vec![op(&claim(62_000), "k1")]));
+        assert!(
+            matches!(&again, Err(StoreError::Duplicate { request_id, .. }) if *request_id == later.request_id),
+            "{again:?}"
+        );
+        // Two at once (one group): exactly one is first.
+        let (a, b) = (claim(200_000), claim(200_000));
+        let both = rt().block_on(async {
+            tokio::join!(
+                store.commit(vec![op(&a, "k3")]),
+                store.commit(vec![op(&b, "k3")])
+            )
+        });
+        let firsts = [&both.0, &both.1].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(firsts, 1, "{both:?}");
+        // Claims survive a restart.
+        rt().block_on(store.close());
+        let store = open(dir.path());
+        assert!(matches!(
+            rt().block_on(store.commit(vec![op(&claim(201_000), "k3")])),
+            Err(StoreError::Duplicate { .. })
+        ));
+    }
+
+    #[test]
     fn event_counts_follow_changes_and_are_built_for_a_version_3_store() {
         use crate::domain::event_metrics::EventCounts;
         use crate::domain::fixtures::event;
@@ -2178,11 +2301,11 @@ mod tests {
         match refused {
             Err(
                 e @ StoreError::NewerLayout {
-                    found: 5,
-                    supported: 4,
+                    found: 6,
+                    supported: 5,
                 },
             ) => {
-                assert!(e.to_string().contains("version 5"), "{e}");
+                assert!(e.to_string().contains("version 6"), "{e}");
             }
             Err(e) => panic!("refused for another reason: {e}"),
             Ok(_) => panic!("a newer layout was opened"),

@@ -21,6 +21,7 @@ use super::queue_records::{GroupQueues, QueueChange};
 use super::request_record::NewRequestRecord;
 use super::tally::Tally;
 use super::StoreError;
+use crate::domain::dedupe::DedupeClaim;
 use crate::domain::destination_core::QueueEntry;
 use crate::domain::{AttemptStatus, ConnectionId, EventPatch, EventStatus, Request};
 
@@ -59,6 +60,13 @@ pub enum Op {
     Hold {
         connection: ConnectionId,
         entry: QueueEntry,
+    },
+    /// Claims a request identity for a source's dedupe: the whole message fails with
+    /// `StoreError::Duplicate` (naming the first request) when a claim still covers it.
+    ClaimDedupe {
+        key: Vec<u8>,
+        claim: DedupeClaim,
+        window_ms: u64,
     },
 }
 
@@ -356,7 +364,13 @@ fn run(
         }
         stats.disk.record(&result);
         for (ack, applied) in acks {
-            let _ = ack.send(applied.and(result.clone()));
+            // A repeat names a first request that may be in this very group: it is answered
+            // only once that request is durable.
+            let outcome = match applied {
+                Err(StoreError::Duplicate { .. }) => result.clone().and(applied),
+                applied => applied.and(result.clone()),
+            };
+            let _ = ack.send(outcome);
         }
         if stopping {
             break;
@@ -495,6 +509,27 @@ fn apply_message(
             }
             Op::Remove(k) => {
                 staged.writes.insert(k, None);
+                continue;
+            }
+            Op::ClaimDedupe {
+                key,
+                claim,
+                window_ms,
+            } => {
+                let current = match staged.writes.get(&key).or_else(|| overlay.get(&key)) {
+                    Some(v) => v.clone(),
+                    None => read(&key)?,
+                };
+                if let Some(bytes) = current {
+                    let first = codec::decode::<DedupeClaim>(&bytes)?;
+                    if first.covers(claim.at, window_ms) {
+                        return Err(StoreError::Duplicate {
+                            request_id: first.request_id,
+                            event_ids: first.event_ids,
+                        });
+                    }
+                }
+                staged.writes.insert(key, Some(codec::encode(&claim)));
                 continue;
             }
             Op::PutRequest(request) => {

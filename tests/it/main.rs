@@ -12,6 +12,7 @@ mod common;
 mod config_reference;
 mod container;
 mod crash;
+mod dedupe;
 mod delivery;
 mod disk_full;
 mod engine_pause;
