@@ -29,6 +29,7 @@ pub struct Config {
     pub ingress: IngressConfig,
     pub delivery: DeliveryConfig,
     pub store: StoreConfig,
+    pub retention: RetentionConfig,
     pub engine: EngineConfig,
     pub telemetry: TelemetryConfig,
     pub log: LogConfig,
@@ -123,6 +124,9 @@ pub struct StoreConfig {
     pub group_commit_linger: Duration,
     /// Bytes of sled's page cache: recently written and read records stay in memory.
     pub cache_bytes: u64,
+    /// Request bodies are appended to segment files this large; retention deletes a segment
+    /// once nothing in it is kept.
+    pub body_segment_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -131,7 +135,37 @@ impl Default for StoreConfig {
             durability: Durability::Fsync,
             group_commit_linger: Duration::ZERO,
             cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
+            body_segment_bytes: 64 * 1024 * 1024,
         }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Finished requests (every event delivered, cancelled or dead-lettered) are purged, with
+    /// their events, attempts and bodies, this many days after they and their events last
+    /// changed. Fractions are allowed; 0 keeps everything.
+    pub days: f64,
+    /// How often the background sweep looks for what to purge.
+    #[serde(deserialize_with = "duration")]
+    pub sweep_interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            days: 7.0,
+            sweep_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// The retention period, or `None` to keep everything.
+    pub fn max_age(&self) -> Option<Duration> {
+        (self.days > 0.0 && self.days.is_finite())
+            .then(|| Duration::from_secs_f64(self.days * 86_400.0))
     }
 }
 
@@ -254,6 +288,24 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "ingress.max_body_bytes",
                 message: "must be at least 1".into(),
+            });
+        }
+        if self.store.body_segment_bytes < 4096 {
+            return Err(ConfigError::Invalid {
+                key: "store.body_segment_bytes",
+                message: "must be at least 4096".into(),
+            });
+        }
+        if !(self.retention.days >= 0.0 && self.retention.days <= 36_500.0) {
+            return Err(ConfigError::Invalid {
+                key: "retention.days",
+                message: "must be from 0 (keep everything) to 36500".into(),
+            });
+        }
+        if self.retention.sweep_interval.is_zero() {
+            return Err(ConfigError::Invalid {
+                key: "retention.sweep_interval",
+                message: "must be above 0".into(),
             });
         }
         if self.engine.config_poll_interval.is_zero() {

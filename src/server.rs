@@ -42,6 +42,7 @@ async fn serve(
         config.store.durability,
         config.store.group_commit_linger,
         config.store.cache_bytes,
+        config.store.body_segment_bytes,
     )
     .map_err(|e| ServeError::Store {
         path: data_dir.display().to_string(),
@@ -96,6 +97,10 @@ async fn serve(
     engine.recover().await?;
     tracing::info!(%bound, "ready");
     actix_web::rt::spawn(watch_disk(store.clone(), bound));
+    actix_web::rt::spawn(crate::engine::retention::run(
+        store.clone(),
+        config.retention.clone(),
+    ));
     if let Some(path) = config.source.clone() {
         actix_web::rt::spawn(watch_engine_pause(
             engine.clone(),

@@ -42,6 +42,11 @@ impl EventCounts {
         }
     }
 
+    /// An event with this status was purged.
+    pub fn removed(&mut self, status: EventStatus) {
+        *self.of(status) -= 1;
+    }
+
     /// An event left `from` (`None`: it is new) for `to`.
     pub fn moved(&mut self, from: Option<EventStatus>, to: EventStatus) {
         if let Some(from) = from {

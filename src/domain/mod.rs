@@ -16,6 +16,7 @@ pub mod issues;
 pub mod models;
 pub mod paging;
 pub mod rate_limiter;
+pub mod retention;
 pub mod rules;
 pub mod time;
 pub mod verify;

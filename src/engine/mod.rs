@@ -17,6 +17,7 @@ mod objects;
 mod payload_cache;
 mod recovery;
 mod registry;
+pub mod retention;
 mod team_limit;
 mod teams;
 

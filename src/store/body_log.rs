@@ -12,8 +12,9 @@
 //! record never points at a body that is not. A crash can leave a torn frame at the tail;
 //! nothing refers to it, and appends after a restart go past it.
 //!
-//! Bodies are never removed yet: retention will delete whole segments once nothing in them
-//! is kept.
+//! **Removal.** Retention removes requests, never single bodies: the writer counts the live
+//! requests of each segment (`G/{segment}` in sled, in the same batch as the requests) and
+//! deletes a finished segment's file once its count reaches zero and that batch is durable.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -38,7 +39,13 @@ const FRAME_HEADER: usize = 8;
 /// A new segment is started once the current one has reached this size.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
-/// The read side, shared by every reader; files are opened once and kept.
+impl BodyRef {
+    pub fn segment(&self) -> u32 {
+        self.segment
+    }
+}
+
+/// The read side, shared by every reader; files are opened once and kept until removed.
 pub struct BodyLog {
     dir: PathBuf,
     files: Mutex<HashMap<u32, Arc<File>>>,
@@ -128,6 +135,37 @@ impl BodyLog {
         Ok(frame)
     }
 
+    /// The segments on disk, oldest first.
+    pub fn segments(&self) -> Result<Vec<u32>, StoreError> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(io(&self.dir))? {
+            let name = entry.map_err(io(&self.dir))?.file_name();
+            if let Some(n) = name
+                .to_string_lossy()
+                .strip_suffix(".seg")
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                out.push(n);
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Deletes a segment nothing refers to any more, and forgets its open file (an open file
+    /// would keep its disk space).
+    pub fn remove_segment(&self, segment: u32) -> Result<(), StoreError> {
+        self.files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&segment);
+        let path = segment_path(&self.dir, segment);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
+            _ => Ok(()),
+        }
+    }
+
     fn file(&self, segment: u32) -> Result<Arc<File>, StoreError> {
         let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(file) = files.get(&segment) {
@@ -151,6 +189,11 @@ fn open_for_append(path: &Path) -> Result<File, StoreError> {
 }
 
 impl BodyAppender {
+    /// The segment being appended to.
+    pub fn current_segment(&self) -> u32 {
+        self.segment
+    }
+
     /// Stages a body for the current group and says where it will be.
     pub fn stage(&mut self, body: &[u8]) -> Result<BodyRef, StoreError> {
         let frame_len = (FRAME_HEADER + body.len()) as u64;

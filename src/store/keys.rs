@@ -30,6 +30,8 @@ pub const ACTIVE_ISSUE: &[u8] = b"O/";
 /// Alert channels, `V/{team}/{channel}`, and alerts waiting to be sent, `L/{alert}`.
 pub const ALERT_CHANNEL: &[u8] = b"V/";
 pub const ALERT: &[u8] = b"L/";
+/// The live requests of each body segment, `G/{segment:010}` (a big-endian `u64`).
+pub const SEGMENT: &[u8] = b"G/";
 /// Dedupe claims: `Z/{source}/{digest of the identity}` (the first request of an identity).
 pub const DEDUPE: &[u8] = b"Z/";
 /// The drain rate an unpause asked for, kept while the connection's drain runs.
@@ -67,6 +69,18 @@ pub fn api_key_id(id: &ApiKeyId) -> Vec<u8> {
 
 pub fn source(id: &SourceId) -> Vec<u8> {
     join(&[SOURCE, id.as_str().as_bytes()])
+}
+
+pub fn segment(n: u32) -> Vec<u8> {
+    join(&[SEGMENT, format!("{n:010}").as_bytes()])
+}
+
+/// The segment a `G/` key names.
+pub fn segment_of(key: &[u8]) -> Option<u32> {
+    std::str::from_utf8(key.strip_prefix(SEGMENT)?)
+        .ok()?
+        .parse()
+        .ok()
 }
 
 pub fn dedupe_claim(source: &SourceId, identity: &str) -> Vec<u8> {
@@ -189,6 +203,13 @@ pub fn connection(id: &ConnectionId) -> Vec<u8> {
 
 pub fn team_prefix(kind: &[u8], team: &TeamId) -> Vec<u8> {
     let mut key = join(&[kind, team.as_str().as_bytes()]);
+    key.push(b'/');
+    key
+}
+
+/// Where a team's requests are: `R/{team}/`.
+pub fn request_team_prefix(team: &TeamId) -> Vec<u8> {
+    let mut key = join(&[REQUEST, team.as_str().as_bytes()]);
     key.push(b'/');
     key
 }

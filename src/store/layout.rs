@@ -243,9 +243,19 @@ struct SourceV4 {
     updated_at: crate::domain::Timestamp,
 }
 
-/// Rewrites every source with `dedupe: None`, then stamps version 5, in one batch.
+/// Rewrites every source with `dedupe: None` and counts the requests of each body segment
+/// (for retention), then stamps version 5, in one batch.
 fn migrate_v4_to_v5(tree: &sled::Tree) -> Result<()> {
     let mut batch = sled::Batch::default();
+    let mut per_segment: HashMap<u32, u64> = HashMap::new();
+    for item in tree.scan_prefix(keys::REQUEST) {
+        let (_, value) = item?;
+        let record: super::request_record::RequestRecord = codec::decode(&value)?;
+        *per_segment.entry(record.body.segment()).or_default() += 1;
+    }
+    for (segment, count) in &per_segment {
+        batch.insert(keys::segment(*segment), count.to_be_bytes().to_vec());
+    }
     let mut sources = 0;
     for item in tree.scan_prefix(keys::SOURCE) {
         let (key, value) = item?;
@@ -267,6 +277,10 @@ fn migrate_v4_to_v5(tree: &sled::Tree) -> Result<()> {
     batch.insert(keys::LAYOUT, VERSION.to_be_bytes().to_vec());
     tree.apply_batch(batch)?;
     tree.flush()?;
-    tracing::info!(sources, "sources rewritten with dedupe (store layout 5)");
+    tracing::info!(
+        sources,
+        segments = per_segment.len(),
+        "sources rewritten with dedupe, body segments counted (store layout 5)"
+    );
     Ok(())
 }

@@ -58,6 +58,8 @@ mod layout;
 mod queue_records;
 pub mod readers;
 mod request_record;
+pub mod retention;
+mod segments;
 mod tally;
 mod writer;
 
@@ -163,16 +165,24 @@ type KeyValues = Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>
 impl Store {
     /// Opens with sled's page cache at its default size (`DEFAULT_CACHE_BYTES`).
     pub fn open(dir: &Path, durability: Durability, linger: Duration) -> Result<Store> {
-        Store::open_with_cache(dir, durability, linger, DEFAULT_CACHE_BYTES)
+        Store::open_with_cache(
+            dir,
+            durability,
+            linger,
+            DEFAULT_CACHE_BYTES,
+            body_log::SEGMENT_BYTES,
+        )
     }
 
     /// Opens with a page cache of `cache_bytes`: most of what a gateway's memory grows by
     /// as it writes (BENCHMARKS.md, W7 and W10).
+    /// Body segments are started anew once `segment_bytes` long.
     pub fn open_with_cache(
         dir: &Path,
         durability: Durability,
         linger: Duration,
         cache_bytes: u64,
+        segment_bytes: u64,
     ) -> Result<Store> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
@@ -190,7 +200,17 @@ impl Store {
         // sled 0.34 keeps its log in `<dir>/db`; fdatasync of that file closes the gap that
         // sled's own `sync_file_range` leaves (no device cache flush).
         let data_file = std::fs::File::open(dir.join("db")).ok();
-        let (bodies, appender) = BodyLog::open(&dir.join("bodies"), body_log::SEGMENT_BYTES)?;
+        let (bodies, appender) = BodyLog::open(&dir.join("bodies"), segment_bytes)?;
+        let segments = segments::SegmentCounts::load(&tree)?;
+        // A crash between the batch that emptied a segment and its file's removal leaves the
+        // file: any finished segment without a count is one.
+        let on_disk = bodies.segments()?;
+        for &segment in on_disk.iter().rev().skip(1) {
+            if !segments.contains(segment) {
+                bodies.remove_segment(segment)?;
+                tracing::info!(segment, "body segment removed: nothing in it is kept");
+            }
+        }
         let (writer, handle) = Writer::spawn(
             tree.clone(),
             db,
@@ -201,6 +221,8 @@ impl Store {
             linger,
             high_water,
             tally.clone(),
+            bodies.clone(),
+            segments,
         );
         Ok(Store {
             inner: Arc::new(Inner {
@@ -1071,6 +1093,20 @@ pub mod ops {
         put(keys::source(&s.id), s)
     }
 
+    /// Purges a finished request older than `cutoff` with all it made (see `Op::PurgeRequest`).
+    pub fn purge_request(team: &TeamId, id: &RequestId, cutoff: Timestamp) -> Op {
+        Op::PurgeRequest {
+            team: team.clone(),
+            id: id.clone(),
+            cutoff,
+        }
+    }
+
+    /// Removes an expired dedupe claim found at `key` with `at`.
+    pub fn expire_claim(key: Vec<u8>, at: Timestamp) -> Op {
+        Op::ExpireClaim { key, at }
+    }
+
     /// Claims `identity` of a request for `source`'s dedupe window.
     pub fn claim_dedupe(
         source: &SourceId,
@@ -1345,6 +1381,176 @@ mod tests {
         assert!(
             store.event(&TeamId::new(), &e.id).unwrap().is_none(),
             "another team cannot see it"
+        );
+    }
+
+    /// Retention purges a finished request with everything it made, keeps one with work
+    /// left, and deletes a body segment once nothing in it is kept (and only then).
+    #[test]
+    fn a_purge_takes_finished_requests_whole_and_frees_their_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let team = TeamId::new();
+        let open_small = || {
+            rt().block_on(async {
+                Store::open_with_cache(
+                    dir.path(),
+                    Durability::Flush,
+                    Duration::ZERO,
+                    DEFAULT_CACHE_BYTES,
+                    4096,
+                )
+                .unwrap()
+            })
+        };
+        let store = open_small();
+        // 30 requests of 1 KiB bodies: several 4 KiB segments. Each has one event; the 7th is
+        // held (work left), the others delivered after four attempts (spilled records).
+        let mut made = Vec::new();
+        for i in 0..30u8 {
+            let mut e = crate::domain::fixtures::event(&team);
+            let request = Request {
+                id: e.request_id.clone(),
+                team_id: team.clone(),
+                source_id: e.source_id.clone(),
+                method: "POST".into(),
+                headers: Vec::new(),
+                body: bytes::Bytes::from(vec![i; 1024]),
+                rejection_cause: None,
+                event_ids: vec![e.id.clone()],
+                created_at: Timestamp(1),
+                updated_at: Timestamp(1),
+            };
+            e.status = if i == 7 {
+                EventStatus::Hold
+            } else {
+                EventStatus::Queued
+            };
+            let mut commit = vec![ops::put_request(request.clone()), ops::put_event(&e)];
+            commit.extend(ops::index_event(&e));
+            rt().block_on(store.commit(commit)).unwrap();
+            if i != 7 {
+                for n in 1..=4 {
+                    let patch = EventPatch {
+                        status: (n == 4).then_some(EventStatus::Successful),
+                        attempts: Some(n),
+                        updated_at: Timestamp(2),
+                        attempt: Some(Attempt {
+                            id: AttemptId::new(),
+                            team_id: team.clone(),
+                            event_id: e.id.clone(),
+                            destination_id: e.destination_id.clone(),
+                            attempt_number: n,
+                            trigger: Trigger::Initial,
+                            status: AttemptStatus::Failed,
+                            response_status: Some(500),
+                            error_code: None,
+                            duration_ms: 1,
+                            created_at: Timestamp(2),
+                            updated_at: Timestamp(2),
+                        }),
+                        ..Default::default()
+                    };
+                    rt().block_on(store.commit(vec![ops::patch_event(&team, &e.id, patch)]))
+                        .unwrap();
+                }
+            }
+            made.push((request, e));
+        }
+        let segments_before = store.inner.bodies.segments().unwrap();
+        assert!(segments_before.len() >= 6, "{segments_before:?}");
+        let (_, kept_event) = &made[7];
+        let statuses = |store: &Store| {
+            let mut total = crate::domain::event_metrics::EventCounts::default();
+            for (_, c) in store
+                .event_counts(&team, 0, 120_000, &CountsFilter::default())
+                .unwrap()
+            {
+                total.add(&c);
+            }
+            (total.successful, total.hold)
+        };
+        assert_eq!(statuses(&store), (29, 1));
+
+        // Nothing is purged before its time.
+        let early = store.purge_candidates(Timestamp(2), None).unwrap();
+        assert!(early.found.is_empty());
+        let cutoff = Timestamp(1_000);
+        let found = store.purge_candidates(cutoff, None).unwrap();
+        assert_eq!(found.found.len(), 29, "all but the held one");
+        let purge = found
+            .found
+            .iter()
+            .map(|(t, id)| ops::purge_request(t, id, cutoff))
+            .collect();
+        rt().block_on(store.commit(purge)).unwrap();
+
+        for (i, (request, e)) in made.iter().enumerate() {
+            let kept = store.request(&team, &request.id).unwrap();
+            if i == 7 {
+                assert_eq!(kept.unwrap().body, request.body, "the held request's body");
+                assert!(store.event(&team, &e.id).unwrap().is_some());
+            } else {
+                assert!(kept.is_none(), "request {i}");
+                assert!(store.event(&team, &e.id).unwrap().is_none(), "event {i}");
+                assert!(
+                    store.attempts(&team, &e.id).unwrap().is_empty(),
+                    "attempts {i}"
+                );
+            }
+        }
+        let index: Vec<_> = store
+            .inner
+            .tree
+            .scan_prefix(keys::EVENT_INDEX)
+            .keys()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        assert!(
+            index.iter().all(|k| k
+                .windows(kept_event.id.as_str().len())
+                .any(|w| w == kept_event.id.as_str().as_bytes())),
+            "only the held event is indexed"
+        );
+        assert!(store
+            .inner
+            .tree
+            .scan_prefix(keys::attempt_prefix(&made[0].1.id))
+            .next()
+            .is_none());
+        // The held request's segment and the current one are all that is left, and the
+        // event counts lost the purged events.
+        let kept_segment = store
+            .get::<request_record::RequestRecord>(&keys::request(&team, &made[7].0.id))
+            .unwrap()
+            .unwrap()
+            .body
+            .segment();
+        let current = *segments_before.last().unwrap();
+        let left = store.inner.bodies.segments().unwrap();
+        assert!(
+            left.iter().all(|s| *s == kept_segment || *s == current),
+            "{left:?} (kept {kept_segment}, current {current})"
+        );
+        assert_eq!(statuses(&store), (0, 1), "the counts forget purged events");
+        // A crash between the counts and the file removal leaves no orphan: at open, any
+        // finished segment without a count goes.
+        let removed = *segments_before
+            .iter()
+            .find(|s| !left.contains(s))
+            .expect("a segment was removed");
+        rt().block_on(store.close());
+        let orphan = dir.path().join("bodies").join(format!("{removed:010}.seg"));
+        std::fs::write(&orphan, [0u8; 64]).unwrap();
+        let store = open_small();
+        assert!(!orphan.exists(), "the orphaned segment is removed at open");
+        let left = store.inner.bodies.segments().unwrap();
+        assert!(
+            left.iter().all(|s| *s == kept_segment || *s == current),
+            "{left:?}"
+        );
+        assert_eq!(
+            store.request(&team, &made[7].0.id).unwrap().unwrap().body,
+            made[7].0.body
         );
     }
 

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::body_log::BodyAppender;
+use super::body_log::BodyLog;
 use super::codec;
 use super::event_counts::{CountChanges, EventPlace};
 use super::event_record::EventRecord;
@@ -19,11 +20,16 @@ use super::keys;
 use super::layout;
 use super::queue_records::{GroupQueues, QueueChange};
 use super::request_record::NewRequestRecord;
+use super::request_record::RequestRecord;
+use super::segments::{SegmentCounts, SegmentDeltas};
 use super::tally::Tally;
 use super::StoreError;
 use crate::domain::dedupe::DedupeClaim;
 use crate::domain::destination_core::QueueEntry;
-use crate::domain::{AttemptStatus, ConnectionId, EventPatch, EventStatus, Request};
+use crate::domain::retention;
+use crate::domain::{
+    AttemptStatus, ConnectionId, EventPatch, EventStatus, Request, RequestId, TeamId, Timestamp,
+};
 
 /// What "durable" means when a commit is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -60,6 +66,19 @@ pub enum Op {
     Hold {
         connection: ConnectionId,
         entry: QueueEntry,
+    },
+    /// Purges a request with its events, their attempts and (through its segment's count) its
+    /// body, if it and every one of its events is still purgeable at `cutoff` (see
+    /// `domain::retention`); otherwise leaves all of it.
+    PurgeRequest {
+        team: TeamId,
+        id: RequestId,
+        cutoff: Timestamp,
+    },
+    /// Removes a dedupe claim whose window has passed, unless a newer claim replaced it.
+    ExpireClaim {
+        key: Vec<u8>,
+        at: Timestamp,
     },
     /// Claims a request identity for a source's dedupe: the whole message fails with
     /// `StoreError::Duplicate` (naming the first request) when a claim still covers it.
@@ -116,6 +135,8 @@ impl Writer {
         linger: Duration,
         high_water: u64,
         tally: Arc<Tally>,
+        body_log: Arc<BodyLog>,
+        segments: SegmentCounts,
     ) -> (Writer, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel();
         let stats = std::sync::Arc::new(WriterStats::default());
@@ -139,6 +160,8 @@ impl Writer {
                     rx,
                     &thread_stats,
                     &tally,
+                    &body_log,
+                    segments,
                 )
             })
             .expect("spawn the store writer thread");
@@ -217,6 +240,8 @@ fn run(
     rx: mpsc::Receiver<Message>,
     stats: &WriterStats,
     tally: &Tally,
+    body_log: &BodyLog,
+    mut segments: SegmentCounts,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
     let mut dirty = false;
@@ -227,9 +252,9 @@ fn run(
             Ok(m) => m,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 // Idle: make unacknowledged writes durable too, so they never wait long.
-                if dirty {
-                    let _ = make_durable(&db, data_file.as_ref(), durability);
+                if dirty && make_durable(&db, data_file.as_ref(), durability).is_ok() {
                     dirty = false;
+                    remove_segments(&mut segments, body_log);
                 }
                 continue;
             }
@@ -261,6 +286,7 @@ fn run(
         let mut group_high = high_water;
         let mut applied_waiters = Vec::new();
         let mut counted = CountChanges::default();
+        let mut segment_deltas = SegmentDeltas::new();
         for message in group {
             applied_waiters.extend(message.on_applied);
             #[cfg(test)]
@@ -290,6 +316,9 @@ fn run(
             .map(|named| {
                 group_high = group_high.max(named);
                 counted.absorb(&mut staged.counts);
+                for (segment, delta) in staged.segments.drain() {
+                    *segment_deltas.entry(segment).or_default() += delta;
+                }
             });
             #[cfg(test)]
             if applied.is_ok() {
@@ -310,6 +339,8 @@ fn run(
             Ok(writes) => overlay.extend(writes.map(|(k, v)| (k, Some(v)))),
             Err(e) => tracing::error!(error = %e, "event counts could not be updated"),
         }
+        let current_segment = bodies.current_segment();
+        overlay.extend(segments.writes(&segment_deltas, current_segment));
         if group_high > high_water {
             overlay.insert(
                 keys::HIGH_WATER.to_vec(),
@@ -340,6 +371,7 @@ fn run(
             if result.is_ok() {
                 high_water = group_high;
                 tally.apply(tallied.iter());
+                segments.applied(&segment_deltas, current_segment);
             }
         }
         // Readers waiting for the group read it now (or, if it failed, the disk as it was).
@@ -363,6 +395,9 @@ fn run(
             tracing::error!(error = %e, "store commit failed");
         }
         stats.disk.record(&result);
+        if result.is_ok() && (!dirty || durability == Durability::None) {
+            remove_segments(&mut segments, body_log);
+        }
         for (ack, applied) in acks {
             // A repeat names a first request that may be in this very group: it is answered
             // only once that request is durable.
@@ -461,6 +496,70 @@ struct Staged {
     queue_ops: Vec<QueueChange>,
     /// What it changes in the event counts (and so in the tally), written with the group.
     counts: CountChanges,
+    /// Requests it stores (+) and purges (−), by body segment.
+    segments: SegmentDeltas,
+}
+
+/// Deletes the files of segments emptied by batches that are now durable.
+fn remove_segments(segments: &mut SegmentCounts, body_log: &BodyLog) {
+    for segment in segments.take_removable() {
+        match body_log.remove_segment(segment) {
+            Ok(()) => tracing::info!(segment, "body segment removed: nothing in it is kept"),
+            Err(e) => tracing::warn!(error = %e, segment, "cannot remove an emptied body segment"),
+        }
+    }
+}
+
+/// `Op::PurgeRequest`: reads the request and its events as the group has them, and removes
+/// all of it only if every event is still purgeable.
+fn purge_request(
+    tree: &sled::Tree,
+    overlay: &HashMap<Vec<u8>, Option<Vec<u8>>>,
+    staged: &mut Staged,
+    team: &TeamId,
+    id: &RequestId,
+    cutoff: Timestamp,
+) -> Result<(), StoreError> {
+    let current = |staged: &Staged, key: &[u8]| -> Result<Option<Vec<u8>>, StoreError> {
+        match staged.writes.get(key).or_else(|| overlay.get(key)) {
+            Some(v) => Ok(v.clone()),
+            None => Ok(tree.get(key)?.map(|v| v.to_vec())),
+        }
+    };
+    let request_key = keys::request(team, id);
+    let Some(bytes) = current(staged, &request_key)? else {
+        return Ok(());
+    };
+    let record: RequestRecord = codec::decode(&bytes)?;
+    if record.request.created_at >= cutoff {
+        return Ok(());
+    }
+    let mut events = Vec::with_capacity(record.request.event_ids.len());
+    for event_id in &record.request.event_ids {
+        let key = keys::event(team, event_id);
+        if let Some(bytes) = current(staged, &key)? {
+            let event = codec::decode::<EventRecord>(&bytes)?.event;
+            if !retention::purgeable(&event, cutoff) {
+                return Ok(());
+            }
+            events.push((key, event));
+        }
+    }
+    for (key, event) in events {
+        staged.writes.insert(key, None);
+        for index in keys::event_index(team, &event.connection_id, event.status, &event.id) {
+            staged.writes.insert(index, None);
+        }
+        for attempt in tree.scan_prefix(keys::attempt_prefix(&event.id)).keys() {
+            staged.writes.insert(attempt?.to_vec(), None);
+        }
+        staged
+            .counts
+            .change(&EventPlace::of(&event), |c| c.removed(event.status));
+    }
+    staged.writes.insert(request_key, None);
+    *staged.segments.entry(record.body.segment()).or_default() -= 1;
+    Ok(())
 }
 
 /// Applies one message's operations to the group, all or none. Returns the highest sequence
@@ -477,6 +576,7 @@ fn apply_message(
     staged.writes.clear();
     staged.queue_ops.clear();
     staged.counts.clear();
+    staged.segments.clear();
     let mut named = 0;
     // Queue records are written only at the end of a group, so earlier groups' are in sled.
     let read = |key: &[u8]| -> Result<Option<Vec<u8>>, StoreError> {
@@ -511,6 +611,22 @@ fn apply_message(
                 staged.writes.insert(k, None);
                 continue;
             }
+            Op::ExpireClaim { key, at } => {
+                let current = match staged.writes.get(&key).or_else(|| overlay.get(&key)) {
+                    Some(v) => v.clone(),
+                    None => read(&key)?,
+                };
+                if let Some(bytes) = current {
+                    if codec::decode::<DedupeClaim>(&bytes)?.at == at {
+                        staged.writes.insert(key, None);
+                    }
+                }
+                continue;
+            }
+            Op::PurgeRequest { team, id, cutoff } => {
+                purge_request(tree, overlay, staged, &team, &id, cutoff)?;
+                continue;
+            }
             Op::ClaimDedupe {
                 key,
                 claim,
@@ -534,6 +650,7 @@ fn apply_message(
             }
             Op::PutRequest(request) => {
                 let body = bodies.stage(&request.body)?;
+                *staged.segments.entry(body.segment()).or_default() += 1;
                 let record = NewRequestRecord {
                     body,
                     request: &request,

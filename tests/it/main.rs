@@ -24,6 +24,7 @@ mod openapi;
 mod pause;
 mod queries;
 mod quickstart;
+mod retention;
 mod retry;
 mod routing;
 mod runbook;
