@@ -1,5 +1,11 @@
 //! Wall-clock instants as milliseconds since the Unix epoch. Deadlines are persisted in this
 //! form so a timer set before a crash fires at the same wall-clock moment after it.
+//!
+//! While the process runs, its clock never jumps: `Timestamp::now` follows the system clock's
+//! small corrections (NTP slewing) but not a step of more than `STEP_MS` either way. After a
+//! step it keeps counting on the monotonic clock from where it was, so a clock set an hour
+//! forward does not make every cooldown and retry due at once, and one set back does not hold
+//! them for an hour. A restart takes up the system clock again.
 
 use std::fmt;
 
@@ -11,13 +17,12 @@ use time::OffsetDateTime;
 pub struct Timestamp(pub u64);
 
 impl Timestamp {
-    /// Reads the system clock. Only the IO shells call this; cores get `now` as an argument.
+    /// Reads the process clock (see the module's doc). Only the IO shells call this; cores
+    /// get `now` as an argument.
     pub fn now() -> Self {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        Timestamp(ms)
+        use std::sync::OnceLock;
+        static CLOCK: OnceLock<ProcessClock> = OnceLock::new();
+        CLOCK.get_or_init(ProcessClock::start).now()
     }
 
     pub fn millis(self) -> u64 {
@@ -68,6 +73,84 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// A step of the system clock larger than this is not followed while running.
+const STEP_MS: i64 = 5_000;
+
+/// The process clock: an offset from the monotonic clock to the wall clock, adjusted as long
+/// as the wall clock only drifts, and never going back.
+struct ProcessClock {
+    started: std::time::Instant,
+    state: std::sync::Mutex<ClockState>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ClockState {
+    /// Wall-clock milliseconds minus monotonic milliseconds since `started`.
+    offset: i64,
+    /// The last time handed out.
+    last: u64,
+    /// A step was seen (and reported once).
+    stepped: bool,
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl ProcessClock {
+    fn start() -> ProcessClock {
+        ProcessClock {
+            started: std::time::Instant::now(),
+            state: std::sync::Mutex::new(ClockState {
+                offset: wall_ms(),
+                last: 0,
+                stepped: false,
+            }),
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        let mono = self.started.elapsed().as_millis() as i64;
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (t, step) = state.tick(wall_ms(), mono);
+        drop(state);
+        if let Some(step_ms) = step {
+            tracing::warn!(
+                step_ms,
+                "the system clock stepped; timers keep the process's own time until a restart"
+            );
+        }
+        Timestamp(t)
+    }
+}
+
+impl ClockState {
+    /// The time at wall-clock `wall` and monotonic `mono` (ms), and the size of a step of the
+    /// wall clock seen for the first time.
+    fn tick(&mut self, wall: i64, mono: i64) -> (u64, Option<i64>) {
+        let expected = self.offset + mono;
+        let gap = wall - expected;
+        let mut step = None;
+        if self.stepped || gap.abs() > STEP_MS {
+            if !self.stepped {
+                step = Some(gap);
+            }
+            self.stepped = true;
+        } else {
+            // Drift or slewing: follow the wall clock.
+            self.offset = wall - mono;
+        }
+        let t = u64::try_from(self.offset + mono)
+            .unwrap_or(0)
+            .max(self.last);
+        self.last = t;
+        (t, step)
+    }
+}
+
 /// JSON carries RFC 3339 text; the store (bincode, not human readable) carries the integer.
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -108,6 +191,57 @@ impl utoipa::ToSchema for Timestamp {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn clock(at: i64) -> ClockState {
+        ClockState {
+            offset: at,
+            last: 0,
+            stepped: false,
+        }
+    }
+
+    #[test]
+    fn the_clock_follows_drift_but_not_a_step_and_never_goes_back() {
+        let hour = 3_600_000;
+        // Drift of a few milliseconds is followed.
+        let mut c = clock(1_000_000);
+        assert_eq!(c.tick(1_000_100, 100), (1_000_100, None));
+        assert_eq!(c.tick(1_000_203, 200), (1_000_203, None));
+        // Slewing back a little never makes time go back.
+        assert_eq!(c.tick(1_000_250, 300), (1_000_250, None));
+        assert_eq!(c.tick(1_000_240, 301), (1_000_250, None));
+        // An hour forward: seen once, not followed; time goes on at the monotonic rate.
+        let (t, step) = c.tick(1_000_400 + hour, 400);
+        // (The last drift set the offset to 1_000_240 - 301.)
+        assert_eq!(step, Some(hour + 61));
+        assert_eq!(t, 1_000_339);
+        assert_eq!(c.tick(1_001_400 + hour, 1_400), (1_001_339, None));
+        // And an hour back, after: still the monotonic time.
+        let mut c = clock(5 * hour);
+        let (t, step) = c.tick(4 * hour + 1_000, 1_000);
+        assert_eq!((t, step), ((5 * hour + 1_000) as u64, Some(-hour)));
+        assert_eq!(
+            c.tick(4 * hour + 61_000, 61_000).0,
+            (5 * hour + 61_000) as u64
+        );
+    }
+
+    /// Any sequence of wall-clock readings gives a time that never decreases and advances
+    /// with the monotonic clock.
+    #[test]
+    fn the_process_time_never_decreases() {
+        use proptest::prelude::*;
+        proptest!(|(readings in proptest::collection::vec((-7_200_000i64..7_200_000, 0i64..10_000), 1..200))| {
+            let mut c = clock(1_700_000_000_000);
+            let (mut mono, mut last) = (0i64, 0u64);
+            for (skew, advance) in readings {
+                mono += advance;
+                let (t, _) = c.tick(1_700_000_000_000 + mono + skew, mono);
+                prop_assert!(t >= last);
+                last = t;
+            }
+        });
+    }
 
     #[test]
     fn rfc3339_round_trip_keeps_milliseconds() {
