@@ -17,6 +17,7 @@ mod delivery;
 mod disk_full;
 mod engine_pause;
 mod issues;
+mod kill_loop;
 mod logs;
 mod manual_retry;
 mod metrics;
