@@ -131,7 +131,9 @@ impl From<StoreError> for ApiError {
                 )
             }
             StoreError::Corrupt(m) => ApiError::Internal(m),
-            StoreError::NewerLayout { .. } => ApiError::Internal(e.to_string()),
+            StoreError::NewerLayout { .. } | StoreError::Damaged(_) => {
+                ApiError::Internal(e.to_string())
+            }
             StoreError::Duplicate { .. } => ApiError::Conflict {
                 code: "DUPLICATE_REQUEST",
                 message: e.to_string(),

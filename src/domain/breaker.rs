@@ -272,8 +272,11 @@ pub fn classify(result: &AttemptResult) -> AttemptClass {
         return AttemptClass::Success;
     }
     match (result.error, result.response_status) {
-        // The gateway refused the address: says nothing about the receiver's health.
-        (Some(DeliveryError::BlockedAddress), _) => AttemptClass::SoftFailure,
+        // The gateway refused the address, or could not read the body: says nothing about
+        // the receiver's health.
+        (Some(DeliveryError::BlockedAddress | DeliveryError::BodyUnavailable), _) => {
+            AttemptClass::SoftFailure
+        }
         (None, Some(status)) if (400..500).contains(&status) && status != 408 && status != 429 => {
             AttemptClass::SoftFailure
         }
@@ -646,6 +649,10 @@ mod tests {
         );
         assert_eq!(
             classify(&result(None, Some(DeliveryError::BlockedAddress))),
+            SoftFailure
+        );
+        assert_eq!(
+            classify(&result(None, Some(DeliveryError::BodyUnavailable))),
             SoftFailure
         );
     }

@@ -306,6 +306,8 @@ pub enum DeliveryError {
     BadResponse,
     /// The address is one the gateway does not connect to (the SSRF guard); nothing was sent.
     BlockedAddress,
+    /// The stored request body could not be read (a damaged body segment); nothing was sent.
+    BodyUnavailable,
 }
 
 impl DeliveryError {
@@ -318,6 +320,7 @@ impl DeliveryError {
             DeliveryError::Tls => "TLS",
             DeliveryError::BadResponse => "BAD_RESPONSE",
             DeliveryError::BlockedAddress => "BLOCKED_ADDRESS",
+            DeliveryError::BodyUnavailable => "BODY_UNAVAILABLE",
         }
     }
 }

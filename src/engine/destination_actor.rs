@@ -436,7 +436,7 @@ impl DestinationActor {
                     tracing::error!(event_id = %entry.event_id, request_id = %entry.request_id, "request body is missing; the attempt fails");
                     AttemptResult {
                         response_status: None,
-                        error: Some(DeliveryError::BadResponse),
+                        error: Some(DeliveryError::BodyUnavailable),
                         retry_after_ms: None,
                         duration_ms: 0,
                     }

@@ -51,6 +51,7 @@
 mod body_log;
 mod codec;
 pub mod disk_health;
+mod durable_mark;
 mod event_counts;
 mod event_record;
 pub mod keys;
@@ -99,6 +100,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is shutting down")]
     Closed,
+    #[error("the data directory is damaged: {0}")]
+    Damaged(String),
     /// A source's dedupe found this request's identity already claimed by `request_id`.
     #[error("a repeat of request {request_id}")]
     Duplicate {
@@ -136,6 +139,17 @@ struct Inner {
     tally: Arc<Tally>,
     /// The data directory, where the space probe writes.
     dir: std::path::PathBuf,
+}
+
+/// Decodes the record at `key`; a record that does not decode is named in the error, so an
+/// operator knows which one is damaged.
+fn decode_at<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T> {
+    codec::decode(bytes).map_err(|e| match e {
+        StoreError::Corrupt(why) => {
+            StoreError::Corrupt(format!("{} ({why})", String::from_utf8_lossy(key)))
+        }
+        other => other,
+    })
 }
 
 /// sled's page cache unless the configuration says otherwise.
@@ -196,6 +210,8 @@ impl Store {
             .open()?;
         let tree = db.open_tree("fasthook")?;
         let high_water = layout::open(&tree)?;
+        let (mark, marked) = durable_mark::DurableMark::open(dir)?;
+        durable_mark::check(dir, marked, high_water)?;
         let tally = Arc::new(Tally::count(&tree)?);
         // sled 0.34 keeps its log in `<dir>/db`; fdatasync of that file closes the gap that
         // sled's own `sync_file_range` leaves (no device cache flush).
@@ -223,6 +239,7 @@ impl Store {
             tally.clone(),
             bodies.clone(),
             segments,
+            mark,
         );
         Ok(Store {
             inner: Arc::new(Inner {
@@ -434,7 +451,7 @@ impl Store {
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
         match self.inner.tree.get(key)? {
-            Some(bytes) => codec::decode(&bytes).map(Some),
+            Some(bytes) => decode_at(key, &bytes).map(Some),
             None => Ok(None),
         }
     }
@@ -443,8 +460,10 @@ impl Store {
         self.inner
             .tree
             .scan_prefix(prefix)
-            .values()
-            .map(|v| codec::decode(&v?))
+            .map(|item| {
+                let (key, value) = item?;
+                decode_at(&key, &value)
+            })
             .collect()
     }
 

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use super::body_log::BodyAppender;
 use super::body_log::BodyLog;
 use super::codec;
+use super::durable_mark::DurableMark;
 use super::event_counts::{CountChanges, EventPlace};
 use super::event_record::EventRecord;
 use super::keys;
@@ -137,6 +138,7 @@ impl Writer {
         tally: Arc<Tally>,
         body_log: Arc<BodyLog>,
         segments: SegmentCounts,
+        mark: DurableMark,
     ) -> (Writer, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel();
         let stats = std::sync::Arc::new(WriterStats::default());
@@ -162,6 +164,7 @@ impl Writer {
                     &tally,
                     &body_log,
                     segments,
+                    mark,
                 )
             })
             .expect("spawn the store writer thread");
@@ -242,6 +245,7 @@ fn run(
     tally: &Tally,
     body_log: &BodyLog,
     mut segments: SegmentCounts,
+    mut mark: DurableMark,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
     let mut dirty = false;
@@ -254,6 +258,7 @@ fn run(
                 // Idle: make unacknowledged writes durable too, so they never wait long.
                 if dirty && make_durable(&db, data_file.as_ref(), durability).is_ok() {
                     dirty = false;
+                    mark.record(high_water);
                     remove_segments(&mut segments, body_log);
                 }
                 continue;
@@ -395,6 +400,9 @@ fn run(
             tracing::error!(error = %e, "store commit failed");
         }
         stats.disk.record(&result);
+        if result.is_ok() && !dirty {
+            mark.record(high_water);
+        }
         if result.is_ok() && (!dirty || durability == Durability::None) {
             remove_segments(&mut segments, body_log);
         }
@@ -415,8 +423,9 @@ fn run(
         .write_staged()
         .and_then(|()| bodies.sync())
         .and_then(|()| make_durable(&db, data_file.as_ref(), Durability::Fsync));
-    if let Err(e) = last {
-        tracing::error!(error = %e, "final flush failed");
+    match last {
+        Ok(()) => mark.record(high_water),
+        Err(e) => tracing::error!(error = %e, "final flush failed"),
     }
 }
 

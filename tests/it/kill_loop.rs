@@ -33,7 +33,9 @@ fn load(
             if resp.status().as_u16() != 200 {
                 return;
             }
-            let Ok(bytes) = resp.bytes().await else { return };
+            let Ok(bytes) = resp.bytes().await else {
+                return;
+            };
             let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
             let ids = v["event_ids"].as_array().unwrap();
             let mut acked = acked.lock().unwrap();
@@ -51,7 +53,7 @@ async fn kill9_at_random_moments_under_load_loses_nothing() {
     let seed: u64 = std::env::var("FASTHOOK_KILL_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| rand::random());
+        .unwrap_or_else(rand::random);
     println!("kill loop: {loops} loops, FASTHOOK_KILL_SEED={seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
@@ -115,7 +117,10 @@ async fn kill9_at_random_moments_under_load_loses_nothing() {
             .map(|e| e["id"].as_str().unwrap().to_owned())
             .collect();
         let lost: Vec<_> = sent.iter().filter(|id| !exist.contains(*id)).collect();
-        assert!(lost.is_empty(), "round {round} (seed {seed}): lost {lost:?}");
+        assert!(
+            lost.is_empty(),
+            "round {round} (seed {seed}): lost {lost:?}"
+        );
         let holding: HashSet<String> = server
             .events(&format!("connection_id={held_conn}&status=HOLD"))
             .await

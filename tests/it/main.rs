@@ -11,6 +11,7 @@ mod cli;
 mod common;
 mod config_reference;
 mod container;
+mod corruption;
 mod crash;
 mod dedupe;
 mod delivery;

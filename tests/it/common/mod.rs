@@ -208,6 +208,14 @@ impl TestServer {
     }
 
     async fn spawn_and_wait_ready(&mut self) {
+        if let Err(status) = self.spawn_until_ready_or_exit().await {
+            panic!("fasthook exited ({status}) before /readyz answered 200 (stderr below)");
+        }
+    }
+
+    /// Starts the process and waits until `/readyz` answers 200 (`Ok`) or it exits (`Err`,
+    /// with its status: a start that refused). Panics if neither happens in time.
+    async fn spawn_until_ready_or_exit(&mut self) -> Result<(), ExitStatus> {
         let mut child = self.command().spawn().expect("spawn fasthook");
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
@@ -250,21 +258,18 @@ impl TestServer {
         let addr = match tokio::time::timeout(START_DEADLINE, rx).await {
             Ok(Ok(addr)) => addr,
             Ok(Err(_)) => {
-                let child = self.child.as_mut();
-                let status = match child {
-                    Some(child) => {
-                        poll(Duration::from_secs(5), || {
-                            let status = child.try_wait().ok().flatten();
-                            async move { status }
-                        })
-                        .await
-                    }
-                    None => None,
-                };
-                let status = status.map_or("still running".to_string(), |s| s.to_string());
-                panic!(
-                    "fasthook exited ({status}) before printing `{LISTEN_PREFIX}…` (stderr below)"
-                );
+                let child = self.child.as_mut().expect("child");
+                let status = poll(Duration::from_secs(5), || {
+                    let status = child.try_wait().ok().flatten();
+                    async move { status }
+                })
+                .await;
+                match status {
+                    Some(status) => return Err(status),
+                    None => panic!(
+                        "fasthook closed stdout before printing `{LISTEN_PREFIX}…` and still runs (stderr below)"
+                    ),
+                }
             }
             Err(_) => panic!(
                 "fasthook did not print `{LISTEN_PREFIX}…` within {START_DEADLINE:?} (stderr below)"
@@ -273,7 +278,7 @@ impl TestServer {
         self.base = format!("http://{addr}");
 
         let url = self.url("/readyz");
-        let ready = poll(START_DEADLINE, || {
+        let outcome = poll(START_DEADLINE, || {
             let exited = self
                 .child
                 .as_mut()
@@ -281,18 +286,25 @@ impl TestServer {
             let request = self.client.get(&url).send();
             async move {
                 if let Some(status) = exited {
-                    panic!("fasthook exited ({status}) before /readyz answered 200 (stderr below)");
+                    return Some(Err(status));
                 }
                 match request.await {
-                    Ok(resp) if resp.status().as_u16() == 200 => Some(()),
+                    Ok(resp) if resp.status().as_u16() == 200 => Some(Ok(())),
                     _ => None,
                 }
             }
         })
         .await;
-        if ready.is_none() {
-            panic!("GET /readyz did not answer 200 within {START_DEADLINE:?} (stderr below)");
-        }
+        outcome.unwrap_or_else(|| {
+            panic!("GET /readyz did not answer 200 within {START_DEADLINE:?} (stderr below)")
+        })
+    }
+
+    /// Starts the process again on the same data dir, and says whether it became ready or
+    /// exited (with its status) — for data directories a test has damaged.
+    pub async fn restart_or_exit(&mut self) -> Result<(), ExitStatus> {
+        self.child = None;
+        self.spawn_until_ready_or_exit().await
     }
 
     /// Starts the process again on the same data dir, keys and config; the port changes.

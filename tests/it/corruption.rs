@@ -1,0 +1,166 @@
+//! R3: a damaged data directory. The gateway either refuses to start with an error that names
+//! what is damaged, or starts with everything it had accepted; it never starts silently with
+//! less, and never panics.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::{breaker_off, eventually, TestReceiver, TestServer};
+
+fn body(i: usize) -> String {
+    format!(r#"{{"i": {i}, "pad": "{}"}}"#, "p".repeat(500))
+}
+
+/// A server with `n` events waiting for a retry (their receiver answers 500), stopped cleanly.
+async fn stopped_with_waiting_events(n: usize) -> (TestServer, TestReceiver, String, Vec<String>) {
+    let mut server = TestServer::start().await;
+    let receiver = TestReceiver::start().await;
+    receiver.set_status(500);
+    let rules = json!([{ "type": "retry", "strategy": "linear", "count": 1000, "interval": 300 }]);
+    let (src, _, _) = server.pipeline(&receiver.url(), breaker_off(), rules).await;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.extend(server.ingest_ok(&src, body(i), "application/json").await);
+    }
+    server.sigterm();
+    assert!(server.wait_exit(Duration::from_secs(20)).await.success());
+    (server, receiver, src, ids)
+}
+
+/// The start was refused with an error naming `names`, and nothing panicked.
+fn assert_refused(
+    server: &TestServer,
+    outcome: Result<(), std::process::ExitStatus>,
+    names: &[&str],
+) {
+    let stderr = server.stderr_text();
+    let status = outcome.expect_err("the damaged data directory was opened");
+    assert!(!status.success(), "{status}");
+    for name in names {
+        assert!(
+            stderr.contains(name),
+            "the error does not name {name}: {stderr}"
+        );
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_that_does_not_decode_stops_the_start_and_is_named() {
+    let (mut server, _receiver, _, _) = stopped_with_waiting_events(5).await;
+    let data = server.data_dir();
+    let store =
+        fasthook::store::Store::open(&data, fasthook::store::Durability::Flush, Duration::ZERO)
+            .unwrap();
+    let destination = store.all_destinations().unwrap()[0].id.clone();
+    let key = fasthook::store::keys::destination(&destination);
+    store
+        .commit(vec![fasthook::store::Op::Put(key, vec![9, 1, 2, 3])])
+        .await
+        .unwrap();
+    store.close().await;
+    let outcome = server.restart_or_exit().await;
+    assert_refused(
+        &server,
+        outcome,
+        &[destination.as_str(), "record version 9"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_lost_acknowledged_writes_is_refused_until_the_operator_says_otherwise() {
+    let (mut server, _receiver, src, ids) = stopped_with_waiting_events(200).await;
+    let db = server.data_dir().join("db");
+    let file = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+    let len = file.metadata().unwrap().len();
+    file.set_len(len * 6 / 10).unwrap();
+    drop(file);
+    let outcome = server.restart_or_exit().await;
+    assert_refused(&server, outcome, &["durable-mark", "db", "acknowledged"]);
+
+    // The way out the message gives: start with what is left.
+    std::fs::remove_file(server.data_dir().join("durable-mark")).unwrap();
+    server
+        .restart_or_exit()
+        .await
+        .expect("starts once told to take what is left");
+    let left = server.events(&format!("source_id={src}")).await.len();
+    assert!(left < ids.len(), "{left} of {} events", ids.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_inside_the_log_or_to_sleds_own_files_never_starts_silently_with_less() {
+    let (mut server, _receiver, src, ids) = stopped_with_waiting_events(200).await;
+    let db = server.data_dir().join("db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 64] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&db, bytes).unwrap();
+    match server.restart_or_exit().await {
+        Ok(()) => {
+            let n = server.events(&format!("source_id={src}")).await.len();
+            assert_eq!(n, ids.len(), "started with less than it had accepted");
+        }
+        refused => assert_refused(&server, refused, &["durable-mark", "db"]),
+    }
+
+    let (mut server, _receiver, _, _) = stopped_with_waiting_events(5).await;
+    std::fs::write(server.data_dir().join("conf"), b"garbage\x00\xff").unwrap();
+    let outcome = server.restart_or_exit().await;
+    let data = server.data_dir().display().to_string();
+    assert_refused(&server, outcome, &[data.as_str()]);
+}
+
+/// A body segment cut short: the gateway starts with every event; those whose bodies are gone
+/// fail with `BODY_UNAVAILABLE`, the others are delivered byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_body_segment_fails_only_the_events_whose_bodies_are_gone() {
+    let (mut server, receiver, src, ids) = stopped_with_waiting_events(100).await;
+    let segment = server.data_dir().join("bodies").join("0000000000.seg");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    let len = file.metadata().unwrap().len();
+    file.set_len(len / 2).unwrap();
+    drop(file);
+    receiver.set_status(200);
+    server.restart_or_exit().await.expect("starts");
+    assert_eq!(
+        server.events(&format!("source_id={src}")).await.len(),
+        ids.len()
+    );
+    eventually(
+        Duration::from_secs(30),
+        "every event is delivered or says its body is unavailable",
+        || async {
+            server
+                .events(&format!("source_id={src}"))
+                .await
+                .iter()
+                .all(|e| e["status"] == "SUCCESSFUL" || e["error_code"] == "BODY_UNAVAILABLE")
+        },
+    )
+    .await;
+    let events = server.events(&format!("source_id={src}")).await;
+    let delivered = events
+        .iter()
+        .filter(|e| e["status"] == "SUCCESSFUL")
+        .count();
+    assert!(
+        delivered > 0 && delivered < ids.len(),
+        "{delivered} delivered"
+    );
+    for hit in receiver.hits().iter().filter(|h| h.status == 200) {
+        let i = ids.iter().position(|id| *id == hit.event_id()).unwrap();
+        assert_eq!(
+            hit.body,
+            body(i).as_bytes(),
+            "event {i} delivered with another body"
+        );
+    }
+    assert!(!server.stderr_text().contains("panicked"));
+}
