@@ -74,6 +74,9 @@ pub struct IngressConfig {
     /// Requests per second each team's source URLs accept (a second's worth may come at
     /// once); over it, 429 with `Retry-After` and nothing stored. 0: no limit.
     pub team_rate_limit: u32,
+    /// The longest a request's body may take to arrive; slower is cut off with 408.
+    #[serde(deserialize_with = "duration")]
+    pub body_timeout: Duration,
 }
 
 impl Default for IngressConfig {
@@ -81,6 +84,7 @@ impl Default for IngressConfig {
         IngressConfig {
             max_body_bytes: 1024 * 1024,
             team_rate_limit: 0,
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -288,6 +292,12 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "ingress.max_body_bytes",
                 message: "must be at least 1".into(),
+            });
+        }
+        if self.ingress.body_timeout.is_zero() {
+            return Err(ConfigError::Invalid {
+                key: "ingress.body_timeout",
+                message: "must be above 0".into(),
             });
         }
         if self.store.body_segment_bytes < 4096 {

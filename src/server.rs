@@ -76,6 +76,9 @@ async fn serve(
         app
     })
     .workers(workers)
+    // A client must send its request head within this long (slow-loris senders are cut off;
+    // the body has `ingress.body_timeout`).
+    .client_request_timeout(std::time::Duration::from_secs(5))
     .disable_signals()
     .shutdown_timeout(5)
     .bind(addr)

@@ -28,6 +28,8 @@ pub enum ApiError {
     SourceDisabled,
     #[error("the body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("the body did not arrive within {}; nothing was stored", humantime::format_duration(*.0))]
+    RequestTimeout(std::time::Duration),
     #[error("the request signature did not verify")]
     VerificationFailed,
     #[error("{message}")]
@@ -55,6 +57,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
             ApiError::SourceDisabled => "SOURCE_DISABLED",
             ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            ApiError::RequestTimeout(_) => "REQUEST_TIMEOUT",
             ApiError::VerificationFailed => "VERIFICATION_FAILED",
             ApiError::Conflict { code, .. } => code,
             ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
@@ -75,6 +78,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::SourceDisabled => StatusCode::GONE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,

@@ -78,17 +78,29 @@ pub(super) async fn ingest(
         count("too_large");
         return Err(ApiError::PayloadTooLarge(max));
     }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(max));
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::InvalidJson(format!("cannot read the body: {e}")))?;
-        if body.len() + chunk.len() > max {
-            count("too_large");
-            return Err(ApiError::PayloadTooLarge(max));
+    // A body that never ends (a slow or stalled sender) is cut off: the connection and its
+    // buffer are not held for ever.
+    let limit = engine.config().ingress.body_timeout;
+    let read = async {
+        let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(max));
+        while let Some(chunk) = payload.next().await {
+            let chunk =
+                chunk.map_err(|e| ApiError::InvalidJson(format!("cannot read the body: {e}")))?;
+            if body.len() + chunk.len() > max {
+                count("too_large");
+                return Err(ApiError::PayloadTooLarge(max));
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
-    let body = body.freeze();
+        Ok(body.freeze())
+    };
+    let body = match tokio::time::timeout(limit, read).await {
+        Ok(body) => body?,
+        Err(_) => {
+            count("timeout");
+            return Err(ApiError::RequestTimeout(limit));
+        }
+    };
 
     let mut headers = Vec::with_capacity(req.headers().len());
     for (name, value) in req.headers() {

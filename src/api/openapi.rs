@@ -118,6 +118,9 @@ pub enum IngressErrors {
     /// The body is larger than `ingress.max_body_bytes`.
     #[response(status = 413)]
     TooLarge(ErrorBody),
+    /// The body did not arrive within `ingress.body_timeout`; nothing was stored.
+    #[response(status = 408)]
+    RequestTimeout(ErrorBody),
     /// The team is over `ingress.team_rate_limit`; nothing was stored, retry after `Retry-After`.
     #[response(status = 429)]
     RateLimited(ErrorBody),

@@ -32,6 +32,7 @@ mod routing;
 mod runbook;
 mod shutdown;
 mod signatures;
+mod slow_clients;
 mod ssrf;
 mod stranding;
 mod team_limit;
