@@ -102,10 +102,18 @@ pub(super) async fn ingest(
         }
     };
 
+    // Headers the `Connection` header names are this hop's too (RFC 9110 §7.6.1).
+    let nominated: Vec<String> = req
+        .headers()
+        .get_all("connection")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
     let mut headers = Vec::with_capacity(req.headers().len());
     for (name, value) in req.headers() {
         let name = name.as_str();
-        if !is_hop_by_hop(name) {
+        if !is_hop_by_hop(name) && !nominated.iter().any(|n| n == name) {
             headers.push((
                 name.to_owned(),
                 String::from_utf8_lossy(value.as_bytes()).into_owned(),

@@ -17,6 +17,7 @@ mod dedupe;
 mod delivery;
 mod disk_full;
 mod engine_pause;
+mod headers;
 mod issues;
 mod kill_loop;
 mod logs;
