@@ -27,6 +27,7 @@ mod openapi;
 mod pause;
 mod queries;
 mod quickstart;
+mod receiver_faults;
 mod retention;
 mod retry;
 mod routing;
