@@ -26,6 +26,32 @@ pub(super) struct ChannelIn {
 }
 
 /// `whsec_` and base64 of 32 random bytes.
+/// An alert channel as lists and reads show it: its signing secret is shown only once, in the
+/// answer to its creation.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(super) struct AlertChannelOut {
+    id: AlertChannelId,
+    team_id: TeamId,
+    name: String,
+    #[serde(rename = "type")]
+    kind: ChannelType,
+    url: String,
+    alert_types: Vec<AlertType>,
+    created_at: Timestamp,
+}
+
+fn render(c: AlertChannel) -> AlertChannelOut {
+    AlertChannelOut {
+        id: c.id,
+        team_id: c.team_id,
+        name: c.name,
+        kind: c.kind,
+        url: c.url,
+        alert_types: c.alert_types,
+        created_at: c.created_at,
+    }
+}
+
 fn new_signing_secret() -> String {
     use base64::Engine as _;
     use rand::RngCore;
@@ -72,7 +98,7 @@ pub(super) async fn create_channel(
 }
 
 #[utoipa::path(get, path = "/v1/alert-channels", tag = "alert-channels", params(ListParams),
-    responses((status = 200, description = "A page of alert channels", body = ListOut<AlertChannel>), ApiErrors))]
+    responses((status = 200, description = "A page of alert channels (without their secrets)", body = ListOut<AlertChannelOut>), ApiErrors))]
 pub(super) async fn list_channels(
     engine: web::Data<Engine>,
     auth: Auth,
@@ -82,7 +108,7 @@ pub(super) async fn list_channels(
     params.only_list(&[])?;
     let q = params.list_query(&auth.team)?;
     let page = engine.store().list_alert_channels(&q)?;
-    Ok(HttpResponse::Ok().json(json::list_envelope(page, &q, |c| c)))
+    Ok(HttpResponse::Ok().json(json::list_envelope(page, &q, render)))
 }
 
 fn channel_id(id: &str) -> Result<AlertChannelId, ApiError> {
@@ -90,7 +116,7 @@ fn channel_id(id: &str) -> Result<AlertChannelId, ApiError> {
 }
 
 #[utoipa::path(get, path = "/v1/alert-channels/{id}", tag = "alert-channels", params(("id" = String, Path, description = "The alert channel's id (alc_…)")),
-    responses((status = 200, description = "The channel", body = AlertChannel), ApiErrors))]
+    responses((status = 200, description = "The channel (without its secret)", body = AlertChannelOut), ApiErrors))]
 pub(super) async fn get_channel(
     engine: web::Data<Engine>,
     auth: Auth,
@@ -101,7 +127,7 @@ pub(super) async fn get_channel(
         .store()
         .alert_channel(&auth.team, &id)?
         .ok_or(ApiError::NotFound("alert channel"))?;
-    Ok(HttpResponse::Ok().json(channel))
+    Ok(HttpResponse::Ok().json(render(channel)))
 }
 
 /// Deletes the channel; alerts still waiting for it are dropped when their turn comes.

@@ -56,6 +56,13 @@ async fn issue_alerts_are_signed_and_reach_a_receiver_that_was_down_across_a_res
     assert!(channel["id"].as_str().unwrap().starts_with("alc_"));
     let secret = channel["signing_secret"].as_str().unwrap().to_string();
     assert!(secret.starts_with("whsec_"));
+    // The secret is shown once: never again in a read or a list (R15).
+    let id = channel["id"].as_str().unwrap();
+    let (_, read) = server.api().get(&format!("/v1/alert-channels/{id}")).await;
+    assert_eq!(read["id"], id);
+    assert!(read.get("signing_secret").is_none(), "{read}");
+    let (_, listed) = server.api().get("/v1/alert-channels").await;
+    assert!(!listed.to_string().contains(&secret), "{listed}");
 
     let (src, dest, _) = server.breaker_pipeline(&receiver.url(), 1, 1).await;
     server.send_events(&src, 1, "failing").await;
