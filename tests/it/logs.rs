@@ -14,7 +14,24 @@ async fn json_logs_carry_the_ids_of_the_ingest_and_the_attempt_and_no_secret() {
     opts.env
         .push(("FASTHOOK_LOG".into(), "fasthook=debug".into()));
     let server = TestServer::start_with(opts).await;
-    let (src, dest, conn) = server.pipeline(&receiver.url(), json!({}), json!([])).await;
+    // Secrets of every kind travel through this run: the destination signs, and a second
+    // source verifies Standard Webhooks signatures (a request with a bad one is refused).
+    let signing = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let verifying = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    let (src, dest, conn) = server
+        .pipeline(
+            &receiver.url(),
+            json!({"signing_secret": signing}),
+            json!([]),
+        )
+        .await;
+    let verified = server
+        .create_source_json(json!({"name": "verified", "verification": {"type": "standard_webhooks", "secret": verifying}}))
+        .await;
+    let (status, _) = server
+        .ingest(verified["id"].as_str().unwrap(), "{}", "application/json")
+        .await;
+    assert_eq!(status, 401);
     let event = server.send_events(&src, 1, "logged").await.remove(0);
     let lines = poll(Duration::from_secs(20), || async {
         let lines: Vec<Value> = server
@@ -58,4 +75,8 @@ async fn json_logs_carry_the_ids_of_the_ingest_and_the_attempt_and_no_secret() {
         !text.contains(&server.admin_key),
         "the admin key is never logged"
     );
+    for secret in [signing, verifying] {
+        assert!(!text.contains(secret), "a signing secret was logged");
+        assert!(!text.contains(&secret["whsec_".len()..]));
+    }
 }
