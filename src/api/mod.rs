@@ -240,7 +240,10 @@ mod parsers_never_panic {
     fn deep_nesting_huge_numbers_and_bad_utf8_are_refused_not_fatal() {
         let deep_array = "[".repeat(10_000) + &"]".repeat(10_000);
         let deep_object = r#"{"a":"#.repeat(10_000) + "1" + &"}".repeat(10_000);
-        let huge = format!(r#"{{"name": "x", "url": "http://a", "rate_limit": {}}}"#, "9".repeat(400));
+        let huge = format!(
+            r#"{{"name": "x", "url": "http://a", "rate_limit": {}}}"#,
+            "9".repeat(400)
+        );
         let floats = r#"{"name": "x", "url": "http://a", "timeout_ms": 1e308}"#;
         for input in [
             deep_array.as_bytes(),
