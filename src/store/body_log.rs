@@ -36,6 +36,10 @@ pub struct BodyRef {
 
 const FRAME_HEADER: usize = 8;
 
+/// Segment files kept open for reading at most; past it the oldest is closed (reads of old
+/// bodies are rare: retries and API reads of old requests).
+const MAX_OPEN_SEGMENTS: usize = 64;
+
 /// A new segment is started once the current one has reached this size.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -173,6 +177,11 @@ impl BodyLog {
         }
         let path = segment_path(&self.dir, segment);
         let file = Arc::new(File::open(&path).map_err(io(&path))?);
+        if files.len() >= MAX_OPEN_SEGMENTS {
+            if let Some(oldest) = files.keys().min().copied() {
+                files.remove(&oldest);
+            }
+        }
         files.insert(segment, file.clone());
         Ok(file)
     }
@@ -260,6 +269,27 @@ impl BodyAppender {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_most_a_bounded_number_of_segments_stay_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, mut appender) = BodyLog::open(dir.path(), 16).unwrap();
+        let refs: Vec<BodyRef> = (0..200u8)
+            .map(|i| {
+                let r = appender.stage(&[i; 12]).unwrap();
+                appender.write_staged().unwrap();
+                r
+            })
+            .collect();
+        assert!(refs.last().unwrap().segment as usize > MAX_OPEN_SEGMENTS);
+        for (i, r) in refs.iter().enumerate() {
+            assert_eq!(log.read(r).unwrap(), vec![i as u8; 12]);
+        }
+        let open = log.files.lock().unwrap().len();
+        assert!(open <= MAX_OPEN_SEGMENTS, "{open} files open");
+        // An old segment closed in between is opened again when read.
+        assert_eq!(log.read(&refs[0]).unwrap(), vec![0u8; 12]);
+    }
 
     #[test]
     fn bodies_read_back_across_segments_and_a_reopen() {
