@@ -35,6 +35,14 @@ WORKLOADS (1 KiB JSON bodies unless stated):
   w11 event queries (gateway modes): --w11-events (1,000,000) delivered events, then 50 held
       on a paused connection and 50 dead-lettered; p50/p99 of listing the 50 held ones of
       their connection, status=FAILED and dead_lettered=true (200 calls each)
+  w12 disk under a steady load with retention (gateway modes; not in `all`: a soak of
+      --w12-duration-s, 120 s): [retention] days = --w12-retention-s (20 s) / 86400,
+      sweep_interval 1s, 4 MiB body segments; an open-loop load of --w12-rate (1,000 events/s,
+      1 KiB, one destination); the data dir's allocated bytes (sled's files and bodies/) and
+      RSS every second. Reports the size at 1x, 2x, 3x... the retention, its max and final
+      size, its growth over the last half of the load in MiB/min (near 0 once it levels off),
+      and the size after one more retention period idle. One run on the gateway mode unless
+      --modes/--reps say otherwise (~2.5 min with the defaults; --quick 8 s at 200/s, 2 s)
 
 Every run ends with a ledger: accepted = delivered (unique ids) + dead-lettered + waiting at
 cutoff, duplicates shown. A run whose ledger does not balance is VOID, left out of the
@@ -45,6 +53,7 @@ EXAMPLES:
   fasthook-bench --workloads w1,w2,w4,w8                  # the traffic workloads, 3 repetitions
   fasthook-bench --workloads all --json > bench.json
   fasthook-bench --workloads w10 --modes gateway            # breaker open 60 s at 2,000/s, then drain
+  fasthook-bench --workloads w12 --json > w12.json          # retention soak: 120 s at 1,000/s
   fasthook-bench --quick --modes ceiling,forward --receiver-drop-nth 100   # must say VOID";
 
 #[derive(Parser, Debug)]
@@ -147,7 +156,9 @@ pub enum Workload {
     W10,
     /// listing 50 held / failed / dead-lettered events among 1,000,000 delivered ones
     W11,
-    /// every workload above (w10 adds about open_s + drain time per run)
+    /// disk under a steady load with retention: does it level off (a soak; not in `all`)
+    W12,
+    /// w1 to w11 (w10 adds about open_s + drain time per run; w12 only when named)
     All,
 }
 
@@ -179,6 +190,7 @@ impl Workload {
             Workload::W9 => "w9",
             Workload::W10 => "w10",
             Workload::W11 => "w11",
+            Workload::W12 => "w12",
             Workload::All => "all",
         }
     }
@@ -198,7 +210,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub quick: bool,
 
-    /// Repetitions of each measurement (alternating modes) [default: 3; --quick: 1]
+    /// Repetitions of each measurement (alternating modes) [default: 3; --quick: 1; w12: 1]
     #[arg(long)]
     pub reps: Option<usize>,
 
@@ -278,6 +290,19 @@ pub struct BenchArgs {
     #[arg(long)]
     pub w10_open_s: Option<u64>,
 
+    /// W12: open-loop rate of the steady load, events/s [default: 1,000; --quick: 200]
+    #[arg(long)]
+    pub w12_rate: Option<f64>,
+
+    /// W12: seconds of steady load [default: 120; --quick: 8]
+    #[arg(long)]
+    pub w12_duration_s: Option<f64>,
+
+    /// W12: the retention period in seconds, written as [retention] days = seconds / 86400
+    /// [default: 20; --quick: 2]
+    #[arg(long)]
+    pub w12_retention_s: Option<f64>,
+
     /// W10: max_concurrency of the destination. 1 makes arrival order equal to start
     /// order, so any order violation is a finding; with more, attempts in flight together
     /// may legitimately finish out of order (the gateway promises start order)
@@ -303,6 +328,8 @@ pub struct Settings {
     pub workloads: Vec<Workload>,
     pub quick: bool,
     pub reps: usize,
+    /// `--reps` was given (W12, a soak, runs once otherwise).
+    pub reps_explicit: bool,
     pub duration_s: f64,
     pub warmup_s: f64,
     pub concurrency: usize,
@@ -324,6 +351,9 @@ pub struct Settings {
     pub w10_open_s: u64,
     pub w10_concurrency: u32,
     pub w10_drain_timeout_s: f64,
+    pub w12_rate: f64,
+    pub w12_duration_s: f64,
+    pub w12_retention_s: f64,
     pub receiver_drop_nth: Option<u64>,
 }
 
@@ -334,8 +364,10 @@ impl BenchArgs {
             (Some(w), _) => w.clone(),
             (None, _) => vec![Workload::W1],
         };
+        // `all` is every workload but the soak (w12), which can still be named beside it.
         if workloads.contains(&Workload::All) {
-            workloads = Workload::EACH.to_vec();
+            workloads.retain(|w| *w != Workload::All);
+            workloads.extend(Workload::EACH);
         }
         workloads.sort();
         workloads.dedup();
@@ -348,6 +380,7 @@ impl BenchArgs {
             workloads,
             quick: q,
             reps: self.reps.unwrap_or(if q { 1 } else { 3 }).max(1),
+            reps_explicit: self.reps.is_some(),
             duration_s: self.duration.unwrap_or(if q { 1.0 } else { 10.0 }),
             warmup_s: self.warmup.unwrap_or(if q { 0.3 } else { 2.0 }),
             concurrency: self.concurrency.max(1),
@@ -377,6 +410,18 @@ impl BenchArgs {
             w10_drain_timeout_s: self
                 .w10_drain_timeout
                 .unwrap_or(if q { 60.0 } else { 600.0 }),
+            w12_rate: self
+                .w12_rate
+                .unwrap_or(if q { 200.0 } else { 1_000.0 })
+                .max(1.0),
+            w12_duration_s: self
+                .w12_duration_s
+                .unwrap_or(if q { 8.0 } else { 120.0 })
+                .max(1.0),
+            w12_retention_s: self
+                .w12_retention_s
+                .unwrap_or(if q { 2.0 } else { 20.0 })
+                .max(0.001),
             receiver_drop_nth: self.receiver_drop_nth,
         }
     }
@@ -423,7 +468,50 @@ mod tests {
         assert_eq!(s.modes, vec![Mode::Ceiling, Mode::GatewayNosync]);
         assert_eq!(s.workloads.len(), 11);
         assert_eq!(s.workloads.last(), Some(&Workload::W11));
+        assert!(!s.workloads.contains(&Workload::W12));
         assert_eq!(s.reps, 3);
+        assert!(!s.reps_explicit);
+        // The soak is not in `all`, but can be named beside it.
+        let c = Cli::parse_from(["fasthook-bench", "--workloads", "w12,all", "--reps", "2"]);
+        let s = c.bench.settings();
+        assert_eq!(s.workloads.len(), 12);
+        assert_eq!(s.workloads.last(), Some(&Workload::W12));
+        assert!(!s.workloads.contains(&Workload::All));
+        assert!(s.reps_explicit);
+    }
+
+    #[test]
+    fn w12_settings() {
+        let s = BenchArgs::default_settings_for_tests();
+        assert_eq!(
+            (s.w12_rate, s.w12_duration_s, s.w12_retention_s),
+            (1_000.0, 120.0, 20.0)
+        );
+        let q = Cli::parse_from(["fasthook-bench", "--quick", "--workloads", "w12"])
+            .bench
+            .settings();
+        assert_eq!(q.workloads, vec![Workload::W12]);
+        assert_eq!(
+            (q.w12_rate, q.w12_duration_s, q.w12_retention_s),
+            (200.0, 8.0, 2.0)
+        );
+        let c = Cli::parse_from([
+            "fasthook-bench",
+            "--workloads",
+            "w12",
+            "--w12-rate",
+            "500",
+            "--w12-duration-s",
+            "300",
+            "--w12-retention-s",
+            "0.5",
+        ])
+        .bench
+        .settings();
+        assert_eq!(
+            (c.w12_rate, c.w12_duration_s, c.w12_retention_s),
+            (500.0, 300.0, 0.5)
+        );
     }
 
     #[test]
@@ -472,6 +560,11 @@ mod tests {
             "w10",
             "--w10-open-s",
             "open_s + drain",
+            "w12",
+            "--w12-rate",
+            "--w12-duration-s",
+            "--w12-retention-s",
+            "not in `all`",
             "VOID",
         ] {
             assert!(help.contains(word), "--help lacks {word}");

@@ -49,6 +49,42 @@ pub struct GatewayOpts {
     pub max_body_bytes: Option<u64>,
     /// `[telemetry] per_id_labels`; `false` for very many destinations.
     pub per_id_labels: bool,
+    /// `[store] body_segment_bytes` (the gateway's default when `None`).
+    pub body_segment_bytes: Option<u64>,
+    /// `[retention]` (the gateway's default, 7 days, when `None`).
+    pub retention: Option<Retention>,
+}
+
+/// `[retention]` of the gateway's config file.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retention {
+    /// The period in seconds, written as `days = seconds / 86400`.
+    pub seconds: f64,
+    /// `sweep_interval`, whole seconds.
+    pub sweep_interval_s: u64,
+}
+
+impl GatewayOpts {
+    /// The defaults of the bench: durable, the gateway's body limit, per-id labels on.
+    pub fn new(durability: Durability) -> GatewayOpts {
+        GatewayOpts {
+            durability,
+            max_body_bytes: None,
+            per_id_labels: true,
+            body_segment_bytes: None,
+            retention: None,
+        }
+    }
+}
+
+/// A TOML float: always with a decimal point, never in exponent form.
+fn toml_float(v: f64) -> String {
+    let s = format!("{v}");
+    if s.contains('.') {
+        s
+    } else {
+        format!("{s}.0")
+    }
 }
 
 /// The gateway's config file as TOML.
@@ -60,6 +96,16 @@ pub fn config_toml(o: &GatewayOpts) -> String {
             Durability::None => "none",
         }
     );
+    if let Some(n) = o.body_segment_bytes {
+        s += &format!("body_segment_bytes = {n}\n");
+    }
+    if let Some(r) = o.retention {
+        s += &format!(
+            "\n[retention]\ndays = {}\nsweep_interval = \"{}s\"\n",
+            toml_float(r.seconds / 86_400.0),
+            r.sweep_interval_s
+        );
+    }
     if let Some(n) = o.max_body_bytes {
         s += &format!("\n[ingress]\nmax_body_bytes = {n}\n");
     }
@@ -493,16 +539,12 @@ mod tests {
 
     #[test]
     fn config_files() {
-        let c = config_toml(&GatewayOpts {
-            durability: Durability::Fsync,
-            max_body_bytes: None,
-            per_id_labels: true,
-        });
+        let c = config_toml(&GatewayOpts::new(Durability::Fsync));
         assert_eq!(c, "[store]\ndurability = \"fsync\"\n");
         let c = config_toml(&GatewayOpts {
-            durability: Durability::None,
             max_body_bytes: Some(2_097_152),
             per_id_labels: false,
+            ..GatewayOpts::new(Durability::None)
         });
         assert!(c.contains("durability = \"none\""));
         assert!(c.contains("[ingress]\nmax_body_bytes = 2097152"));
@@ -519,6 +561,30 @@ mod tests {
             })
             .collect();
         assert_eq!(parsed.len(), 3);
+        // W12: retention in days (fractions), a sweep every second, small body segments.
+        let c = config_toml(&GatewayOpts {
+            body_segment_bytes: Some(4_194_304),
+            retention: Some(Retention {
+                seconds: 20.0,
+                sweep_interval_s: 1,
+            }),
+            ..GatewayOpts::new(Durability::Fsync)
+        });
+        assert!(
+            c.starts_with("[store]\ndurability = \"fsync\"\nbody_segment_bytes = 4194304\n"),
+            "{c}"
+        );
+        assert!(c.contains("\n[retention]\ndays = 0.000"), "{c}");
+        assert!(c.contains("\nsweep_interval = \"1s\"\n"), "{c}");
+        let days: f64 = c
+            .lines()
+            .find_map(|l| l.strip_prefix("days = "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((days * 86_400.0 - 20.0).abs() < 1e-9, "{days}");
+        assert_eq!(toml_float(7.0), "7.0");
+        assert_eq!(toml_float(2.0 / 86_400.0), "0.000023148148148148147");
     }
 
     #[test]

@@ -361,6 +361,29 @@ fn columns(workload: &str, open_loop: bool) -> Vec<Col> {
             ("dead p50 ms", "dead_p50_ms", Fmt::Ms),
             ("dead p99 ms", "dead_p99_ms", Fmt::Ms),
         ]),
+        "w12" => c.extend([
+            ("offered/s", "offered_per_s", Fmt::Int),
+            ("accepted", "accepted", Fmt::Int),
+            ("delivered", "delivered", Fmt::Int),
+            ("disk MiB at start", "disk_mib_start", Fmt::F1),
+            ("at 1× retention", "disk_mib_at_1x_retention", Fmt::F1),
+            ("at 2×", "disk_mib_at_2x_retention", Fmt::F1),
+            ("at 3×", "disk_mib_at_3x_retention", Fmt::F1),
+            ("max MiB", "disk_mib_max", Fmt::F1),
+            ("end of load MiB", "disk_mib_end", Fmt::F1),
+            ("sled MiB", "sled_mib_end", Fmt::F1),
+            ("bodies MiB", "bodies_mib_end", Fmt::F1),
+            ("last half MiB/min", "disk_growth_mib_per_min", Fmt::Ms),
+            ("idle MiB", "disk_mib_idle", Fmt::F1),
+            (
+                "deleted, held open max MiB",
+                "deleted_open_mib_max",
+                Fmt::F1,
+            ),
+            ("RSS max MiB", "rss_mib_max", Fmt::F1),
+            ("RSS end MiB", "rss_mib_end", Fmt::F1),
+            ("RSS last half MiB/min", "rss_growth_mib_per_min", Fmt::Ms),
+        ]),
         "w10" => c.extend([
             ("offered/s", "offered_per_s", Fmt::Int),
             ("open s", "open_for_s", Fmt::Secs),
@@ -475,6 +498,30 @@ fn order_findings(out: &mut String, r: &Report, variant: &str) {
     }
 }
 
+/// W12's data dir run by run at every retention multiple (the table has the first three).
+fn retention_levels(out: &mut String, r: &Report, variant: &str) {
+    for run in r
+        .runs
+        .iter()
+        .filter(|x| x.workload == "w12" && x.variant == variant && x.error.is_none())
+    {
+        let m = |k: &str| {
+            run.metrics
+                .get(k)
+                .map_or("—".to_string(), |v| format!("{v:.2}"))
+        };
+        let _ = writeln!(
+            out,
+            "  {}: data dir MiB at {}; last half MiB/min: sled {} (its log {}), bodies {}",
+            run.label(),
+            crate::workloads::w12_multiples_text(run),
+            m("sled_growth_mib_per_min"),
+            m("sled_log_growth_mib_per_min"),
+            m("bodies_growth_mib_per_min"),
+        );
+    }
+}
+
 /// The report as Markdown-compatible text tables.
 pub fn render_text(r: &Report) -> String {
     let mut out = String::new();
@@ -534,6 +581,9 @@ pub fn render_text(r: &Report) -> String {
             }
             if w == "w10" {
                 order_findings(&mut out, r, v);
+            }
+            if w == "w12" {
+                retention_levels(&mut out, r, v);
             }
         }
     }
@@ -700,6 +750,46 @@ mod tests {
             "{t}"
         );
         assert!(!t.contains("gateway #1: 0 of"), "{t}");
+    }
+
+    #[test]
+    fn w12_table_and_every_retention_multiple() {
+        let mut r = RunRecord::new("w12", "1,000 ev/s, retention 20 s, 120 s", Mode::Gateway, 0);
+        for (k, v) in [
+            (1, 30.04),
+            (2, 51.0),
+            (3, 52.5),
+            (4, 52.0),
+            (5, 53.24),
+            (6, 52.9),
+        ] {
+            r.set(&format!("disk_mib_at_{k}x_retention"), v);
+        }
+        r.set("disk_mib_max", 54.0);
+        r.set("disk_growth_mib_per_min", 0.123);
+        r.set("sled_growth_mib_per_min", 0.2);
+        r.set("bodies_growth_mib_per_min", -0.077);
+        let rep = build(
+            crate::cli::BenchArgs::default_settings_for_tests(),
+            vec![Mode::Gateway],
+            vec![r],
+            vec![],
+        );
+        let t = render_text(&rep);
+        assert!(
+            t.contains("### W12 — 1,000 ev/s, retention 20 s, 120 s"),
+            "{t}"
+        );
+        assert!(t.contains("at 1× retention") && t.contains("30.0"), "{t}");
+        assert!(t.contains("last half MiB/min") && t.contains("0.12"), "{t}");
+        assert!(
+            t.contains(
+                "w12/1,000 ev/s, retention 20 s, 120 s gateway #1: data dir MiB at 1× 30.0, \
+                 2× 51.0, 3× 52.5, 4× 52.0, 5× 53.2, 6× 52.9; last half MiB/min: sled 0.20 \
+                 (its log —), bodies -0.08"
+            ),
+            "{t}"
+        );
     }
 
     #[test]

@@ -154,13 +154,13 @@ pub struct RunRecord {
     pub ledger: Ledger,
     pub error: Option<String>,
     pub notes: Vec<String>,
-    /// Readings taken every second while the run went on (W10; JSON only).
+    /// Readings taken every second while the run went on (W10, W12; JSON only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<TimelinePoint>,
 }
 
 /// One reading of a run's timeline.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct TimelinePoint {
     /// Seconds since the load started.
     pub t_s: f64,
@@ -172,6 +172,22 @@ pub struct TimelinePoint {
     /// Events accepted and delivered (unique ids) so far.
     pub accepted: u64,
     pub delivered: u64,
+    /// W12: the gateway's data directory, MiB allocated on disk (everything in it: sled's
+    /// files and `bodies/`) and apparent; `bodies/` alone, and its segment files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_mib: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_apparent_mib: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bodies_mib: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segments: Option<u64>,
+    /// W12: sled's log file (`<data dir>/db`) alone, MiB allocated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sled_log_mib: Option<f64>,
+    /// W12: deleted files the server still holds open, MiB allocated (not in `disk_mib`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_open_mib: Option<f64>,
 }
 
 impl RunRecord {
@@ -305,6 +321,7 @@ impl Sut {
                     },
                     max_body_bytes,
                     per_id_labels,
+                    ..GatewayOpts::new(Durability::Fsync)
                 };
                 let home = GatewayHome::new(&opts)?;
                 let gw = Gateway::start(bin, &home, &ctx.client, Duration::from_secs(60)).await?;

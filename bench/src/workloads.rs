@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 
 mod w10;
 mod w11;
+mod w12;
 mod w5;
+
+pub use w12::multiples_text as w12_multiples_text;
 
 /// The `fasthook` binary is needed and missing: exit status 2.
 #[derive(Debug)]
@@ -84,6 +87,7 @@ pub async fn run(settings: Settings) -> Result<Report> {
             Workload::W9 => w9(&mut b).await,
             Workload::W10 => w10::w10(&mut b).await,
             Workload::W11 => w11::w11(&mut b).await,
+            Workload::W12 => w12::w12(&mut b).await,
             Workload::All => {}
         }
     }
@@ -177,8 +181,8 @@ impl Bench {
             } else {
                 Durability::None
             },
-            max_body_bytes: None,
             per_id_labels,
+            ..GatewayOpts::new(Durability::Fsync)
         }
     }
 

@@ -41,6 +41,8 @@ fn help_lists_modes_and_workloads() {
         "w9",
         "w10",
         "--w10-rate",
+        "w12",
+        "--w12-retention-s",
         "--quick",
         "--json",
     ] {

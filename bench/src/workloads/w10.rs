@@ -408,6 +408,7 @@ async fn sample_every_second(
             queued: circuit.as_ref().map(|c| c.queued_count),
             accepted: shared.live.accepted_events.load(Ordering::Relaxed),
             delivered: shared.receiver.counters().unique,
+            ..TimelinePoint::default()
         };
         if tty || skip == 0 {
             let line = format!(
