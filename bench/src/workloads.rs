@@ -373,6 +373,27 @@ async fn progress_count(label: String, live: Arc<Live>, n: u64, start: u64) {
     }
 }
 
+impl Bench {
+    /// Ends a run of a workload with a figures line of its own: records how `ran` ended,
+    /// prints the run's summary (and, if it went through, `figures`), and keeps the record.
+    fn keep_run(
+        &mut self,
+        mut rec: RunRecord,
+        ran: anyhow::Result<()>,
+        figures: impl Fn(&RunRecord) -> String,
+    ) {
+        if let Err(e) = ran {
+            rec.error = Some(format!("{e:#}"));
+        }
+        clear_line();
+        eprintln!("{}", runner::run_summary(&rec));
+        if rec.error.is_none() {
+            eprintln!("{}", figures(&rec));
+        }
+        self.runs.push(rec);
+    }
+}
+
 fn clear_line() {
     use std::io::{IsTerminal, Write};
     if std::io::stderr().is_terminal() {

@@ -29,6 +29,14 @@ async fn send(
     (status, v, repeat)
 }
 
+/// A server and a receiver, and a source with `dedupe` routed to it.
+async fn start_deduped(dedupe: Value) -> (TestServer, TestReceiver, String) {
+    let server = TestServer::start().await;
+    let receiver = TestReceiver::start().await;
+    let source = deduped_source(&server, &receiver, dedupe).await;
+    (server, receiver, source)
+}
+
 /// A source with `dedupe`, routed to `receiver`.
 async fn deduped_source(server: &TestServer, receiver: &TestReceiver, dedupe: Value) -> String {
     let source = server
@@ -46,14 +54,8 @@ async fn deduped_source(server: &TestServer, receiver: &TestReceiver, dedupe: Va
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resend_within_the_window_answers_the_first_request_even_after_kill9() {
-    let mut server = TestServer::start().await;
-    let receiver = TestReceiver::start().await;
-    let by_header = deduped_source(
-        &server,
-        &receiver,
-        json!({"header": "idempotency-key", "window_seconds": 3600}),
-    )
-    .await;
+    let (mut server, receiver, by_header) =
+        start_deduped(json!({"header": "idempotency-key", "window_seconds": 3600})).await;
     let key = [("Idempotency-Key", "order-1")];
     let (status, first, repeat) = send(&server, &by_header, &key, r#"{"n": 1}"#).await;
     assert_eq!((status, repeat), (200, false), "{first}");
@@ -123,14 +125,8 @@ async fn a_resend_within_the_window_answers_the_first_request_even_after_kill9()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_window_ends_and_the_rule_is_validated_and_editable() {
-    let server = TestServer::start().await;
-    let receiver = TestReceiver::start().await;
-    let source = deduped_source(
-        &server,
-        &receiver,
-        json!({"header": "x-request-id", "window_seconds": 1}),
-    )
-    .await;
+    let (server, _receiver, source) =
+        start_deduped(json!({"header": "x-request-id", "window_seconds": 1})).await;
     let key = [("x-request-id", "r-1")];
     let (_, first, _) = send(&server, &source, &key, "{}").await;
     let first_id = first["request_id"].clone();

@@ -48,13 +48,7 @@ async fn a_full_disk_answers_503_and_the_gateway_recovers_by_itself_when_space_r
         assert!(resp.headers().get("retry-after").is_some());
         refused += 1;
     }
-    let ready = server
-        .client()
-        .get(server.url("/readyz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status().as_u16(), 503, "/readyz on a full disk");
+    assert_eq!(server.readyz().await, 503, "/readyz on a full disk");
 
     std::fs::remove_file(&switch).unwrap();
     let after = poll(Duration::from_secs(60), || async {
@@ -86,13 +80,7 @@ async fn a_full_disk_answers_503_and_the_gateway_recovers_by_itself_when_space_r
         server.stderr_text().contains("restarting in place"),
         "the store was reopened by a restart in place"
     );
-    let ready = server
-        .client()
-        .get(server.url("/readyz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status().as_u16(), 200);
+    assert_eq!(server.readyz().await, 200);
 
     // The ledger: every event answered 200 is delivered; nothing refused was stored.
     eventually(

@@ -62,12 +62,7 @@ async fn kill9_at_random_moments_under_load_loses_nothing() {
     let sick = TestReceiver::start().await;
     sick.set_status(500);
     let (delivered_src, _, _) = server.pipeline(&receiver.url(), json!({}), json!([])).await;
-    let (held_src, _, held_conn) = server.pipeline(&receiver.url(), json!({}), json!([])).await;
-    let (status, _) = server
-        .api()
-        .put(&format!("/v1/connections/{held_conn}/pause"), None)
-        .await;
-    assert_eq!(status, 200);
+    let (held_src, _, held_conn) = server.paused_pipeline(&receiver.url()).await;
     // A breaker that opens after two failures and cools down for longer than the test.
     let (sick_src, sick_dest, _) = server.breaker_pipeline(&sick.url(), 2, 3600).await;
     for _ in 0..2 {

@@ -29,12 +29,7 @@ async fn finished_requests_are_purged_with_their_bodies_and_held_work_is_kept() 
     let server = TestServer::start_with(ServerOpts::config(CONFIG)).await;
     let receiver = TestReceiver::start().await;
     let (src, _, _) = server.pipeline(&receiver.url(), json!({}), json!([])).await;
-    let (held_src, _, held_conn) = server.pipeline(&receiver.url(), json!({}), json!([])).await;
-    let (status, _) = server
-        .api()
-        .put(&format!("/v1/connections/{held_conn}/pause"), None)
-        .await;
-    assert_eq!(status, 200);
+    let (held_src, _, held_conn) = server.paused_pipeline(&receiver.url()).await;
     let held_body = format!(r#"{{"held": true, "pad": "{}"}}"#, "h".repeat(900));
     let held = server
         .ingest_ok(&held_src, held_body.clone(), "application/json")

@@ -16,7 +16,7 @@
 //!    peak; RSS slope over queued events; close → drained time and rate; and the order in
 //!    which the backlog arrived (see [`order_check`]).
 
-use super::{clear_line, Bench};
+use super::Bench;
 use crate::cli::Mode;
 use crate::clock;
 use crate::gateway::{self, Api, Gateway, GatewayHome};
@@ -54,15 +54,8 @@ pub(super) async fn w10(b: &mut Bench) {
     for rep in 0..b.ctx.settings.reps {
         for &mode in &modes {
             let mut rec = RunRecord::new("w10", &variant, mode, rep);
-            if let Err(e) = once(b, &mut rec, mode).await {
-                rec.error = Some(format!("{e:#}"));
-            }
-            clear_line();
-            eprintln!("{}", runner::run_summary(&rec));
-            if rec.error.is_none() {
-                eprintln!("{}", summary(&rec));
-            }
-            b.runs.push(rec);
+            let ran = once(b, &mut rec, mode).await;
+            b.keep_run(rec, ran, summary);
         }
     }
 }

@@ -18,7 +18,7 @@
 //!    `bodies/`, for the rest (sled's files), for sled's log alone and for RSS, and what is
 //!    left after the idle period.
 
-use super::{clear_line, Bench};
+use super::Bench;
 use crate::cli::Mode;
 use crate::clock;
 use crate::gateway::{Gateway, GatewayHome, GatewayOpts, Retention};
@@ -80,15 +80,8 @@ pub(super) async fn w12(b: &mut Bench) {
     for rep in 0..reps {
         for &mode in &modes {
             let mut rec = RunRecord::new("w12", &variant, mode, rep);
-            if let Err(e) = once(b, &mut rec, mode).await {
-                rec.error = Some(format!("{e:#}"));
-            }
-            clear_line();
-            eprintln!("{}", runner::run_summary(&rec));
-            if rec.error.is_none() {
-                eprintln!("{}", summary(&rec));
-            }
-            b.runs.push(rec);
+            let ran = once(b, &mut rec, mode).await;
+            b.keep_run(rec, ran, summary);
         }
     }
 }

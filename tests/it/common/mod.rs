@@ -504,6 +504,29 @@ impl TestServer {
         )
     }
 
+    /// A pipeline to `receiver_url` whose connection is paused at once (its events are held).
+    /// Answers (source_id, destination_id, connection_id).
+    pub async fn paused_pipeline(&self, receiver_url: &str) -> (String, String, String) {
+        let (src, dest, conn) = self.pipeline(receiver_url, json!({}), json!([])).await;
+        let (status, v) = self
+            .api()
+            .put(&format!("/v1/connections/{conn}/pause"), None)
+            .await;
+        assert_eq!(status, 200, "pause {conn}: {v}");
+        (src, dest, conn)
+    }
+
+    /// The status `/readyz` answers now.
+    pub async fn readyz(&self) -> u16 {
+        self.client
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .expect("GET /readyz")
+            .status()
+            .as_u16()
+    }
+
     /// A pipeline to `receiver_url` whose attempts are never retried (a failure is
     /// dead-lettered at once), one at a time, with a breaker that opens after
     /// `failure_threshold` failures and cools down for `cooldown_seconds`.
