@@ -68,25 +68,35 @@ async fn a_record_that_does_not_decode_stops_the_start_and_is_named() {
     );
 }
 
+/// sled's log is not written in file order (it reuses segments), so cutting its file short
+/// may cost nothing that is still live. Either way: refused, or started with everything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_lost_acknowledged_writes_is_refused_until_the_operator_says_otherwise() {
-    let (mut server, _receiver, src, ids) = stopped_with_waiting_events(200).await;
-    let db = server.data_dir().join("db");
-    let file = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
-    let len = file.metadata().unwrap().len();
-    file.set_len(len * 6 / 10).unwrap();
-    drop(file);
-    let outcome = server.restart_or_exit().await;
-    assert_refused(&server, outcome, &["durable-mark", "db", "acknowledged"]);
-
-    // The way out the message gives: start with what is left.
-    std::fs::remove_file(server.data_dir().join("durable-mark")).unwrap();
-    server
-        .restart_or_exit()
-        .await
-        .expect("starts once told to take what is left");
-    let left = server.events(&format!("source_id={src}")).await.len();
-    assert!(left < ids.len(), "{left} of {} events", ids.len());
+    for keep_tenths in [6, 3] {
+        let (mut server, _receiver, src, ids) = stopped_with_waiting_events(200).await;
+        let db = server.data_dir().join("db");
+        let file = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+        let len = file.metadata().unwrap().len();
+        file.set_len(len * keep_tenths / 10).unwrap();
+        drop(file);
+        match server.restart_or_exit().await {
+            Ok(()) => {
+                let n = server.events(&format!("source_id={src}")).await.len();
+                assert_eq!(n, ids.len(), "started with less than it had accepted");
+            }
+            refused => {
+                assert_refused(&server, refused, &["durable-mark", "db", "acknowledged"]);
+                // The way out the message gives: start with what is left.
+                std::fs::remove_file(server.data_dir().join("durable-mark")).unwrap();
+                server
+                    .restart_or_exit()
+                    .await
+                    .expect("starts once told to take what is left");
+                let left = server.events(&format!("source_id={src}")).await.len();
+                assert!(left <= ids.len(), "{left} of {} events", ids.len());
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
