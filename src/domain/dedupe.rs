@@ -91,9 +91,19 @@ impl DedupeRule {
         u64::from(self.window_seconds) * 1000
     }
 
+    /// Whether the identity is read from the body (which must then be parsed as JSON).
+    pub fn reads_body(&self) -> bool {
+        matches!(self.key, DedupeKey::BodyPath(_))
+    }
+
     /// The request's identity under this rule, or `None` when it has none (no such header,
-    /// a body that is not JSON or lacks the value): such a request is never a repeat.
-    pub fn identity(&self, headers: &[(String, String)], body: &[u8]) -> Option<String> {
+    /// a body that is not JSON — `body` is the parsed body — or lacks the value): such a
+    /// request is never a repeat.
+    pub fn identity(
+        &self,
+        headers: &[(String, String)],
+        body: Option<&serde_json::Value>,
+    ) -> Option<String> {
         match &self.key {
             DedupeKey::Header(name) => headers
                 .iter()
@@ -102,8 +112,7 @@ impl DedupeRule {
                 .filter(|v| !v.is_empty()),
             DedupeKey::BodyPath(path) => {
                 let pointer = json_pointer(path).ok()?;
-                let doc: serde_json::Value = serde_json::from_slice(body).ok()?;
-                match doc.pointer(&pointer)? {
+                match body?.pointer(&pointer)? {
                     serde_json::Value::Null => None,
                     serde_json::Value::String(s) => Some(s.clone()),
                     other => Some(other.to_string()),
@@ -159,27 +168,34 @@ mod tests {
             ("content-type".to_string(), "application/json".to_string()),
             ("Idempotency-Key".to_string(), " k-1 ".to_string()),
         ];
-        assert_eq!(header.identity(&headers, b"{}").as_deref(), Some("k-1"));
-        assert_eq!(header.identity(&[], b"{}"), None);
+        assert_eq!(header.identity(&headers, None).as_deref(), Some("k-1"));
+        assert_eq!(header.identity(&[], None), None);
         let blank = vec![("idempotency-key".to_string(), "  ".to_string())];
-        assert_eq!(header.identity(&blank, b"{}"), None);
+        assert_eq!(header.identity(&blank, None), None);
+        assert!(!header.reads_body());
 
         let body = DedupeRule {
             key: DedupeKey::BodyPath("$.data.id".into()),
             window_seconds: 60,
         };
+        let parsed = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+        assert!(body.reads_body());
         assert_eq!(
-            body.identity(&[], br#"{"data": {"id": "evt_1"}}"#)
+            body.identity(&[], Some(&parsed(r#"{"data": {"id": "evt_1"}}"#)))
                 .as_deref(),
             Some("evt_1")
         );
         assert_eq!(
-            body.identity(&[], br#"{"data": {"id": 42}}"#).as_deref(),
+            body.identity(&[], Some(&parsed(r#"{"data": {"id": 42}}"#)))
+                .as_deref(),
             Some("42")
         );
-        assert_eq!(body.identity(&[], br#"{"data": {"id": null}}"#), None);
-        assert_eq!(body.identity(&[], br#"{"data": {}}"#), None);
-        assert_eq!(body.identity(&[], b"not json"), None);
+        assert_eq!(
+            body.identity(&[], Some(&parsed(r#"{"data": {"id": null}}"#))),
+            None
+        );
+        assert_eq!(body.identity(&[], Some(&parsed(r#"{"data": {}}"#))), None);
+        assert_eq!(body.identity(&[], None), None, "a body that is not JSON");
     }
 
     #[test]

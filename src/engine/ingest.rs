@@ -78,9 +78,15 @@ impl Engine {
                 })
                 .collect()
         };
-        let needs_json = routes
-            .iter()
-            .any(|(c, _)| c.rules.filter.as_ref().is_some_and(|f| f.body.is_some()));
+        let dedupe = match intake {
+            Intake::Provider => source.dedupe.as_ref(),
+            Intake::Replay => None,
+        };
+        // The body is parsed once, for the filters and the dedupe identity alike.
+        let needs_json = dedupe.is_some_and(|d| d.reads_body())
+            || routes
+                .iter()
+                .any(|(c, _)| c.rules.filter.as_ref().is_some_and(|f| f.body.is_some()));
         let json_body = if needs_json {
             serde_json::from_slice::<serde_json::Value>(&body).ok()
         } else {
@@ -137,12 +143,10 @@ impl Engine {
             event_ids.push(event.id);
         }
         // First, so that a repeat fails the commit before its body is staged.
-        let identity = match (intake, &source.dedupe) {
-            (Intake::Provider, Some(rule)) => rule
-                .identity(&headers, &body)
-                .map(|identity| (identity, rule.window_ms())),
-            _ => None,
-        };
+        let identity = dedupe.and_then(|rule| {
+            rule.identity(&headers, json_body.as_ref())
+                .map(|identity| (identity, rule.window_ms()))
+        });
         if let Some((identity, window_ms)) = identity {
             let claim = DedupeClaim {
                 request_id: request_id.clone(),

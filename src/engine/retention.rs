@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crate::config::RetentionConfig;
 use crate::domain::{retention, Timestamp};
-use crate::store::{ops, readers, Store};
+use crate::store::retention::Candidates;
+use crate::store::{ops, readers, Op, Store};
 
 /// Requests purged per commit.
 const PURGE_BATCH: usize = 256;
@@ -34,47 +35,49 @@ pub async fn run(store: Store, config: RetentionConfig) {
 pub async fn sweep(store: &Store, max_age: Duration) -> Result<(u64, u64), String> {
     let now = Timestamp::now();
     let cutoff = retention::cutoff(now, max_age.as_millis() as u64);
-    let mut purged = 0u64;
+    let requests = purge_all(
+        store,
+        move |s, from| s.purge_candidates(cutoff, from),
+        |(team, id)| ops::purge_request(team, id, cutoff),
+    )
+    .await?;
+    let claims = purge_all(
+        store,
+        move |s, from| s.expired_claims(now, from),
+        |(key, at)| ops::expire_claim(key.clone(), *at),
+    )
+    .await?;
+    Ok((requests, claims))
+}
+
+/// Finds with `find` on a reader thread, a call at a time from where the last stopped, and
+/// commits `op` of everything found in small batches. Answers how many ops it committed.
+async fn purge_all<T: Send + 'static>(
+    store: &Store,
+    find: impl Fn(&Store, Option<Vec<u8>>) -> crate::store::Result<Candidates<T>>
+        + Clone
+        + Send
+        + 'static,
+    op: impl Fn(&T) -> Op,
+) -> Result<u64, String> {
+    let mut done = 0u64;
     let mut from = None;
     loop {
-        let reader = store.clone();
-        let found = readers::read(move || reader.purge_candidates(cutoff, from))
+        let (reader, find) = (store.clone(), find.clone());
+        let found = readers::read(move || find(&reader, from))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         for chunk in found.found.chunks(PURGE_BATCH) {
-            let purge = chunk
-                .iter()
-                .map(|(team, id)| ops::purge_request(team, id, cutoff))
-                .collect();
-            store.commit(purge).await.map_err(|e| e.to_string())?;
-            purged += chunk.len() as u64;
+            store
+                .commit(chunk.iter().map(&op).collect())
+                .await
+                .map_err(|e| e.to_string())?;
+            done += chunk.len() as u64;
         }
         from = found.resume;
         if from.is_none() {
-            break;
+            return Ok(done);
         }
     }
-    let mut expired = 0u64;
-    let mut from = None;
-    loop {
-        let reader = store.clone();
-        let found = readers::read(move || reader.expired_claims(now, from))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        for chunk in found.found.chunks(PURGE_BATCH) {
-            let remove = chunk
-                .iter()
-                .map(|(key, at)| ops::expire_claim(key.clone(), *at))
-                .collect();
-            store.commit(remove).await.map_err(|e| e.to_string())?;
-            expired += chunk.len() as u64;
-        }
-        from = found.resume;
-        if from.is_none() {
-            break;
-        }
-    }
-    Ok((purged, expired))
 }

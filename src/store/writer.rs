@@ -509,6 +509,20 @@ struct Staged {
     segments: SegmentDeltas,
 }
 
+/// A key's value as the group has it so far: the message's own writes, then the group's, then
+/// sled (`None` when absent or removed).
+fn current_value(
+    tree: &sled::Tree,
+    overlay: &HashMap<Vec<u8>, Option<Vec<u8>>>,
+    staged: &Staged,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>, StoreError> {
+    match staged.writes.get(key).or_else(|| overlay.get(key)) {
+        Some(v) => Ok(v.clone()),
+        None => Ok(tree.get(key)?.map(|v| v.to_vec())),
+    }
+}
+
 /// Deletes the files of segments emptied by batches that are now durable.
 fn remove_segments(segments: &mut SegmentCounts, body_log: &BodyLog) {
     for segment in segments.take_removable() {
@@ -529,12 +543,7 @@ fn purge_request(
     id: &RequestId,
     cutoff: Timestamp,
 ) -> Result<(), StoreError> {
-    let current = |staged: &Staged, key: &[u8]| -> Result<Option<Vec<u8>>, StoreError> {
-        match staged.writes.get(key).or_else(|| overlay.get(key)) {
-            Some(v) => Ok(v.clone()),
-            None => Ok(tree.get(key)?.map(|v| v.to_vec())),
-        }
-    };
+    let current = |staged: &Staged, key: &[u8]| current_value(tree, overlay, staged, key);
     let request_key = keys::request(team, id);
     let Some(bytes) = current(staged, &request_key)? else {
         return Ok(());
@@ -588,9 +597,6 @@ fn apply_message(
     staged.segments.clear();
     let mut named = 0;
     // Queue records are written only at the end of a group, so earlier groups' are in sled.
-    let read = |key: &[u8]| -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(tree.get(key)?.map(|v| v.to_vec()))
-    };
     for op in ops {
         let change = match op {
             Op::Queue(change) => change,
@@ -621,10 +627,7 @@ fn apply_message(
                 continue;
             }
             Op::ExpireClaim { key, at } => {
-                let current = match staged.writes.get(&key).or_else(|| overlay.get(&key)) {
-                    Some(v) => v.clone(),
-                    None => read(&key)?,
-                };
+                let current = current_value(tree, overlay, staged, &key)?;
                 if let Some(bytes) = current {
                     if codec::decode::<DedupeClaim>(&bytes)?.at == at {
                         staged.writes.insert(key, None);
@@ -641,10 +644,7 @@ fn apply_message(
                 claim,
                 window_ms,
             } => {
-                let current = match staged.writes.get(&key).or_else(|| overlay.get(&key)) {
-                    Some(v) => v.clone(),
-                    None => read(&key)?,
-                };
+                let current = current_value(tree, overlay, staged, &key)?;
                 if let Some(bytes) = current {
                     let first = codec::decode::<DedupeClaim>(&bytes)?;
                     if first.covers(claim.at, window_ms) {
@@ -671,10 +671,7 @@ fn apply_message(
                 continue;
             }
             Op::PatchEvent { key, patch } => {
-                let current = match staged.writes.get(&key).or_else(|| overlay.get(&key)) {
-                    Some(v) => v.clone(),
-                    None => read(&key)?,
-                };
+                let current = current_value(tree, overlay, staged, &key)?;
                 // A patch for an event that no longer exists (purged) is dropped.
                 let Some(bytes) = current else { continue };
                 let mut record = codec::decode::<EventRecord>(&bytes)?;
