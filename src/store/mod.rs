@@ -207,7 +207,15 @@ impl Store {
             // 200 ms; sled's own periodic flusher would only add wake-ups.
             .flush_every_ms(None)
             .cache_capacity(cache_bytes)
-            .open()?;
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Corruption { .. } => StoreError::Damaged(format!(
+                    "sled's own files (db, conf, snap.*) in {} do not read back ({e}); \
+                     restore the directory from a backup",
+                    dir.display()
+                )),
+                e => e.into(),
+            })?;
         let tree = db.open_tree("fasthook")?;
         let high_water = layout::open(&tree)?;
         let (mark, marked) = durable_mark::DurableMark::open(dir)?;

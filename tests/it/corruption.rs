@@ -121,7 +121,7 @@ async fn damage_inside_the_log_or_to_sleds_own_files_never_starts_silently_with_
     std::fs::write(server.data_dir().join("conf"), b"garbage\x00\xff").unwrap();
     let outcome = server.restart_or_exit().await;
     let data = server.data_dir().display().to_string();
-    assert_refused(&server, outcome, &[data.as_str()]);
+    assert_refused(&server, outcome, &[data.as_str(), "damaged", "conf"]);
 }
 
 /// A body segment cut short: the gateway starts with every event; those whose bodies are gone

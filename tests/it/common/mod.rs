@@ -128,6 +128,9 @@ pub struct TestServer {
     root: TempDir,
     opts: ServerOpts,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    /// The thread copying the current child's stderr into `stderr_tail`; joined once the child
+    /// has exited, so a test reading the tail sees the last line the process wrote.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
     client: reqwest::Client,
 }
 
@@ -157,6 +160,7 @@ impl TestServer {
             root,
             opts,
             stderr_tail: Arc::new(Mutex::new(VecDeque::new())),
+            stderr_reader: None,
             client: http_client(),
         };
         server.spawn_and_wait_ready().await;
@@ -221,7 +225,7 @@ impl TestServer {
         let stderr = child.stderr.take().expect("stderr");
 
         let tail = self.stderr_tail.clone();
-        std::thread::spawn(move || {
+        self.stderr_reader = Some(std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 let mut tail = tail.lock().unwrap();
@@ -230,7 +234,7 @@ impl TestServer {
                 }
                 tail.push_back(line);
             }
-        });
+        }));
 
         let (tx, rx) = tokio::sync::oneshot::channel::<String>();
         std::thread::spawn(move || {
@@ -265,7 +269,10 @@ impl TestServer {
                 })
                 .await;
                 match status {
-                    Some(status) => return Err(status),
+                    Some(status) => {
+                        self.join_stderr_reader();
+                        return Err(status);
+                    }
                     None => panic!(
                         "fasthook closed stdout before printing `{LISTEN_PREFIX}…` and still runs (stderr below)"
                     ),
@@ -295,9 +302,21 @@ impl TestServer {
             }
         })
         .await;
-        outcome.unwrap_or_else(|| {
+        let outcome = outcome.unwrap_or_else(|| {
             panic!("GET /readyz did not answer 200 within {START_DEADLINE:?} (stderr below)")
-        })
+        });
+        if outcome.is_err() {
+            self.join_stderr_reader();
+        }
+        outcome
+    }
+
+    /// Waits for the stderr copier of a child that has exited: its pipe is closed, so this
+    /// returns as soon as the last lines are in `stderr_tail`.
+    fn join_stderr_reader(&mut self) {
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
     }
 
     /// Starts the process again on the same data dir, and says whether it became ready or
@@ -342,7 +361,10 @@ impl TestServer {
             async move { status }
         })
         .await;
-        status.unwrap_or_else(|| panic!("fasthook did not exit within {deadline:?} (stderr below)"))
+        let status = status
+            .unwrap_or_else(|| panic!("fasthook did not exit within {deadline:?} (stderr below)"));
+        self.join_stderr_reader();
+        status
     }
 
     /// Runs `fasthook serve` with `opts` and expects it to exit by itself (a start failure).
