@@ -53,6 +53,7 @@ pub(super) async fn metrics(
     metrics::counter!(telemetry::STORE_COMMITS_TOTAL).absolute(stats.commits.load(Relaxed));
     metrics::counter!(telemetry::STORE_FLUSHES_TOTAL).absolute(stats.flushes.load(Relaxed));
     metrics::counter!(telemetry::STORE_WRITES_TOTAL).absolute(stats.messages.load(Relaxed));
+    metrics::gauge!(telemetry::STORE_QUEUED_BYTES).set(stats.queued_bytes.load(Relaxed) as f64);
     metrics::gauge!(telemetry::ENGINE_PAUSED).set(if engine.is_paused() { 1.0 } else { 0.0 });
     let mut body = handle.map(|h| h.render()).unwrap_or_default();
     engine.render_live_metrics(&mut body);

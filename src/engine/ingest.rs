@@ -55,6 +55,7 @@ impl Engine {
         body: Bytes,
         intake: Intake,
     ) -> Result<Ingested> {
+        self.store().room().await;
         let gate = self.inner.ingest_gate.clone().read_owned().await;
         let now = Timestamp::now();
         let request_id = RequestId::new();
@@ -297,6 +298,7 @@ impl Engine {
         body: Bytes,
         cause: RejectionCause,
     ) -> Result<RequestId> {
+        self.store().room().await;
         let now = Timestamp::now();
         let request = Request {
             id: RequestId::new(),

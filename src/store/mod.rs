@@ -396,6 +396,12 @@ impl Store {
         Committed(self.inner.writer.commit(ops))
     }
 
+    /// Resolves once the writer has room for more (see `writer::MAX_QUEUED_BYTES`): what
+    /// comes from outside (ingress) waits here, so a flood cannot outgrow a slow disk.
+    pub async fn room(&self) {
+        self.inner.writer.room().await
+    }
+
     /// Applies `ops` with the next group commit without waiting.
     pub fn submit(&self, ops: Vec<Op>) {
         self.inner.writer.submit(ops)

@@ -90,8 +90,32 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// Roughly the bytes this op holds while it waits for the writer.
+    fn weight(&self) -> usize {
+        const SMALL: usize = 64;
+        match self {
+            Op::Put(key, value) => key.len() + value.len(),
+            Op::PutEvent { key, record, .. } => key.len() + record.len() + SMALL,
+            Op::PutRequest(request) => {
+                let headers: usize = request.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+                request.body.len() + headers + SMALL
+            }
+            _ => SMALL,
+        }
+    }
+}
+
+/// Past this many bytes waiting for the writer, new ingress waits for room
+/// (`Writer::room`): a disk that falls behind a flood slows the senders down instead of
+/// growing the queue. The gateway's own writes (actors' state changes) never wait; their
+/// number is bounded by what the actors have in flight.
+pub const MAX_QUEUED_BYTES: usize = 64 << 20;
+
 struct Message {
     ops: Vec<Op>,
+    /// The ops' weight, counted in `WriterStats::queued_bytes` until the writer takes it.
+    weight: usize,
     ack: Option<oneshot::Sender<Result<(), StoreError>>>,
     /// Answered once the group holding this message is applied, flushed or not.
     on_applied: Option<oneshot::Sender<()>>,
@@ -109,6 +133,10 @@ pub struct WriterStats {
     pub blob_syncs: std::sync::atomic::AtomicU64,
     /// Whether the last group could be written.
     pub disk: super::disk_health::DiskHealth,
+    /// Bytes of ops handed over and not yet taken into a group.
+    pub queued_bytes: std::sync::atomic::AtomicUsize,
+    /// Woken whenever the writer takes a group, for ingress waiting for room.
+    room: tokio::sync::Notify,
     /// The sequence numbers of new entries, in the order the writer applied them.
     #[cfg(test)]
     pub applied_seqs: std::sync::Mutex<Vec<u64>>,
@@ -174,12 +202,7 @@ impl Writer {
     /// Applies `ops` atomically and resolves once they are durable.
     pub fn commit(&self, ops: Vec<Op>) -> oneshot::Receiver<Result<(), StoreError>> {
         let (ack, rx) = oneshot::channel();
-        if let Err(mpsc::SendError(msg)) = self.tx.send(Message {
-            ops,
-            ack: Some(ack),
-            on_applied: None,
-            stop: false,
-        }) {
+        if let Err(mpsc::SendError(msg)) = self.send(Message::new(ops, Some(ack))) {
             if let Some(ack) = msg.ack {
                 let _ = ack.send(Err(StoreError::Closed));
             }
@@ -189,11 +212,9 @@ impl Writer {
 
     /// Asks the thread to finish: everything sent before is written and flushed first.
     pub fn stop(&self) {
-        let _ = self.tx.send(Message {
-            ops: Vec::new(),
-            ack: None,
-            on_applied: None,
+        let _ = self.send(Message {
             stop: true,
+            ..Message::new(Vec::new(), None)
         });
     }
 
@@ -201,11 +222,9 @@ impl Writer {
     /// flush: a read after it sees every change the caller handed over before.
     pub fn applied(&self) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
-        let _ = self.tx.send(Message {
-            ops: Vec::new(),
-            ack: None,
+        let _ = self.send(Message {
             on_applied: Some(tx),
-            stop: false,
+            ..Message::new(Vec::new(), None)
         });
         rx
     }
@@ -215,17 +234,42 @@ impl Writer {
         if ops.is_empty() {
             return;
         }
-        if self
-            .tx
-            .send(Message {
-                ops,
-                ack: None,
-                on_applied: None,
-                stop: false,
-            })
-            .is_err()
-        {
+        if self.send(Message::new(ops, None)).is_err() {
             tracing::error!("store writer is gone; a state change was not recorded");
+        }
+    }
+
+    fn send(&self, message: Message) -> Result<(), mpsc::SendError<Message>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let weight = message.weight;
+        self.stats.queued_bytes.fetch_add(weight, Relaxed);
+        self.tx.send(message).inspect_err(|_| {
+            self.stats.queued_bytes.fetch_sub(weight, Relaxed);
+        })
+    }
+
+    /// Resolves once fewer than `MAX_QUEUED_BYTES` wait for the writer. Ingress waits here
+    /// before it hands anything over, so nothing is stored while it waits.
+    pub async fn room(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        loop {
+            let room = self.stats.room.notified();
+            if self.stats.queued_bytes.load(Relaxed) < MAX_QUEUED_BYTES {
+                return;
+            }
+            room.await;
+        }
+    }
+}
+
+impl Message {
+    fn new(ops: Vec<Op>, ack: Option<oneshot::Sender<Result<(), StoreError>>>) -> Message {
+        Message {
+            weight: ops.iter().map(Op::weight).sum(),
+            ops,
+            ack,
+            on_applied: None,
+            stop: false,
         }
     }
 }
@@ -281,6 +325,9 @@ fn run(
             }
         }
         stats.messages.fetch_add(group.len() as u64, Relaxed);
+        let taken: usize = group.iter().map(|m| m.weight).sum();
+        stats.queued_bytes.fetch_sub(taken, Relaxed);
+        stats.room.notify_waiters();
         let mut acks = Vec::new();
         // Sized once: growing it op by op rehashed every key several times per group.
         let op_count = group.iter().map(|m| m.ops.len()).sum();
@@ -725,7 +772,45 @@ fn apply_message(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
     use std::time::SystemTime;
+
+    #[test]
+    fn ingress_waits_for_room_while_the_writer_is_behind_and_goes_on_once_it_catches_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let store =
+                super::super::Store::open(dir.path(), Durability::Flush, Duration::ZERO).unwrap();
+            let stats = &store.writer().stats;
+            // As if a full queue were waiting: the writer has not taken it yet.
+            stats.queued_bytes.fetch_add(MAX_QUEUED_BYTES, Relaxed);
+            let mut room = std::pin::pin!(store.room());
+            tokio::select! {
+                biased;
+                _ = &mut room => panic!("room while the writer is a full queue behind"),
+                _ = tokio::task::yield_now() => {}
+            }
+            // The writer catches up: the next group it takes wakes the waiter.
+            stats.queued_bytes.fetch_sub(MAX_QUEUED_BYTES, Relaxed);
+            let big = vec![7u8; 1 << 20];
+            store
+                .commit(vec![Op::Put(b"k".to_vec(), big)])
+                .await
+                .unwrap();
+            tokio::time::timeout(Duration::from_secs(10), room)
+                .await
+                .expect("room once the writer took its group");
+            assert_eq!(
+                stats.queued_bytes.load(Relaxed),
+                0,
+                "every taken byte is uncounted"
+            );
+        });
+    }
 
     #[test]
     fn the_blob_directory_counts_as_changed_only_after_a_new_file() {

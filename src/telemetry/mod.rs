@@ -26,6 +26,7 @@ pub const ISSUES_OPEN: &str = "fasthook_issues_open";
 pub const STORE_COMMITS_TOTAL: &str = "fasthook_store_commits_total";
 pub const STORE_FLUSHES_TOTAL: &str = "fasthook_store_flushes_total";
 pub const STORE_WRITES_TOTAL: &str = "fasthook_store_writes_total";
+pub const STORE_QUEUED_BYTES: &str = "fasthook_store_queued_bytes";
 
 /// Every series `/metrics` exports, by name (a histogram adds `_bucket`, `_sum`, `_count`).
 pub const ALL_METRICS: &[&str] = &[
@@ -46,6 +47,7 @@ pub const ALL_METRICS: &[&str] = &[
     STORE_COMMITS_TOTAL,
     STORE_FLUSHES_TOTAL,
     STORE_WRITES_TOTAL,
+    STORE_QUEUED_BYTES,
 ];
 
 /// The label value used instead of an id when per-id labels are switched off.
@@ -161,6 +163,11 @@ fn describe() {
         STORE_WRITES_TOTAL,
         Unit::Count,
         "Change messages the store's writer received."
+    );
+    describe_gauge!(
+        STORE_QUEUED_BYTES,
+        Unit::Bytes,
+        "Bytes of changes waiting for the store's writer; ingress waits past 64 MiB."
     );
 }
 
