@@ -7,7 +7,7 @@ use super::auth::Admin;
 use super::error::ApiError;
 use super::json::{self, check_name};
 use super::openapi::ApiErrors;
-use crate::domain::{ApiKeyId, EnginePause, PauseSource, Team, TeamId, Timestamp};
+use crate::domain::{ApiKeyId, Team, TeamId, Timestamp};
 use crate::engine::Engine;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -82,36 +82,8 @@ pub(super) async fn revoke_key(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(get, path = "/admin/engine", tag = "admin", security(("admin_key" = [])),
-    responses((status = 200, description = "The whole-engine pause", body = EnginePause), ApiErrors))]
-pub(super) async fn engine_state(engine: web::Data<Engine>, _: Admin) -> HttpResponse {
-    HttpResponse::Ok().json(engine.pause_state())
-}
-
-/// Stops every delivery (events wait QUEUED); ingress keeps accepting.
-#[utoipa::path(put, path = "/admin/engine/pause", tag = "admin", security(("admin_key" = [])),
-    responses((status = 200, description = "Paused", body = EnginePause), ApiErrors))]
-pub(super) async fn engine_pause(
-    engine: web::Data<Engine>,
-    _: Admin,
-) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(engine.set_paused(true, PauseSource::Api).await?))
-}
-
-#[utoipa::path(put, path = "/admin/engine/resume", tag = "admin", security(("admin_key" = [])),
-    responses((status = 200, description = "Delivering again", body = EnginePause), ApiErrors))]
-pub(super) async fn engine_resume(
-    engine: web::Data<Engine>,
-    _: Admin,
-) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(engine.set_paused(false, PauseSource::Api).await?))
-}
-
 pub fn routes(r: &mut super::Routes) {
-    r.get("/admin/engine", engine_state)
-        .put("/admin/engine/pause", engine_pause)
-        .put("/admin/engine/resume", engine_resume)
-        .post("/admin/teams", create_team)
+    r.post("/admin/teams", create_team)
         .post("/admin/teams/{id}/api-keys", create_key)
         .delete("/admin/teams/{id}/api-keys/{key_id}", revoke_key);
 }

@@ -212,11 +212,17 @@ pub struct ConnectionOut {
     paused_at: Option<Timestamp>,
     /// Set while disabled: no events at all.
     disabled_at: Option<Timestamp>,
+    /// Its events `HOLD` now: what an unpause will release.
+    held_count: u64,
+    /// Its events `FAILED` now.
+    failed_count: u64,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
 
-pub fn render(c: &Connection) -> ConnectionOut {
+/// The connection with its live backlog, read from the store's running tally (no scan).
+pub fn render(engine: &Engine, c: &Connection) -> ConnectionOut {
+    let backlog = engine.store().tally().get(&c.id);
     ConnectionOut {
         id: c.id.clone(),
         team_id: c.team_id.clone(),
@@ -226,6 +232,8 @@ pub fn render(c: &Connection) -> ConnectionOut {
         rules: rules_to_wire(&c.rules),
         paused_at: c.paused_at,
         disabled_at: c.disabled_at,
+        held_count: backlog.hold,
+        failed_count: backlog.failed,
         created_at: c.created_at,
         updated_at: c.updated_at,
     }
@@ -259,7 +267,7 @@ pub(super) async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let connection = build(&engine, json::parse(&body)?, None, &auth.team)?;
     engine.save_connection(connection.clone(), None).await?;
-    Ok(HttpResponse::Ok().json(render(&connection)))
+    Ok(HttpResponse::Ok().json(render(&engine, &connection)))
 }
 
 #[utoipa::path(get, path = "/v1/connections", tag = "connections",
@@ -287,7 +295,7 @@ pub(super) async fn list(
             && paused.is_none_or(|p| p == c.paused_at.is_some())
             && disabled.is_none_or(|d| d == c.disabled_at.is_some())
     })?;
-    Ok(HttpResponse::Ok().json(json::list_envelope(page, &q, |c| render(&c))))
+    Ok(HttpResponse::Ok().json(json::list_envelope(page, &q, |c| render(&engine, &c))))
 }
 
 #[utoipa::path(get, path = "/v1/connections/{id}", tag = "connections", params(("id" = String, Path, description = "The connection's id (web_…)")),
@@ -297,7 +305,7 @@ pub(super) async fn get(
     auth: Auth,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(render(&*owned(&engine, &auth, &id)?)))
+    Ok(HttpResponse::Ok().json(render(&engine, &*owned(&engine, &auth, &id)?)))
 }
 
 #[utoipa::path(patch, path = "/v1/connections/{id}", tag = "connections", params(("id" = String, Path, description = "The connection's id (web_…)")),
@@ -317,7 +325,7 @@ pub(super) async fn update(
         &auth.team,
     )?;
     engine.save_connection(connection.clone(), None).await?;
-    Ok(HttpResponse::Ok().json(render(&connection)))
+    Ok(HttpResponse::Ok().json(render(&engine, &connection)))
 }
 
 #[utoipa::path(delete, path = "/v1/connections/{id}", tag = "connections",
@@ -391,7 +399,7 @@ pub(super) async fn pause(
         connection.updated_at = now;
         engine.save_connection(connection.clone(), None).await?;
     }
-    Ok(HttpResponse::Ok().json(render(&connection)))
+    Ok(HttpResponse::Ok().json(render(&engine, &connection)))
 }
 
 /// Clears `paused_at`; the held events are released in the order they were accepted, no
@@ -417,7 +425,7 @@ pub(super) async fn unpause(
         connection.updated_at = Timestamp::now();
         engine.save_connection(connection.clone(), rate).await?;
     }
-    Ok(HttpResponse::Ok().json(render(&connection)))
+    Ok(HttpResponse::Ok().json(render(&engine, &connection)))
 }
 
 /// Disabling clears `paused_at` too (a disabled branch builds no held work); held events
@@ -436,7 +444,7 @@ async fn set_disabled(
     }
     connection.updated_at = now;
     engine.save_connection(connection.clone(), None).await?;
-    Ok(HttpResponse::Ok().json(render(&connection)))
+    Ok(HttpResponse::Ok().json(render(engine, &connection)))
 }
 
 #[utoipa::path(put, path = "/v1/connections/{id}/disable", tag = "connections", params(("id" = String, Path, description = "The connection's id (web_…)")),

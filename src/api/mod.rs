@@ -6,7 +6,9 @@ mod alert_channels;
 pub mod auth;
 pub mod bulk;
 pub mod connections;
+pub mod console;
 pub mod destinations;
+mod engine;
 pub mod error;
 pub mod events;
 pub mod health;
@@ -26,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     for resource in routes().resources {
         cfg.service(resource.service);
     }
+    console::configure(cfg);
 }
 
 /// Every route of the API, each resource once with all of its methods. The one list both
@@ -43,6 +46,7 @@ pub fn routes() -> Routes {
     issues::routes(&mut r);
     alert_channels::routes(&mut r);
     admin::routes(&mut r);
+    engine::routes(&mut r);
     openapi::routes(&mut r);
     r
 }

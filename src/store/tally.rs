@@ -64,6 +64,12 @@ impl Tally {
         }
     }
 
+    /// One connection's counts (zero for one that never had a held or failed event).
+    pub fn get(&self, connection: &ConnectionId) -> Counts {
+        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.get(connection).copied().unwrap_or_default()
+    }
+
     /// The counts of every connection that has or had a held or failed event (deleted ones
     /// too).
     pub fn snapshot(&self) -> HashMap<ConnectionId, Counts> {

@@ -10,6 +10,7 @@ mod bulk_retry;
 mod cli;
 mod common;
 mod config_reference;
+mod console_assets;
 mod container;
 mod corruption;
 mod crash;

@@ -1,0 +1,333 @@
+//! The operator console in a real browser (Debian's `chromium` driven through
+//! `chromedriver`), against the real gateway and a real receiver. Run by `.ci/run` with
+//! `cargo test --test console` once it has installed both; plain `cargo test` leaves it out.
+//!
+//! Every step is an operator's click, and every check waits for the console's own polling to
+//! show the new state: nothing is refreshed by the test. Screenshots land in
+//! `target/console-screenshots/`.
+
+#[path = "../it/common/mod.rs"]
+mod common;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use thirtyfour::prelude::*;
+
+use common::{poll, TestReceiver, TestServer};
+
+/// How long the console may take to show a change (it polls every 2 s).
+const SHOWN_WITHIN: Duration = Duration::from_secs(20);
+
+/// `chromedriver` on a free loopback port, killed when dropped.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+}
+
+impl ChromeDriver {
+    async fn start() -> ChromeDriver {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let binary = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let child = Command::new(&binary)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run {binary} ({e}): install chromium and chromium-driver")
+            });
+        let url = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let status = format!("{url}/status");
+        let ready = poll(Duration::from_secs(30), || {
+            let request = client.get(&status).send();
+            async move {
+                let body: serde_json::Value = request.await.ok()?.json().await.ok()?;
+                body["value"]["ready"].as_bool().filter(|r| *r)
+            }
+        })
+        .await;
+        assert!(ready.is_some(), "chromedriver did not become ready");
+        ChromeDriver { child, url }
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn screenshot_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir
+}
+
+/// A headless browser on a laptop-sized window.
+async fn browser(driver: &ChromeDriver) -> WebDriver {
+    let mut caps = DesiredCapabilities::chrome();
+    if let Ok(binary) = std::env::var("CHROMIUM") {
+        caps.set_binary(&binary).unwrap();
+    }
+    for arg in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,900",
+    ] {
+        caps.add_arg(arg).unwrap();
+    }
+    WebDriver::new(&driver.url, caps)
+        .await
+        .expect("a browser session")
+}
+
+/// The console, driven like an operator would.
+struct Console {
+    driver: WebDriver,
+    base: String,
+    shots: PathBuf,
+}
+
+impl Console {
+    async fn screenshot(&self, name: &str) {
+        self.driver
+            .screenshot(&self.shots.join(format!("{name}.png")))
+            .await
+            .expect("screenshot");
+    }
+
+    async fn go(&self, route: &str) {
+        self.driver
+            .goto(format!("{}/console{route}", self.base))
+            .await
+            .expect("navigate");
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        element.scroll_into_view().await.ok();
+        element
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    }
+
+    /// The element, once it is in the page and shown.
+    async fn find(&self, css: &str) -> WebElement {
+        let found = poll(SHOWN_WITHIN, || async {
+            let element = self.driver.find(By::Css(css)).await.ok()?;
+            element
+                .is_displayed()
+                .await
+                .ok()
+                .filter(|d| *d)
+                .map(|_| element)
+        })
+        .await;
+        match found {
+            Some(element) => element,
+            None => {
+                self.screenshot("failed-find").await;
+                panic!("{css} was not shown within {SHOWN_WITHIN:?}");
+            }
+        }
+    }
+
+    /// Waits until the text of `css` satisfies `want`; answers it.
+    async fn wait_text(&self, css: &str, what: &str, want: impl Fn(&str) -> bool) -> String {
+        let last = std::sync::Mutex::new(String::new());
+        let seen = poll(SHOWN_WITHIN, || {
+            let found = self.driver.find(By::Css(css));
+            let (last, want) = (&last, &want);
+            async move {
+                let text = found.await.ok()?.text().await.ok()?;
+                let text = text.trim().to_string();
+                *last.lock().unwrap() = text.clone();
+                want(&text).then_some(text)
+            }
+        })
+        .await;
+        let last = last.into_inner().unwrap();
+        match seen {
+            Some(text) => text,
+            None => {
+                self.screenshot("failed-wait").await;
+                panic!("{css} never showed {what} within {SHOWN_WITHIN:?}; last text {last:?}");
+            }
+        }
+    }
+
+    /// Opens the actions menu of a connection's row, picks `action`, and confirms.
+    async fn connection_action(&self, connection: &str, action: &str) {
+        let row = format!(r#"tr[data-connection-id="{connection}"]"#);
+        self.click(&format!("{row} .actions-button")).await;
+        self.click(&format!(r#"{row} button[data-action="{action}"]"#))
+            .await;
+        self.find("#confirm-message").await;
+    }
+
+    async fn sign_in(&self, server: &TestServer) {
+        self.go("").await;
+        self.find("#login-team")
+            .await
+            .send_keys(&server.team_id)
+            .await
+            .unwrap();
+        self.find("#login-key")
+            .await
+            .send_keys(&server.api_key)
+            .await
+            .unwrap();
+        self.find("#login-admin-key")
+            .await
+            .send_keys(&server.admin_key)
+            .await
+            .unwrap();
+        self.click("#login-submit").await;
+    }
+}
+
+fn as_count(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_pauses_drains_resets_a_breaker_and_retries_from_the_console() {
+    let server = TestServer::start().await;
+    let steady = TestReceiver::start().await;
+    let flaky = TestReceiver::start().await;
+    let (held_src, _, held_conn) = server.pipeline(&steady.url(), json!({}), json!([])).await;
+    let (flaky_src, flaky_dest, _) = server.breaker_pipeline(&flaky.url(), 3, 60).await;
+
+    let chromedriver = ChromeDriver::start().await;
+    let console = Console {
+        driver: browser(&chromedriver).await,
+        base: server.base.clone(),
+        shots: screenshot_dir(),
+    };
+    console.sign_in(&server).await;
+    console.go("#/connections").await;
+    let row = format!(r#"tr[data-connection-id="{held_conn}"]"#);
+    console
+        .wait_text(&format!("{row} .state-badge"), "Active", |t| t == "Active")
+        .await;
+    console.screenshot("01-connections").await;
+
+    // Pause from the actions menu; the confirmation says what happens to new events.
+    console.connection_action(&held_conn, "pause").await;
+    let message = console.find("#confirm-message").await.text().await.unwrap();
+    assert!(
+        message.contains("HOLD") || message.to_lowercase().contains("held"),
+        "the pause confirmation does not say events are held: {message}"
+    );
+    console.screenshot("02-pause-confirmation").await;
+    console.click("#confirm-ok").await;
+    console
+        .wait_text(&format!("{row} .state-badge"), "Paused", |t| t == "Paused")
+        .await;
+
+    // Events arrive while paused: the held count rises, the receiver gets nothing.
+    server.send_events(&held_src, 6, "held").await;
+    console
+        .wait_text(&format!("{row} .held-count"), "6 held", |t| {
+            as_count(t) == Some(6)
+        })
+        .await;
+    assert_eq!(steady.hit_count(), 0, "a paused connection delivered");
+    console.screenshot("03-held").await;
+
+    // Unpause with a drain rate: the held count drains to zero and the receiver has all six.
+    console.connection_action(&held_conn, "unpause").await;
+    console
+        .find("#confirm-drain-rate")
+        .await
+        .send_keys("3")
+        .await
+        .unwrap();
+    console.screenshot("04-unpause-confirmation").await;
+    console.click("#confirm-ok").await;
+    console
+        .wait_text(&format!("{row} .held-count"), "0 held", |t| {
+            as_count(t) == Some(0)
+        })
+        .await;
+    console
+        .wait_text(&format!("{row} .state-badge"), "Active", |t| t == "Active")
+        .await;
+    let drained = poll(SHOWN_WITHIN, || {
+        let n = steady.delivered_ids().len();
+        async move { (n == 6).then_some(()) }
+    })
+    .await;
+    assert!(drained.is_some(), "the receiver got {}", steady.hit_count());
+    console.screenshot("05-drained").await;
+
+    // A failing receiver opens the breaker; the destination page shows it live.
+    console.go(&format!("#/destinations/{flaky_dest}")).await;
+    console
+        .wait_text("#circuit-state", "closed", |t| t == "closed")
+        .await;
+    flaky.set_status(500);
+    server.send_events(&flaky_src, 4, "flaky").await;
+    console
+        .wait_text("#circuit-state", "open", |t| t == "open")
+        .await;
+    console
+        .wait_text("#failure-count", "3", |t| t.contains('3'))
+        .await;
+    console.screenshot("06-breaker-open").await;
+
+    // The receiver is healthy again: Reset circuit closes it and the waiting event goes out.
+    flaky.set_status(200);
+    console.click("#reset-circuit").await;
+    console.find("#confirm-message").await;
+    console.click("#confirm-ok").await;
+    console
+        .wait_text("#circuit-state", "closed", |t| t == "closed")
+        .await;
+    console.screenshot("07-breaker-reset").await;
+
+    // A dead-lettered event, retried from the events page, is delivered.
+    let failed = server
+        .events(&format!("source_id={flaky_src}&status=FAILED"))
+        .await;
+    assert!(!failed.is_empty(), "no FAILED event to retry");
+    let event = failed[0]["id"].as_str().unwrap().to_string();
+    console.go("#/events").await;
+    console
+        .click(r#"input[name="filter-status"][value="FAILED"]"#)
+        .await;
+    console.click("#apply-filters").await;
+    let event_row = format!(r#"tr[data-event-id="{event}"]"#);
+    console
+        .wait_text(&format!("{event_row} .event-status"), "FAILED", |t| {
+            t == "FAILED"
+        })
+        .await;
+    console.screenshot("08-failed-events").await;
+    console.click(&format!("{event_row} .retry-event")).await;
+    let delivered = poll(SHOWN_WITHIN, || {
+        let seen = flaky.delivered_ids().contains(&event);
+        async move { seen.then_some(()) }
+    })
+    .await;
+    assert!(delivered.is_some(), "the retried event was not delivered");
+    console.go(&format!("#/events/{event}")).await;
+    console
+        .wait_text("#event-status", "SUCCESSFUL", |t| t == "SUCCESSFUL")
+        .await;
+    console.screenshot("09-event-retried").await;
+
+    console.driver.quit().await.expect("quit the browser");
+}
