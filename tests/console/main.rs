@@ -177,6 +177,37 @@ impl Console {
         self.find("#confirm-message").await;
     }
 
+    async fn assert_accessible(&self, page: &str) {
+        let problems = self
+            .driver
+            .execute(ACCESSIBILITY_PROBLEMS, Vec::new())
+            .await
+            .expect("run the accessibility probe");
+        let problems: Vec<String> = problems.convert().expect("a list of problems");
+        assert!(problems.is_empty(), "{page}: {problems:#?}");
+    }
+
+    /// The attribute `name` of the first element matching `css`.
+    async fn attribute(&self, css: &str, name: &str) -> Option<String> {
+        self.find(css)
+            .await
+            .attr(name)
+            .await
+            .expect("read an attribute")
+    }
+
+    /// Whether the focused element matches `css`.
+    async fn focused(&self, css: &str) -> bool {
+        let script =
+            "return document.activeElement && document.activeElement.matches(arguments[0]);";
+        let matches = self
+            .driver
+            .execute(script, vec![serde_json::Value::String(css.into())])
+            .await
+            .expect("read the focus");
+        matches.convert::<bool>().unwrap_or(false)
+    }
+
     async fn sign_in(&self, server: &TestServer) {
         self.go("").await;
         self.find("#login-team")
@@ -197,6 +228,31 @@ impl Console {
         self.click("#login-submit").await;
     }
 }
+
+/// What a screen reader or a keyboard user would miss on the page now: form fields without
+/// a label, buttons and links without a name, charts without a text alternative.
+const ACCESSIBILITY_PROBLEMS: &str = r#"
+    const problems = [];
+    const named = (el) => (el.getAttribute('aria-label') || el.textContent || el.title || '').trim();
+    for (const el of document.querySelectorAll('input, select, textarea')) {
+        if (el.type === 'hidden' || el.closest('[hidden]')) continue;
+        if (!(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+            && !el.getAttribute('aria-labelledby')) {
+            problems.push('unlabelled ' + el.tagName + ' ' + (el.id || el.name));
+        }
+    }
+    for (const el of document.querySelectorAll('button, a[href]')) {
+        if (el.closest('[hidden]')) continue;
+        if (!named(el)) problems.push('nameless ' + el.tagName + ' ' + el.outerHTML.slice(0, 80));
+    }
+    for (const el of document.querySelectorAll('svg')) {
+        if (!el.getAttribute('aria-label') && !el.querySelector('title')
+            && el.getAttribute('aria-hidden') !== 'true') {
+            problems.push('svg without a text alternative ' + (el.id || ''));
+        }
+    }
+    return problems;
+"#;
 
 fn as_count(text: &str) -> Option<u64> {
     text.trim().parse().ok()
@@ -223,6 +279,43 @@ async fn an_operator_pauses_drains_resets_a_breaker_and_retries_from_the_console
         .wait_text(&format!("{row} .state-badge"), "Active", |t| t == "Active")
         .await;
     console.screenshot("01-connections").await;
+    console.assert_accessible("connections").await;
+
+    // The actions menu works from the keyboard: Enter opens it on its first item, Escape
+    // closes it and gives the focus back to its button.
+    let actions = format!("{row} .actions-button");
+    console
+        .find(&actions)
+        .await
+        .send_keys(Key::Enter + "")
+        .await
+        .unwrap();
+    assert_eq!(
+        console
+            .attribute(&actions, "aria-expanded")
+            .await
+            .as_deref(),
+        Some("true")
+    );
+    assert!(
+        console.focused(&format!("{row} [data-action]")).await,
+        "the open menu has no focused item"
+    );
+    console
+        .driver
+        .action_chain()
+        .send_keys(Key::Escape + "")
+        .perform()
+        .await
+        .unwrap();
+    assert_eq!(
+        console
+            .attribute(&actions, "aria-expanded")
+            .await
+            .as_deref(),
+        Some("false")
+    );
+    assert!(console.focused(&actions).await, "the focus did not return");
 
     // Pause from the actions menu; the confirmation says what happens to new events.
     console.connection_action(&held_conn, "pause").await;
@@ -287,6 +380,7 @@ async fn an_operator_pauses_drains_resets_a_breaker_and_retries_from_the_console
         .wait_text("#failure-count", "3", |t| t.contains('3'))
         .await;
     console.screenshot("06-breaker-open").await;
+    console.assert_accessible("destination").await;
 
     // The receiver is healthy again: Reset circuit closes it and the waiting event goes out.
     flaky.set_status(200);
@@ -316,6 +410,7 @@ async fn an_operator_pauses_drains_resets_a_breaker_and_retries_from_the_console
         })
         .await;
     console.screenshot("08-failed-events").await;
+    console.assert_accessible("events").await;
     console.click(&format!("{event_row} .retry-event")).await;
     let delivered = poll(SHOWN_WITHIN, || {
         let seen = flaky.delivered_ids().contains(&event);
@@ -328,6 +423,88 @@ async fn an_operator_pauses_drains_resets_a_breaker_and_retries_from_the_console
         .wait_text("#event-status", "SUCCESSFUL", |t| t == "SUCCESSFUL")
         .await;
     console.screenshot("09-event-retried").await;
+    console.assert_accessible("event").await;
+    console.go("#/issues").await;
+    console.find("#issues").await;
+    console.assert_accessible("issues").await;
+    console.screenshot("10-issues").await;
 
+    console.driver.quit().await.expect("quit the browser");
+}
+
+/// The gateway's CPU time so far (user + system), from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// The gateway's CPU seconds per second over `window`, sampled every second.
+async fn cpu_load(pid: i32, window: Duration) -> f64 {
+    let start = cpu_seconds(pid);
+    let began = std::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    for _ in 0..window.as_secs() {
+        tick.tick().await;
+    }
+    (cpu_seconds(pid) - start) / began.elapsed().as_secs_f64()
+}
+
+/// A console left open on 1,000 connections shows one page of them at a time, pages
+/// through them, and costs the gateway little: the figure is printed (and reported in
+/// BENCHMARKS.md), not asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_left_open_on_a_thousand_connections_shows_a_page_and_costs_little() {
+    let server = TestServer::start().await;
+    let receiver = TestReceiver::start().await;
+    let (src, dest, _) = server.pipeline(&receiver.url(), json!({}), json!([])).await;
+    let mut made = 1;
+    while made < 1000 {
+        let batch: Vec<_> = (made..(made + 50).min(1000))
+            .map(|_| server.create_connection(&src, &dest, json!([])))
+            .collect();
+        made += batch.len();
+        futures_util::future::join_all(batch).await;
+    }
+
+    let window = Duration::from_secs(20);
+    let idle = cpu_load(server.pid(), window).await;
+
+    let chromedriver = ChromeDriver::start().await;
+    let console = Console {
+        driver: browser(&chromedriver).await,
+        base: server.base.clone(),
+        shots: screenshot_dir(),
+    };
+    console.sign_in(&server).await;
+    console.go("#/connections").await;
+    let rows = "#connections tbody tr[data-connection-id]";
+    let shown = poll(SHOWN_WITHIN, || async {
+        let n = console.driver.find_all(By::Css(rows)).await.ok()?.len();
+        (n == 100).then_some(n)
+    })
+    .await;
+    assert_eq!(shown, Some(100), "one page of 100 connections");
+    let first_page = console.attribute(rows, "data-connection-id").await;
+    console.click("#page-next").await;
+    let second_page = poll(SHOWN_WITHIN, || async {
+        let id = console.attribute(rows, "data-connection-id").await;
+        (id != first_page).then_some(id)
+    })
+    .await;
+    assert!(second_page.is_some(), "Next did not show the next page");
+    console.screenshot("11-thousand-connections").await;
+
+    let open = cpu_load(server.pid(), window).await;
+    println!(
+        "gateway CPU with 1,000 connections: idle {:.4} s/s, console open on them {:.4} s/s \
+         (+{:.4} s/s)",
+        idle,
+        open,
+        open - idle
+    );
     console.driver.quit().await.expect("quit the browser");
 }
