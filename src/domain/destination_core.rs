@@ -1780,28 +1780,8 @@ mod tests {
         Ok(())
     }
 
-    /// R2's seeded simulation: `FASTHOOK_SIM_CASES` runs (1,000 by default), from
-    /// `FASTHOOK_SIM_SEED` (random, and printed, by default): a failure names the seed that
-    /// replays it exactly, and proptest prints the smallest input that fails.
-    fn sim_config() -> ProptestConfig {
-        let cases = std::env::var("FASTHOOK_SIM_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1_000);
-        let seed = std::env::var("FASTHOOK_SIM_SEED")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(rand::random);
-        println!("destination simulation: {cases} cases, FASTHOOK_SIM_SEED={seed}");
-        ProptestConfig {
-            cases,
-            rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
-            ..ProptestConfig::default()
-        }
-    }
-
     proptest! {
-        #![proptest_config(sim_config())]
+        #![proptest_config(crate::domain::fixtures::sim_config("destination"))]
         #[test]
         fn a_small_window_pages_any_backlog_in_order_and_loses_nothing(
             ops in proptest::collection::vec(window_op(), 1..200),

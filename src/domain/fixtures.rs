@@ -40,3 +40,23 @@ pub fn queue_entry(seq: u64, retry: RetryPolicy) -> QueueEntry {
         created_at: Timestamp(0),
     }
 }
+
+/// R2's seeded simulations: `FASTHOOK_SIM_CASES` runs (1,000 by default), from
+/// `FASTHOOK_SIM_SEED` (random, and printed, by default): a failure names the seed that
+/// replays it exactly, and proptest prints the smallest input that fails.
+pub fn sim_config(what: &str) -> proptest::test_runner::Config {
+    let cases = std::env::var("FASTHOOK_SIM_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000);
+    let seed = std::env::var("FASTHOOK_SIM_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("{what} simulation: {cases} cases, FASTHOOK_SIM_SEED={seed}");
+    proptest::test_runner::Config {
+        cases,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
+        ..proptest::test_runner::Config::default()
+    }
+}
