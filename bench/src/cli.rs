@@ -43,6 +43,15 @@ WORKLOADS (1 KiB JSON bodies unless stated):
       size, its growth over the last half of the load in MiB/min (near 0 once it levels off),
       and the size after one more retention period idle. One run on the gateway mode unless
       --modes/--reps say otherwise (~2.5 min with the defaults; --quick 8 s at 200/s, 2 s)
+  w13 one team floods ingress (gateway modes; row R10): [ingress] team_rate_limit = --w13-limit
+      (500/s). Team B sends open-loop at --w13-rate (200 events/s, 1 KiB) in phases of
+      --w13-phase-s (10 s), alternately alone and while team A floods its own source, closed
+      loop, with --w13-flood-conns (64) connections and no back-off; 2 pairs (alone, flooded)
+      unless --reps says how many. Reports team B's ingest p50/p99/p999 (send -> 200) alone and
+      flooded and flooded ÷ alone (target: within 10 %), team A's accepted/s (≈ the limit) and
+      429/s, whether every 429 carried Retry-After, server CPU per phase, and one ledger over
+      both teams (every accepted event delivered). One run on the gateway mode unless
+      --modes says otherwise (~1 min with the defaults; --quick: one pair of 2 s phases)
 
 Every run ends with a ledger: accepted = delivered (unique ids) + dead-lettered + waiting at
 cutoff, duplicates shown. A run whose ledger does not balance is VOID, left out of the
@@ -54,6 +63,7 @@ EXAMPLES:
   fasthook-bench --workloads all --json > bench.json
   fasthook-bench --workloads w10 --modes gateway            # breaker open 60 s at 2,000/s, then drain
   fasthook-bench --workloads w12 --json > w12.json          # retention soak: 120 s at 1,000/s
+  fasthook-bench --workloads w13 --modes gateway            # team A floods, team B's latency
   fasthook-bench --quick --modes ceiling,forward --receiver-drop-nth 100   # must say VOID";
 
 #[derive(Parser, Debug)]
@@ -158,12 +168,14 @@ pub enum Workload {
     W11,
     /// disk under a steady load with retention: does it level off (a soak; not in `all`)
     W12,
-    /// w1 to w11 (w10 adds about open_s + drain time per run; w12 only when named)
+    /// one team floods ingress over its limit: 429s for it, another team's latency
+    W13,
+    /// w1 to w11 and w13 (w10 adds about open_s + drain time per run; w12 only when named)
     All,
 }
 
 impl Workload {
-    pub const EACH: [Workload; 11] = [
+    pub const EACH: [Workload; 12] = [
         Workload::W1,
         Workload::W2,
         Workload::W3,
@@ -175,6 +187,7 @@ impl Workload {
         Workload::W9,
         Workload::W10,
         Workload::W11,
+        Workload::W13,
     ];
 
     pub fn name(self) -> &'static str {
@@ -191,6 +204,7 @@ impl Workload {
             Workload::W10 => "w10",
             Workload::W11 => "w11",
             Workload::W12 => "w12",
+            Workload::W13 => "w13",
             Workload::All => "all",
         }
     }
@@ -210,7 +224,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub quick: bool,
 
-    /// Repetitions of each measurement (alternating modes) [default: 3; --quick: 1; w12: 1]
+    /// Repetitions of each measurement (alternating modes) [default: 3; --quick: 1; w12: 1;
+    /// w13: the pairs of phases, 2; --quick: 1]
     #[arg(long)]
     pub reps: Option<usize>,
 
@@ -314,6 +329,24 @@ pub struct BenchArgs {
     #[arg(long)]
     pub w10_drain_timeout: Option<f64>,
 
+    /// W13: the gateway's [ingress] team_rate_limit, requests per second per team
+    #[arg(long, default_value_t = 500)]
+    pub w13_limit: u32,
+
+    /// W13: team B's open-loop rate, events/s; keep it under --w13-limit [default: 200]
+    #[arg(long)]
+    pub w13_rate: Option<f64>,
+
+    /// W13: seconds of each phase (team B alone, team B while team A floods)
+    /// [default: 10; --quick: 2]
+    #[arg(long)]
+    pub w13_phase_s: Option<f64>,
+
+    /// W13: team A's connections, each sending its next request as soon as the last one
+    /// answered, 429 or not
+    #[arg(long, default_value_t = 64)]
+    pub w13_flood_conns: usize,
+
     /// Self-check: the receiver answers 200 to its N-th delivery but forgets it, as if the
     /// event were lost; every run must then be reported VOID
     #[arg(long)]
@@ -354,6 +387,10 @@ pub struct Settings {
     pub w12_rate: f64,
     pub w12_duration_s: f64,
     pub w12_retention_s: f64,
+    pub w13_limit: u32,
+    pub w13_rate: f64,
+    pub w13_phase_s: f64,
+    pub w13_flood_conns: usize,
     pub receiver_drop_nth: Option<u64>,
 }
 
@@ -422,6 +459,13 @@ impl BenchArgs {
                 .w12_retention_s
                 .unwrap_or(if q { 2.0 } else { 20.0 })
                 .max(0.001),
+            w13_limit: self.w13_limit.max(1),
+            w13_rate: self.w13_rate.unwrap_or(200.0).max(1.0),
+            w13_phase_s: self
+                .w13_phase_s
+                .unwrap_or(if q { 2.0 } else { 10.0 })
+                .max(0.5),
+            w13_flood_conns: self.w13_flood_conns.max(1),
             receiver_drop_nth: self.receiver_drop_nth,
         }
     }
@@ -466,16 +510,18 @@ mod tests {
         ]);
         let s = c.bench.settings();
         assert_eq!(s.modes, vec![Mode::Ceiling, Mode::GatewayNosync]);
-        assert_eq!(s.workloads.len(), 11);
-        assert_eq!(s.workloads.last(), Some(&Workload::W11));
+        assert_eq!(s.workloads.len(), 12);
+        assert_eq!(s.workloads.last(), Some(&Workload::W13));
+        assert!(s.workloads.contains(&Workload::W11));
         assert!(!s.workloads.contains(&Workload::W12));
         assert_eq!(s.reps, 3);
         assert!(!s.reps_explicit);
         // The soak is not in `all`, but can be named beside it.
         let c = Cli::parse_from(["fasthook-bench", "--workloads", "w12,all", "--reps", "2"]);
         let s = c.bench.settings();
-        assert_eq!(s.workloads.len(), 12);
-        assert_eq!(s.workloads.last(), Some(&Workload::W12));
+        assert_eq!(s.workloads.len(), 13);
+        assert_eq!(s.workloads.last(), Some(&Workload::W13));
+        assert!(s.workloads.contains(&Workload::W12));
         assert!(!s.workloads.contains(&Workload::All));
         assert!(s.reps_explicit);
     }
@@ -512,6 +558,44 @@ mod tests {
             (c.w12_rate, c.w12_duration_s, c.w12_retention_s),
             (500.0, 300.0, 0.5)
         );
+    }
+
+    #[test]
+    fn w13_settings() {
+        let s = BenchArgs::default_settings_for_tests();
+        assert_eq!(
+            (s.w13_limit, s.w13_rate, s.w13_phase_s, s.w13_flood_conns),
+            (500, 200.0, 10.0, 64)
+        );
+        let q = Cli::parse_from(["fasthook-bench", "--quick", "--workloads", "w13"])
+            .bench
+            .settings();
+        assert_eq!(q.workloads, vec![Workload::W13]);
+        assert_eq!((q.w13_limit, q.w13_rate, q.w13_phase_s), (500, 200.0, 2.0));
+        let c = Cli::parse_from([
+            "fasthook-bench",
+            "--workloads",
+            "w13",
+            "--w13-limit",
+            "1000",
+            "--w13-rate",
+            "300",
+            "--w13-phase-s",
+            "20",
+            "--w13-flood-conns",
+            "16",
+        ])
+        .bench
+        .settings();
+        assert_eq!(
+            (c.w13_limit, c.w13_rate, c.w13_phase_s, c.w13_flood_conns),
+            (1000, 300.0, 20.0, 16)
+        );
+        // 0 would mean no limit to the gateway: W13 always sets one.
+        let z = Cli::parse_from(["fasthook-bench", "--w13-limit", "0"])
+            .bench
+            .settings();
+        assert_eq!(z.w13_limit, 1);
     }
 
     #[test]
@@ -564,6 +648,11 @@ mod tests {
             "--w12-rate",
             "--w12-duration-s",
             "--w12-retention-s",
+            "w13",
+            "--w13-limit",
+            "--w13-rate",
+            "--w13-phase-s",
+            "--w13-flood-conns",
             "not in `all`",
             "VOID",
         ] {

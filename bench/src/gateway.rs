@@ -53,6 +53,9 @@ pub struct GatewayOpts {
     pub body_segment_bytes: Option<u64>,
     /// `[retention]` (the gateway's default, 7 days, when `None`).
     pub retention: Option<Retention>,
+    /// `[ingress] team_rate_limit`, requests per second per team (the gateway's default,
+    /// no limit, when `None`).
+    pub team_rate_limit: Option<u32>,
 }
 
 /// `[retention]` of the gateway's config file.
@@ -73,6 +76,7 @@ impl GatewayOpts {
             per_id_labels: true,
             body_segment_bytes: None,
             retention: None,
+            team_rate_limit: None,
         }
     }
 }
@@ -106,8 +110,14 @@ pub fn config_toml(o: &GatewayOpts) -> String {
             r.sweep_interval_s
         );
     }
-    if let Some(n) = o.max_body_bytes {
-        s += &format!("\n[ingress]\nmax_body_bytes = {n}\n");
+    if o.max_body_bytes.is_some() || o.team_rate_limit.is_some() {
+        s += "\n[ingress]\n";
+        if let Some(n) = o.max_body_bytes {
+            s += &format!("max_body_bytes = {n}\n");
+        }
+        if let Some(n) = o.team_rate_limit {
+            s += &format!("team_rate_limit = {n}\n");
+        }
     }
     if !o.per_id_labels {
         s += "\n[telemetry]\nper_id_labels = false\n";
@@ -169,6 +179,9 @@ pub struct Api {
     pub base: String,
     api_key: String,
     admin_key: String,
+    /// The team its `/v1` calls act for (`x-team-id`): [`TEAM_ID`], or one made by
+    /// [`Api::new_team`].
+    team_id: String,
 }
 
 impl Api {
@@ -192,7 +205,10 @@ impl Api {
             &self.client,
             method,
             &url,
-            &[("authorization", &auth), ("x-team-id", TEAM_ID)],
+            &[
+                ("authorization", auth.as_str()),
+                ("x-team-id", self.team_id.as_str()),
+            ],
             body,
         )
         .await
@@ -205,6 +221,48 @@ impl Api {
             bail!("{method} {path} answered {s}: {v}");
         }
         Ok(v)
+    }
+
+    /// An `/admin` call (operator key) that must succeed.
+    pub async fn admin(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
+        let (s, v) = self.call(method.clone(), path, body, true).await?;
+        if !s.is_success() {
+            bail!("{method} {path} answered {s}: {v}");
+        }
+        Ok(v)
+    }
+
+    /// The team this client's `/v1` calls act for.
+    pub fn team_id(&self) -> &str {
+        &self.team_id
+    }
+
+    /// A new team (`POST /admin/teams`) with one API key (`POST /admin/teams/:id/api-keys`),
+    /// and a client of the same gateway whose `/v1` calls act for it.
+    pub async fn new_team(&self, name: &str) -> Result<Api> {
+        let team = self
+            .admin(Method::POST, "/admin/teams", Some(&json!({ "name": name })))
+            .await?;
+        let team_id = Self::id_of(&team, "team")?;
+        let key = self
+            .admin(
+                Method::POST,
+                &format!("/admin/teams/{team_id}/api-keys"),
+                None,
+            )
+            .await?;
+        let api_key = key
+            .get("key")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("creating an API key for {team_id}: no key in {key}"))?;
+        Ok(Api {
+            client: self.client.clone(),
+            base: self.base.clone(),
+            api_key,
+            admin_key: self.admin_key.clone(),
+            team_id,
+        })
     }
 
     fn id_of(v: &Value, what: &str) -> Result<String> {
@@ -490,6 +548,7 @@ impl Gateway {
             base: started.base_url,
             api_key: home.api_key.clone(),
             admin_key: home.admin_key.clone(),
+            team_id: TEAM_ID.to_string(),
         };
         let deadline = t0 + ready_timeout;
         let mut healthy = None;
@@ -561,6 +620,22 @@ mod tests {
             })
             .collect();
         assert_eq!(parsed.len(), 3);
+        // W13: the per-team ingress limit, alone and beside the body limit.
+        let c = config_toml(&GatewayOpts {
+            team_rate_limit: Some(500),
+            ..GatewayOpts::new(Durability::Fsync)
+        });
+        assert!(c.ends_with("\n[ingress]\nteam_rate_limit = 500\n"), "{c}");
+        let c = config_toml(&GatewayOpts {
+            max_body_bytes: Some(1024),
+            team_rate_limit: Some(5),
+            ..GatewayOpts::new(Durability::Fsync)
+        });
+        assert!(
+            c.contains("\n[ingress]\nmax_body_bytes = 1024\nteam_rate_limit = 5\n"),
+            "{c}"
+        );
+        assert_eq!(c.matches("[ingress]").count(), 1, "{c}");
         // W12: retention in days (fractions), a sweep every second, small body segments.
         let c = config_toml(&GatewayOpts {
             body_segment_bytes: Some(4_194_304),

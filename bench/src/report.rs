@@ -199,6 +199,22 @@ pub fn ratios(s: &[Summary]) -> Vec<Ratio> {
             ),
         );
     }
+    // W13 (R10): the steady team's ingest latency while another floods, ÷ alone; the
+    // target is 1.10 at most.
+    if let Some(v13) = first_variant(s, "w13") {
+        for m in Mode::ALL {
+            for (q, key) in [("p50", "b_p50_ratio"), ("p99", "b_p99_ratio")] {
+                push(
+                    format!("w13.steady_{q}_flooded_over_alone.{}", m.name()),
+                    format!(
+                        "W13 {} team B ingest {q} with team A flooding ÷ alone (target ≤ 1.10)",
+                        m.name()
+                    ),
+                    metric(s, "w13", &v13, m, key),
+                );
+            }
+        }
+    }
     out
 }
 
@@ -383,6 +399,28 @@ fn columns(workload: &str, open_loop: bool) -> Vec<Col> {
             ("RSS max MiB", "rss_mib_max", Fmt::F1),
             ("RSS end MiB", "rss_mib_end", Fmt::F1),
             ("RSS last half MiB/min", "rss_growth_mib_per_min", Fmt::Ms),
+        ]),
+        "w13" => c.extend([
+            ("team B offered/s", "b_offered_per_s", Fmt::Int),
+            ("B p50 alone ms", "b_alone_p50_ms", Fmt::Ms),
+            ("B p50 flooded ms", "b_flooded_p50_ms", Fmt::Ms),
+            ("p50 flooded ÷ alone", "b_p50_ratio", Fmt::F3),
+            ("B p99 alone ms", "b_alone_p99_ms", Fmt::Ms),
+            ("B p99 flooded ms", "b_flooded_p99_ms", Fmt::Ms),
+            ("p99 flooded ÷ alone", "b_p99_ratio", Fmt::F3),
+            ("B p999 alone ms", "b_alone_p999_ms", Fmt::Ms),
+            ("B p999 flooded ms", "b_flooded_p999_ms", Fmt::Ms),
+            ("team A limit/s", "limit_per_s", Fmt::Int),
+            ("A accepted/s", "a_accepted_per_s", Fmt::Int),
+            ("A 429/s", "a_limited_per_s", Fmt::Int),
+            (
+                "429s w/o Retry-After",
+                "a_429_without_retry_after",
+                Fmt::Int,
+            ),
+            ("srv cores alone", "server_cpu_alone", Fmt::Ms),
+            ("srv cores flooded", "server_cpu_flooded", Fmt::Ms),
+            ("drain s", "drain_s", Fmt::Secs),
         ]),
         "w10" => c.extend([
             ("offered/s", "offered_per_s", Fmt::Int),
@@ -789,6 +827,37 @@ mod tests {
                  (its log —), bodies -0.08"
             ),
             "{t}"
+        );
+    }
+
+    #[test]
+    fn w13_table_and_ratios() {
+        let v = "limit 500/s, team B 200 ev/s, 64 flood conns, 10 s phases";
+        let mut r = RunRecord::new("w13", v, Mode::Gateway, 0);
+        r.set("b_alone_p99_ms", 4.0);
+        r.set("b_flooded_p99_ms", 4.2);
+        r.set("b_p99_ratio", 1.05);
+        r.set("b_p50_ratio", 1.02);
+        r.set("a_accepted_per_s", 549.6);
+        let rep = build(
+            crate::cli::BenchArgs::default_settings_for_tests(),
+            vec![Mode::Gateway],
+            vec![r],
+            vec![],
+        );
+        let t = render_text(&rep);
+        assert!(t.contains(&format!("### W13 — {v}")), "{t}");
+        assert!(
+            t.contains("p99 flooded ÷ alone") && t.contains("1.050"),
+            "{t}"
+        );
+        assert!(t.contains("A accepted/s") && t.contains("550"), "{t}");
+        let get = |k: &str| rep.ratios.iter().find(|x| x.key == k).map(|x| x.value);
+        assert_eq!(get("w13.steady_p99_flooded_over_alone.gateway"), Some(1.05));
+        assert_eq!(get("w13.steady_p50_flooded_over_alone.gateway"), Some(1.02));
+        assert_eq!(
+            get("w13.steady_p99_flooded_over_alone.gateway-nosync"),
+            None
         );
     }
 

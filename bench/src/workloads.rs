@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 mod w10;
 mod w11;
 mod w12;
+mod w13;
 mod w5;
 
 pub use w12::multiples_text as w12_multiples_text;
@@ -88,6 +89,7 @@ pub async fn run(settings: Settings) -> Result<Report> {
             Workload::W10 => w10::w10(&mut b).await,
             Workload::W11 => w11::w11(&mut b).await,
             Workload::W12 => w12::w12(&mut b).await,
+            Workload::W13 => w13::w13(&mut b).await,
             Workload::All => {}
         }
     }
