@@ -11,8 +11,10 @@ use crate::common::{eventually, id_of, ServerOpts, TestReceiver, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_team_gets_429s_and_the_others_do_not() {
-    let server =
-        TestServer::start_with(ServerOpts::config("[ingress]\nteam_rate_limit = 5\n")).await;
+    let server = TestServer::start_with(ServerOpts::config(
+        "[ingress]\nteam_rate_limit = 5\nrate_limited_delay = \"200ms\"\n",
+    ))
+    .await;
     let receiver = TestReceiver::start().await;
     let (flooder, _, _) = server.pipeline(&receiver.url(), json!({}), json!([])).await;
 
@@ -36,7 +38,8 @@ async fn a_flooding_team_gets_429s_and_the_others_do_not() {
     let started = Instant::now();
     let (mut accepted, mut limited) = (0u64, 0u64);
     let mut retry_after = None;
-    for i in 0..40 {
+    for i in 0..24 {
+        let sent = Instant::now();
         let resp = server
             .client()
             .post(server.url(&format!("/e/{flooder}")))
@@ -49,6 +52,12 @@ async fn a_flooding_team_gets_429s_and_the_others_do_not() {
             200 => accepted += 1,
             429 => {
                 limited += 1;
+                // The flooder waits for each refusal: a tarpit, not a fast answer to retry.
+                assert!(
+                    sent.elapsed() >= Duration::from_millis(200),
+                    "a 429 after {:?}",
+                    sent.elapsed()
+                );
                 retry_after = resp
                     .headers()
                     .get("retry-after")
