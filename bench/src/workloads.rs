@@ -176,6 +176,31 @@ impl Bench {
         g
     }
 
+    /// The durable gateway alone (or the first gateway mode), unless `--modes` names more:
+    /// for the long workloads (`what` says why, in the note on the modes left out).
+    fn one_gateway_mode(&mut self, workload: &str, what: &str) -> Vec<Mode> {
+        let modes = self.gateway_modes(workload);
+        if self.ctx.settings.modes_explicit || modes.len() <= 1 {
+            return modes;
+        }
+        let keep = if modes.contains(&Mode::Gateway) {
+            Mode::Gateway
+        } else {
+            modes[0]
+        };
+        let others: Vec<&str> = modes
+            .iter()
+            .filter(|m| **m != keep)
+            .map(|m| m.name())
+            .collect();
+        self.notes.push(format!(
+            "{workload}{what} ran on {} only; not on {} (name them with --modes)",
+            keep.name(),
+            others.join(", ")
+        ));
+        vec![keep]
+    }
+
     fn gateway_opts(mode: Mode, per_id_labels: bool) -> GatewayOpts {
         GatewayOpts {
             durability: if mode == Mode::Gateway {

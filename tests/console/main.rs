@@ -100,6 +100,19 @@ struct Console {
 }
 
 impl Console {
+    /// A browser on the console of `server`, signed in with its team's key and the admin
+    /// key. Keep the driver alive as long as the console.
+    async fn signed_in(server: &TestServer) -> (ChromeDriver, Console) {
+        let chromedriver = ChromeDriver::start().await;
+        let console = Console {
+            driver: browser(&chromedriver).await,
+            base: server.base.clone(),
+            shots: screenshot_dir(),
+        };
+        console.sign_in(server).await;
+        (chromedriver, console)
+    }
+
     async fn screenshot(&self, name: &str) {
         self.driver
             .screenshot(&self.shots.join(format!("{name}.png")))
@@ -266,13 +279,7 @@ async fn an_operator_pauses_drains_resets_a_breaker_and_retries_from_the_console
     let (held_src, _, held_conn) = server.pipeline(&steady.url(), json!({}), json!([])).await;
     let (flaky_src, flaky_dest, _) = server.breaker_pipeline(&flaky.url(), 3, 60).await;
 
-    let chromedriver = ChromeDriver::start().await;
-    let console = Console {
-        driver: browser(&chromedriver).await,
-        base: server.base.clone(),
-        shots: screenshot_dir(),
-    };
-    console.sign_in(&server).await;
+    let (_chromedriver, console) = Console::signed_in(&server).await;
     console.go("#/connections").await;
     let row = format!(r#"tr[data-connection-id="{held_conn}"]"#);
     console
@@ -473,13 +480,7 @@ async fn a_console_left_open_on_a_thousand_connections_shows_a_page_and_costs_li
     let window = Duration::from_secs(20);
     let idle = cpu_load(server.pid(), window).await;
 
-    let chromedriver = ChromeDriver::start().await;
-    let console = Console {
-        driver: browser(&chromedriver).await,
-        base: server.base.clone(),
-        shots: screenshot_dir(),
-    };
-    console.sign_in(&server).await;
+    let (_chromedriver, console) = Console::signed_in(&server).await;
     console.go("#/connections").await;
     let rows = "#connections tbody tr[data-connection-id]";
     let shown = poll(SHOWN_WITHIN, || async {

@@ -56,26 +56,7 @@ pub(super) async fn w12(b: &mut Bench) {
         s.w12_retention_s,
         s.w12_duration_s
     );
-    let mut modes = b.gateway_modes("w12");
-    // A soak: once, on the durable gateway, unless --modes / --reps ask for more.
-    if !s.modes_explicit && modes.len() > 1 {
-        let keep = if modes.contains(&Mode::Gateway) {
-            Mode::Gateway
-        } else {
-            modes[0]
-        };
-        let others: Vec<&str> = modes
-            .iter()
-            .filter(|m| **m != keep)
-            .map(|m| m.name())
-            .collect();
-        b.notes.push(format!(
-            "w12 (a soak) ran on {} only; not on {} (name them with --modes)",
-            keep.name(),
-            others.join(", ")
-        ));
-        modes = vec![keep];
-    }
+    let modes = b.one_gateway_mode("w12", " (a soak)");
     let reps = if s.reps_explicit { s.reps } else { 1 };
     for rep in 0..reps {
         for &mode in &modes {

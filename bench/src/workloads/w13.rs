@@ -73,26 +73,7 @@ pub(super) async fn w13(b: &mut Bench) {
         s.w13_flood_conns,
         s.w13_phase_s
     );
-    let mut modes = b.gateway_modes("w13");
-    // On the durable gateway only, unless --modes asks for more.
-    if !s.modes_explicit && modes.len() > 1 {
-        let keep = if modes.contains(&Mode::Gateway) {
-            Mode::Gateway
-        } else {
-            modes[0]
-        };
-        let others: Vec<&str> = modes
-            .iter()
-            .filter(|m| **m != keep)
-            .map(|m| m.name())
-            .collect();
-        b.notes.push(format!(
-            "w13 ran on {} only; not on {} (name them with --modes)",
-            keep.name(),
-            others.join(", ")
-        ));
-        modes = vec![keep];
-    }
+    let modes = b.one_gateway_mode("w13", "");
     // --reps counts the pairs of phases (alone, flooded), all on one gateway.
     let pairs = if s.reps_explicit {
         s.reps
