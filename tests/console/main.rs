@@ -389,6 +389,35 @@ async fn an_operator_pauses_drains_resets_a_breaker_and_retries_from_the_console
     console.screenshot("06-breaker-open").await;
     console.assert_accessible("destination").await;
 
+    // The open breaker's issue, acknowledged from the issues page.
+    let (_, issues) = server
+        .api()
+        .get(&format!(
+            "/v1/issues?destination_id={flaky_dest}&status=OPENED"
+        ))
+        .await;
+    let issue = issues["models"][0]["id"]
+        .as_str()
+        .expect("an open issue")
+        .to_string();
+    console.go("#/issues").await;
+    console
+        .click(&format!(
+            r#"tr[data-issue-id="{issue}"] button[data-action="ack"]"#
+        ))
+        .await;
+    let acknowledged = poll(SHOWN_WITHIN, || async {
+        let (_, v) = server.api().get(&format!("/v1/issues/{issue}")).await;
+        (v["status"] == "ACKNOWLEDGED").then_some(())
+    })
+    .await;
+    assert!(acknowledged.is_some(), "the issue was not acknowledged");
+    console.screenshot("07-issue-acknowledged").await;
+    console.go(&format!("#/destinations/{flaky_dest}")).await;
+    console
+        .wait_text("#circuit-state", "open", |t| t == "open")
+        .await;
+
     // The receiver is healthy again: Reset circuit closes it and the waiting event goes out.
     flaky.set_status(200);
     console.click("#reset-circuit").await;
@@ -397,7 +426,7 @@ async fn an_operator_pauses_drains_resets_a_breaker_and_retries_from_the_console
     console
         .wait_text("#circuit-state", "closed", |t| t == "closed")
         .await;
-    console.screenshot("07-breaker-reset").await;
+    console.screenshot("08-breaker-reset").await;
 
     // A dead-lettered event, retried from the events page, is delivered.
     let failed = server
@@ -416,7 +445,7 @@ async fn an_operator_pauses_drains_resets_a_breaker_and_retries_from_the_console
             t == "FAILED"
         })
         .await;
-    console.screenshot("08-failed-events").await;
+    console.screenshot("09-failed-events").await;
     console.assert_accessible("events").await;
     console.click(&format!("{event_row} .retry-event")).await;
     let delivered = poll(SHOWN_WITHIN, || {
@@ -429,12 +458,32 @@ async fn an_operator_pauses_drains_resets_a_breaker_and_retries_from_the_console
     console
         .wait_text("#event-status", "SUCCESSFUL", |t| t == "SUCCESSFUL")
         .await;
-    console.screenshot("09-event-retried").await;
+    console.screenshot("10-event-retried").await;
     console.assert_accessible("event").await;
     console.go("#/issues").await;
     console.find("#issues").await;
     console.assert_accessible("issues").await;
-    console.screenshot("10-issues").await;
+
+    // An operator pauses the whole engine: the banner says so; an admin resumes from it.
+    let (status, _) = server.admin().put("/admin/engine/pause", None).await;
+    assert_eq!(status, 200);
+    console.find("#engine-banner").await;
+    console.screenshot("11-engine-paused").await;
+    console.click("#engine-resume").await;
+    console.find("#confirm-message").await;
+    console.click("#confirm-ok").await;
+    let resumed = poll(SHOWN_WITHIN, || async {
+        let (_, v) = server.api().get("/v1/engine").await;
+        (v["paused"] == false).then_some(())
+    })
+    .await;
+    assert!(resumed.is_some(), "the engine was not resumed");
+    let hidden = poll(SHOWN_WITHIN, || async {
+        let banner = console.driver.find(By::Id("engine-banner")).await.ok()?;
+        (!banner.is_displayed().await.ok()?).then_some(())
+    })
+    .await;
+    assert!(hidden.is_some(), "the banner still shows a resumed engine");
 
     console.driver.quit().await.expect("quit the browser");
 }
@@ -497,7 +546,7 @@ async fn a_console_left_open_on_a_thousand_connections_shows_a_page_and_costs_li
     })
     .await;
     assert!(second_page.is_some(), "Next did not show the next page");
-    console.screenshot("11-thousand-connections").await;
+    console.screenshot("12-thousand-connections").await;
 
     let open = cpu_load(server.pid(), window).await;
     println!(
