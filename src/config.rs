@@ -74,9 +74,10 @@ pub struct IngressConfig {
     /// Requests per second each team's source URLs accept (a second's worth may come at
     /// once); over it, 429 with `Retry-After` and nothing stored. 0: no limit.
     pub team_rate_limit: u32,
-    /// How long a request over its team's limit waits for its 429. A client flooding from
-    /// a few connections sends its next request only once answered, so this slows it to a
-    /// few requests per connection per second, and leaves the cores to the other teams.
+    /// How long, on average, a request over its team's limit waits for its 429 (½ to 1½ of
+    /// it). A client flooding from a few connections sends its next request only once
+    /// answered, so this slows it to a few requests per connection per second, and leaves
+    /// the cores to the other teams.
     #[serde(deserialize_with = "duration")]
     pub rate_limited_delay: Duration,
     /// The longest a request's body may take to arrive; slower is cut off with 408.

@@ -64,8 +64,12 @@ pub(super) async fn ingest(
     if let Err(retry_after) = engine.take_ingress_allowance(&source.team_id) {
         count("rate_limited");
         // A flooding client waits for its answer instead of getting the next 429 at once:
-        // its connections stay idle, not busy, and the cores go to the other teams.
-        tokio::time::sleep(engine.config().ingress.rate_limited_delay).await;
+        // its connections stay idle, not busy, and the cores go to the other teams. The wait
+        // varies (½ to 1½ of the delay) so that its connections, refused together, do not
+        // all come back together and spend the refilled allowance in one burst.
+        let delay = engine.config().ingress.rate_limited_delay;
+        tokio::time::sleep(delay.mul_f64(rand::Rng::gen_range(&mut rand::thread_rng(), 0.5..1.5)))
+            .await;
         return Err(ApiError::RateLimited(retry_after));
     }
 
