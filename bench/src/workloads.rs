@@ -201,6 +201,14 @@ impl Bench {
         vec![keep]
     }
 
+    /// A healthy receiver, dropping every `--receiver-drop-nth` connection if asked to.
+    async fn receiver(&self) -> Result<Receiver> {
+        Receiver::start(ReceiverConfig {
+            drop_nth: self.ctx.settings.receiver_drop_nth,
+        })
+        .await
+    }
+
     fn gateway_opts(mode: Mode, per_id_labels: bool) -> GatewayOpts {
         GatewayOpts {
             durability: if mode == Mode::Gateway {
@@ -736,10 +744,7 @@ async fn gateway_with_route(
     b: &Bench,
     mode: Mode,
 ) -> Result<(Receiver, GatewayHome, Gateway, String)> {
-    let receiver = Receiver::start(ReceiverConfig {
-        drop_nth: b.ctx.settings.receiver_drop_nth,
-    })
-    .await?;
+    let receiver = b.receiver().await?;
     let home = GatewayHome::new(&Bench::gateway_opts(mode, true))?;
     let mut gw = Gateway::start(&b.bin()?, &home, &b.ctx.client, Duration::from_secs(120)).await?;
     let src = runner::setup_gateway_routes(

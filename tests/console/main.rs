@@ -181,6 +181,13 @@ impl Console {
         }
     }
 
+    /// Opens a destination's page and waits for its breaker to show `state`.
+    async fn breaker_shows(&self, destination: &str, state: &str) {
+        self.go(&format!("#/destinations/{destination}")).await;
+        self.wait_text("#circuit-state", state, |t| t == state)
+            .await;
+    }
+
     /// Opens the actions menu of a connection's row, picks `action`, and confirms.
     async fn connection_action(&self, connection: &str, action: &str) {
         let row = format!(r#"tr[data-connection-id="{connection}"]"#);
@@ -374,10 +381,7 @@ async fn an_operator_pauses_drains_resets_a_breaker_and_retries_from_the_console
     console.screenshot("05-drained").await;
 
     // A failing receiver opens the breaker; the destination page shows it live.
-    console.go(&format!("#/destinations/{flaky_dest}")).await;
-    console
-        .wait_text("#circuit-state", "closed", |t| t == "closed")
-        .await;
+    console.breaker_shows(&flaky_dest, "closed").await;
     flaky.set_status(500);
     server.send_events(&flaky_src, 4, "flaky").await;
     console
@@ -413,10 +417,7 @@ async fn an_operator_pauses_drains_resets_a_breaker_and_retries_from_the_console
     .await;
     assert!(acknowledged.is_some(), "the issue was not acknowledged");
     console.screenshot("07-issue-acknowledged").await;
-    console.go(&format!("#/destinations/{flaky_dest}")).await;
-    console
-        .wait_text("#circuit-state", "open", |t| t == "open")
-        .await;
+    console.breaker_shows(&flaky_dest, "open").await;
 
     // The receiver is healthy again: Reset circuit closes it and the waiting event goes out.
     flaky.set_status(200);

@@ -22,7 +22,7 @@ use crate::clock;
 use crate::gateway::{self, Api, Gateway, GatewayHome};
 use crate::generator::{self, Endpoint, Live, Records, Route, Target};
 use crate::procfs;
-use crate::receiver::{Hit, Receiver, ReceiverConfig};
+use crate::receiver::{Hit, Receiver};
 use crate::runner::{self, fmt_int, RunRecord, TimelinePoint};
 use anyhow::{anyhow, bail, Result};
 use hyper::StatusCode;
@@ -84,12 +84,7 @@ fn summary(rec: &RunRecord) -> String {
 }
 
 async fn once(b: &Bench, rec: &mut RunRecord, mode: Mode) -> Result<()> {
-    let receiver = Arc::new(
-        Receiver::start(ReceiverConfig {
-            drop_nth: b.ctx.settings.receiver_drop_nth,
-        })
-        .await?,
-    );
+    let receiver = Arc::new(b.receiver().await?);
     receiver.set_failing(Some(StatusCode::SERVICE_UNAVAILABLE));
     let home = GatewayHome::new(&Bench::gateway_opts(mode, true))?;
     let mut gw = Gateway::start(&b.bin()?, &home, &b.ctx.client, Duration::from_secs(120)).await?;

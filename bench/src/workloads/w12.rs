@@ -24,7 +24,7 @@ use crate::clock;
 use crate::gateway::{Gateway, GatewayHome, GatewayOpts, Retention};
 use crate::generator::{self, Endpoint, Live, Records, Route, Target};
 use crate::procfs;
-use crate::receiver::{Hit, Receiver, ReceiverConfig};
+use crate::receiver::{Hit, Receiver};
 use crate::runner::{self, fmt_int, RunRecord, TimelinePoint, Topology};
 use crate::stats;
 use anyhow::Result;
@@ -117,12 +117,7 @@ pub fn multiple_key(k: u64) -> String {
 
 async fn once(b: &Bench, rec: &mut RunRecord, mode: Mode) -> Result<()> {
     let st = &b.ctx.settings;
-    let receiver = Arc::new(
-        Receiver::start(ReceiverConfig {
-            drop_nth: st.receiver_drop_nth,
-        })
-        .await?,
-    );
+    let receiver = Arc::new(b.receiver().await?);
     let opts = GatewayOpts {
         body_segment_bytes: Some(SEGMENT_BYTES),
         retention: Some(Retention {

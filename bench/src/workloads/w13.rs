@@ -41,7 +41,7 @@ use crate::gateway::{Gateway, GatewayHome, GatewayOpts};
 use crate::generator::{self, Endpoint, EventRec, Live, Records, ReqRec, Route, Target};
 use crate::httpc::{self, HttpClient};
 use crate::procfs;
-use crate::receiver::{Receiver, ReceiverConfig};
+use crate::receiver::Receiver;
 use crate::runner::{self, fmt_int, RunRecord, Topology};
 use crate::stats;
 use anyhow::Result;
@@ -126,12 +126,7 @@ fn summary(rec: &RunRecord) -> String {
 
 async fn once(b: &Bench, rec: &mut RunRecord, mode: Mode, pairs: usize) -> Result<()> {
     let st = &b.ctx.settings;
-    let receiver = Arc::new(
-        Receiver::start(ReceiverConfig {
-            drop_nth: st.receiver_drop_nth,
-        })
-        .await?,
-    );
+    let receiver = Arc::new(b.receiver().await?);
     let opts = GatewayOpts {
         team_rate_limit: Some(st.w13_limit),
         ..Bench::gateway_opts(mode, true)
