@@ -347,6 +347,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 64)]
     pub w13_flood_conns: usize,
 
+    /// W13: team A's open-loop rate, events/s, while team B is "alone" (0: silent). At team
+    /// A's limit, the two phases differ only by what the flood sends past it
+    #[arg(long, default_value_t = 0.0)]
+    pub w13_a_baseline_rate: f64,
+
     /// Self-check: the receiver answers 200 to its N-th delivery but forgets it, as if the
     /// event were lost; every run must then be reported VOID
     #[arg(long)]
@@ -391,6 +396,7 @@ pub struct Settings {
     pub w13_rate: f64,
     pub w13_phase_s: f64,
     pub w13_flood_conns: usize,
+    pub w13_a_baseline_rate: f64,
     pub receiver_drop_nth: Option<u64>,
 }
 
@@ -466,6 +472,7 @@ impl BenchArgs {
                 .unwrap_or(if q { 2.0 } else { 10.0 })
                 .max(0.5),
             w13_flood_conns: self.w13_flood_conns.max(1),
+            w13_a_baseline_rate: self.w13_a_baseline_rate.max(0.0),
             receiver_drop_nth: self.receiver_drop_nth,
         }
     }

@@ -303,6 +303,9 @@ struct Drive {
     max_inflight: usize,
     /// Team A's flood.
     flood: Arc<Flood>,
+    /// Team A's open loop while team B is alone (`--w13-a-baseline-rate`; 0: silent).
+    ep_a: Arc<Endpoint>,
+    a_baseline_rate: f64,
     pid: u32,
 }
 
@@ -356,9 +359,22 @@ async fn run_phase(d: &Drive, what: &str, secs: f64, conns: usize) -> PhaseOut {
         start,
         stop,
         b_live.clone(),
-    )
-    .await;
-    let mut a = Records::default();
+    );
+    // Without the flood, team A may still send at its baseline, under its limit.
+    let baseline = (conns == 0 && d.a_baseline_rate > 0.0).then(|| {
+        generator::open_loop(
+            d.ep_a.clone(),
+            d.a_baseline_rate,
+            d.max_inflight,
+            start,
+            stop,
+            Arc::new(Live::default()),
+        )
+    });
+    let (b, mut a) = match baseline {
+        Some(a) => tokio::join!(b, a),
+        None => (b.await, Records::default()),
+    };
     while let Some(r) = workers.join_next().await {
         if let Ok(r) = r {
             a.requests.extend(r.requests);
@@ -576,6 +592,16 @@ async fn scenario(
         }),
         rate: st.w13_rate,
         max_inflight: st.max_inflight,
+        ep_a: Arc::new(Endpoint {
+            routes: vec![Route {
+                target: Target::Gateway(format!("{}/e/{src_a}", api_a.base).parse()?),
+                class: 0,
+            }],
+            client: httpc::client(),
+            body: body.clone(),
+            timeout: Duration::from_secs(30),
+        }),
+        a_baseline_rate: st.w13_a_baseline_rate,
         flood: Arc::new(Flood {
             client: httpc::client(),
             uri: format!("{}/e/{src_a}", api_a.base).parse()?,
@@ -595,6 +621,13 @@ async fn scenario(
     rec.set("phase_s", phase_s);
     rec.set("pairs", pairs as f64);
     rec.set("flood_conns", conns as f64);
+    rec.set("a_baseline_per_s", st.w13_a_baseline_rate);
+    if st.w13_a_baseline_rate > 0.0 {
+        rec.notes.push(format!(
+            "while team B is alone, team A sends {}/s (its baseline): the phases differ by what the flood sends past the limit",
+            fmt_int(st.w13_a_baseline_rate)
+        ));
+    }
     if st.w13_rate >= limit as f64 {
         rec.notes.push(format!(
             "team B's rate ({}/s) is not under the limit ({limit}/s): it is limited too",
