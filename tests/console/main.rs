@@ -461,6 +461,30 @@ async fn an_operator_pauses_drains_resets_a_breaker_and_retries_from_the_console
         .await;
     console.screenshot("10-event-retried").await;
     console.assert_accessible("event").await;
+
+    // A provider's payload is shown as text, never run: markup in it stays inert.
+    let hostile = r#"<img src=x onerror="window.pwned=1"><script>window.pwned=1</script>"#;
+    let ids = server.ingest_ok(&held_src, hostile, "text/html").await;
+    console.go(&format!("#/events/{}", ids[0])).await;
+    console
+        .wait_text("#event-payload", "the payload as text", |t| {
+            t.contains(r#"onerror="window.pwned=1""#)
+        })
+        .await;
+    let untouched = console
+        .driver
+        .execute("return window.pwned === undefined;", Vec::new())
+        .await
+        .expect("read window.pwned");
+    assert!(
+        untouched.convert::<bool>().unwrap(),
+        "a payload's markup ran in the console"
+    );
+    let injected = console.driver.find_all(By::Css("#event-payload img")).await;
+    assert!(
+        injected.unwrap().is_empty(),
+        "a payload's <img> became an element"
+    );
     console.go("#/issues").await;
     console.find("#issues").await;
     console.assert_accessible("issues").await;
