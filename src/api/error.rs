@@ -134,6 +134,7 @@ impl From<StoreError> for ApiError {
                     "storage is unavailable; nothing was stored, retry later".into(),
                 )
             }
+            StoreError::Behind(_) => ApiError::Unavailable(e.to_string()),
             StoreError::Corrupt(m) => ApiError::Internal(m),
             StoreError::NewerLayout { .. } | StoreError::Damaged(_) => {
                 ApiError::Internal(e.to_string())

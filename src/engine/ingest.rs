@@ -44,6 +44,9 @@ pub struct Ingested {
     pub repeat: bool,
 }
 
+/// The longest ingress waits for the store's writer to catch up before it answers 503.
+const STORE_ROOM_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Engine {
     /// Stores a request and the events routed from it, durably, then hands the deliverable
     /// events to their destinations. Returns once everything is on disk.
@@ -55,7 +58,7 @@ impl Engine {
         body: Bytes,
         intake: Intake,
     ) -> Result<Ingested> {
-        self.store().room().await;
+        self.store().room(STORE_ROOM_WAIT).await?;
         let gate = self.inner.ingest_gate.clone().read_owned().await;
         let now = Timestamp::now();
         let request_id = RequestId::new();
@@ -298,7 +301,7 @@ impl Engine {
         body: Bytes,
         cause: RejectionCause,
     ) -> Result<RequestId> {
-        self.store().room().await;
+        self.store().room(STORE_ROOM_WAIT).await?;
         let now = Timestamp::now();
         let request = Request {
             id: RequestId::new(),

@@ -100,6 +100,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is shutting down")]
     Closed,
+    /// The writer did not catch up within the wait ingress gives it (a stalled disk).
+    #[error("the store's writer has been behind for {0:?}; nothing was stored, retry later")]
+    Behind(Duration),
     #[error("the data directory is damaged: {0}")]
     Damaged(String),
     /// A source's dedupe found this request's identity already claimed by `request_id`.
@@ -397,9 +400,13 @@ impl Store {
     }
 
     /// Resolves once the writer has room for more (see `writer::MAX_QUEUED_BYTES`): what
-    /// comes from outside (ingress) waits here, so a flood cannot outgrow a slow disk.
-    pub async fn room(&self) {
-        self.inner.writer.room().await
+    /// comes from outside (ingress) waits here, so a flood cannot outgrow a slow disk. Gives
+    /// up with `Behind` after `within`: a disk that stalls (or a writer that is gone) makes
+    /// ingress answer 503, not hang.
+    pub async fn room(&self, within: Duration) -> Result<()> {
+        tokio::time::timeout(within, self.inner.writer.room())
+            .await
+            .map_err(|_| StoreError::Behind(within))
     }
 
     /// Applies `ops` with the next group commit without waiting.

@@ -167,7 +167,7 @@ fn describe() {
     describe_gauge!(
         STORE_QUEUED_BYTES,
         Unit::Bytes,
-        "Bytes of changes waiting for the store's writer; ingress waits past 64 MiB."
+        "Bytes of changes waiting for the store's writer; past 64 MiB ingress waits (503 after 10 s)."
     );
 }
 
