@@ -63,10 +63,20 @@ async fn asset(name: web::Path<String>) -> HttpResponse {
     serve(&name)
 }
 
-/// `/console`, `/console/` and `/console/{file}`. Not in the API's route table: these are not
-/// API routes and the API document does not list them.
+/// `/console`, `/console/` and `/console/{file}`, for GET and HEAD. Not in the API's route
+/// table: these are not API routes and the API document does not list them.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/console", web::get().to(index))
-        .route("/console/", web::get().to(index))
-        .route("/console/{name}", web::get().to(asset));
+    // HEAD too: uptime checks and link checkers ask with it.
+    for path in ["/console", "/console/"] {
+        cfg.service(
+            web::resource(path)
+                .route(web::get().to(index))
+                .route(web::head().to(index)),
+        );
+    }
+    cfg.service(
+        web::resource("/console/{name}")
+            .route(web::get().to(asset))
+            .route(web::head().to(asset)),
+    );
 }

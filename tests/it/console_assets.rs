@@ -40,6 +40,13 @@ async fn the_console_is_served_from_the_binary_under_a_strict_policy() {
         assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
         assert!(!resp.bytes().await.unwrap().is_empty(), "{path} is empty");
     }
+    let head = server
+        .client()
+        .head(server.url("/console"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200, "HEAD /console");
     let missing = server
         .client()
         .get(server.url("/console/nothing.js"))
