@@ -248,13 +248,18 @@ impl Writer {
         })
     }
 
+    /// Whether fewer than `MAX_QUEUED_BYTES` wait for the writer now.
+    pub fn has_room(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stats.queued_bytes.load(Relaxed) < MAX_QUEUED_BYTES
+    }
+
     /// Resolves once fewer than `MAX_QUEUED_BYTES` wait for the writer. Ingress waits here
     /// before it hands anything over, so nothing is stored while it waits.
     pub async fn room(&self) {
-        use std::sync::atomic::Ordering::Relaxed;
         loop {
             let room = self.stats.room.notified();
-            if self.stats.queued_bytes.load(Relaxed) < MAX_QUEUED_BYTES {
+            if self.has_room() {
                 return;
             }
             room.await;
