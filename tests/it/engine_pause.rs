@@ -141,6 +141,12 @@ async fn an_api_pause_survives_kill9_and_resume_delivers_each_event_once() {
         receiver.delivered_ids().len() == 3
     })
     .await;
+    // The receiver answers before the attempt is recorded (the actor records its outcome
+    // after it): wait for the events to show it, then count the attempts.
+    eventually(Duration::from_secs(10), "the outcomes recorded", || async {
+        server.all_have_status(&src, &ids, "SUCCESSFUL").await
+    })
+    .await;
     for id in &ids {
         assert_eq!(server.attempts(id).await.len(), 1, "{id}: one attempt");
     }
