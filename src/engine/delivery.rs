@@ -162,6 +162,9 @@ impl DeliveryClient {
         let client = reqwest::Client::builder()
             // Redirects are not followed: a receiver cannot bounce a delivery elsewhere.
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy from the environment (`HTTPS_PROXY`…) would resolve and connect to the
+            // receiver itself, beyond the guard: deliveries always connect directly.
+            .no_proxy()
             .dns_resolver(Arc::new(GuardedResolver { policy }))
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(90))

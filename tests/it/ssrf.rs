@@ -159,3 +159,33 @@ async fn redirects_are_never_followed() {
         elsewhere.url()
     );
 }
+
+/// A proxy in the gateway's environment would resolve and connect beyond the guard, so
+/// deliveries never use one: the receiver gets the event straight, the "proxy" nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_in_the_environment_is_not_used_for_deliveries() {
+    let proxy = TestReceiver::start().await;
+    let env = [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ]
+    .into_iter()
+    .map(|k| (k.to_string(), proxy.base_url()))
+    .collect();
+    let server = TestServer::start_with(ServerOpts { config: None, env }).await;
+    let receiver = TestReceiver::start().await;
+    let (src, _, _) = server
+        .pipeline(&receiver.url(), json!({}), no_retries())
+        .await;
+    let ids = server.send_events(&src, 2, "direct").await;
+    eventually(Duration::from_secs(20), "delivered straight", || async {
+        server.all_have_status(&src, &ids, "SUCCESSFUL").await
+    })
+    .await;
+    assert_eq!(receiver.delivered_ids().len(), 2);
+    assert_eq!(proxy.hit_count(), 0, "a delivery went through the proxy");
+}
