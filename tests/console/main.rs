@@ -216,6 +216,11 @@ impl Console {
             .expect("read an attribute")
     }
 
+    /// A menu button's `aria-expanded`.
+    async fn expanded(&self, button: &str) -> Option<String> {
+        self.attribute(button, "aria-expanded").await
+    }
+
     /// Whether the focused element matches `css`.
     async fn focused(&self, css: &str) -> bool {
         let script =
@@ -304,13 +309,7 @@ async fn an_operator_pauses_drains_resets_a_breaker_and_retries_from_the_console
         .send_keys(Key::Enter + "")
         .await
         .unwrap();
-    assert_eq!(
-        console
-            .attribute(&actions, "aria-expanded")
-            .await
-            .as_deref(),
-        Some("true")
-    );
+    assert_eq!(console.expanded(&actions).await.as_deref(), Some("true"));
     assert!(
         console.focused(&format!("{row} [data-action]")).await,
         "the open menu has no focused item"
@@ -322,13 +321,7 @@ async fn an_operator_pauses_drains_resets_a_breaker_and_retries_from_the_console
         .perform()
         .await
         .unwrap();
-    assert_eq!(
-        console
-            .attribute(&actions, "aria-expanded")
-            .await
-            .as_deref(),
-        Some("false")
-    );
+    assert_eq!(console.expanded(&actions).await.as_deref(), Some("false"));
     assert!(console.focused(&actions).await, "the focus did not return");
 
     // Pause from the actions menu; the confirmation says what happens to new events.
