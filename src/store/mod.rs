@@ -61,6 +61,7 @@ pub mod readers;
 mod request_record;
 pub mod retention;
 mod segments;
+mod sled_open;
 mod tally;
 mod writer;
 
@@ -203,23 +204,7 @@ impl Store {
     ) -> Result<Store> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            // The writer flushes every group that anyone waits for, and idle changes within
-            // 200 ms; sled's own periodic flusher would only add wake-ups.
-            .flush_every_ms(None)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Corruption { .. } => StoreError::Damaged(format!(
-                    "sled's own files (db, conf, snap.*) in {} do not read back ({e}); \
-                     restore the directory from a backup",
-                    dir.display()
-                )),
-                e => e.into(),
-            })?;
-        let tree = db.open_tree("fasthook")?;
+        let (db, tree) = sled_open::open(dir, cache_bytes, "fasthook")?;
         let high_water = layout::open(&tree)?;
         let (mark, marked) = durable_mark::DurableMark::open(dir)?;
         durable_mark::check(dir, marked, high_water)?;

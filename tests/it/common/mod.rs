@@ -211,6 +211,11 @@ impl TestServer {
         tail.iter().cloned().collect::<Vec<_>>().join("\n")
     }
 
+    /// Forgets the stderr kept so far, so the next start's lines are read alone.
+    pub fn clear_stderr(&self) {
+        self.stderr_tail.lock().unwrap().clear();
+    }
+
     async fn spawn_and_wait_ready(&mut self) {
         if let Err(status) = self.spawn_until_ready_or_exit().await {
             panic!("fasthook exited ({status}) before /readyz answered 200 (stderr below)");

@@ -45,7 +45,7 @@ impl Node {
             + self.data.rss()
     }
 
-    fn prefix_decode(&self, key: &[u8]) -> IVec {
+    pub(crate) fn prefix_decode(&self, key: &[u8]) -> IVec {
         prefix::decode(self.prefix(), key)
     }
 

@@ -2126,10 +2126,178 @@ impl Tree {
     }
 
     #[doc(hidden)]
+    /// Walks the levels of the tree, from each level's leftmost node along the `next`
+    /// links, and checks what a lookup relies on: each node is in the log, each begins where
+    /// the one before it ends, the last ends the key space, and the children each index node
+    /// names are met, in order, on the level below with the low keys the index gives them. A
+    /// log that lost or garbled pages the tree still links to would otherwise open, and a
+    /// lookup passing through the damage would spin and panic ("cannot find pid ... in
+    /// view_for_key") or quietly miss keys. Returns `Error::Corruption` instead.
+    ///
+    /// Reads every page once (a leaf whose updates no longer fit it is only seen by reading
+    /// it) and each index page once more, holding one node and one index node's children at
+    /// a time. Answers how many pages it read.
+    pub fn check_structure(&self) -> Result<u64> {
+        let most_reads = 2 * self.context.pagecache.next_pid_to_allocate();
+        let mut walk = StructureWalk { tree: self, read: 0, most_reads };
+        let mut leftmost = self.root.load(Acquire);
+        let mut parents: Option<NamedChildren> = None;
+        loop {
+            let mut next_level = None;
+            let mut pid = Some(leftmost);
+            let mut expected_lo = IVec::default();
+            while let Some(at) = pid {
+                let node = walk.see(at)?;
+                if node.lo != expected_lo {
+                    return Err(broken(format!(
+                        "page {} begins at {:?}, not where its left neighbour ends ({:?})",
+                        at, node.lo, expected_lo
+                    )));
+                }
+                if let Some(parents) = parents.as_mut() {
+                    parents.meet(&mut walk, at, &node.lo)?;
+                }
+                if next_level.is_none() {
+                    next_level = node.children.as_ref().and_then(|c| c.first()).map(|c| c.0);
+                }
+                pid = match node.next {
+                    Some(next) if !node.hi.is_empty() => Some(next.get()),
+                    None if node.hi.is_empty() => None,
+                    _ => {
+                        return Err(broken(format!(
+                            "page {} ends at {:?} with next page {:?}",
+                            at, node.hi, node.next
+                        )))
+                    }
+                };
+                expected_lo = node.hi;
+            }
+            if let Some(parents) = parents.as_mut() {
+                parents.finish(&mut walk)?;
+            }
+            match next_level {
+                Some(first_child) => {
+                    parents = Some(NamedChildren::new(leftmost));
+                    leftmost = first_child;
+                }
+                None => return Ok(walk.read),
+            }
+        }
+    }
+
     pub fn verify_integrity(&self) -> Result<()> {
         // verification happens in Debug impl
         let _out = format!("{:?}", self);
         Ok(())
+    }
+}
+
+/// The tree's corruption, logged with what was found.
+fn broken(what: String) -> Error {
+    error!("{}", what);
+    Error::corruption(None)
+}
+
+/// What `check_structure` keeps of one node, so no guard is held across pages (a guard held
+/// for the whole walk would keep every page it evicted from being freed).
+struct SeenNode {
+    lo: IVec,
+    hi: IVec,
+    next: Option<NonZeroU64>,
+    children: Option<Vec<(PageId, IVec)>>,
+}
+
+/// Reads nodes for `check_structure`, counting them against a bound (a loop in the links).
+struct StructureWalk<'a> {
+    tree: &'a Tree,
+    read: u64,
+    most_reads: u64,
+}
+
+impl StructureWalk<'_> {
+    fn see(&mut self, pid: PageId) -> Result<SeenNode> {
+        self.read += 1;
+        if self.read > self.most_reads {
+            return Err(broken(format!("the tree's links loop at page {}", pid)));
+        }
+        let guard = pin();
+        let seen = |node: &Node| {
+            let children = match &node.data {
+                Data::Index(index) => Some(
+                    index
+                        .keys
+                        .iter()
+                        .zip(&index.pointers)
+                        .map(|(key, child)| (*child, node.prefix_decode(key)))
+                        .collect(),
+                ),
+                Data::Leaf(_) => None,
+            };
+            let merging = node.merging_child.is_some();
+            (SeenNode { lo: node.lo.clone(), hi: node.hi.clone(), next: node.next, children }, merging)
+        };
+        let pagecache = &self.tree.context.pagecache;
+        let not_in_log = || broken(format!("page {} of the tree is not in the log", pid));
+        let (node, merging) = pagecache.look_at_node(pid, &guard, seen)?.ok_or_else(not_in_log)?;
+        if !merging {
+            return Ok(node);
+        }
+        // A merge a crash interrupted: finish it the way a lookup would, then look again.
+        self.tree.view_for_pid(pid, &guard)?;
+        Ok(pagecache.look_at_node(pid, &guard, seen)?.ok_or_else(not_in_log)?.0)
+    }
+}
+
+/// The children an index level names, in key order, read one index node at a time while
+/// the level below is walked.
+struct NamedChildren {
+    /// The index node whose children come after `pending`.
+    next_parent: Option<PageId>,
+    pending: std::collections::VecDeque<(PageId, IVec)>,
+}
+
+impl NamedChildren {
+    fn new(leftmost_parent: PageId) -> NamedChildren {
+        NamedChildren { next_parent: Some(leftmost_parent), pending: Default::default() }
+    }
+
+    /// The next named child, reading the next index node when this one's are used up.
+    fn peek(&mut self, walk: &mut StructureWalk<'_>) -> Result<Option<&(PageId, IVec)>> {
+        while self.pending.is_empty() {
+            let Some(parent) = self.next_parent else { return Ok(None) };
+            let node = walk.see(parent)?;
+            self.pending.extend(node.children.unwrap_or_default());
+            self.next_parent = node.next.map(NonZeroU64::get);
+        }
+        Ok(self.pending.front())
+    }
+
+    /// Node `pid`, beginning at `lo`, was met on the level below. A node no index names yet
+    /// (the right half of a split whose parent was not updated) is fine.
+    fn meet(&mut self, walk: &mut StructureWalk<'_>, pid: PageId, lo: &IVec) -> Result<()> {
+        if let Some((named, named_lo)) = self.peek(walk)? {
+            if *named == pid {
+                if named_lo != lo {
+                    return Err(broken(format!(
+                        "page {} begins at {:?}, not where its parent says ({:?})",
+                        pid, lo, named_lo
+                    )));
+                }
+                self.pending.pop_front();
+            }
+        }
+        Ok(())
+    }
+
+    /// The level below ended: every child named must have been met.
+    fn finish(&mut self, walk: &mut StructureWalk<'_>) -> Result<()> {
+        match self.peek(walk)? {
+            Some((pid, _)) => Err(broken(format!(
+                "page {} is named by an index but not met on the level below it",
+                pid
+            ))),
+            None => Ok(()),
+        }
     }
 }
 

@@ -1659,6 +1659,58 @@ impl PageCache {
     }
 
     /// Try to retrieve a page by its logical ID.
+    /// Node `pid` for `look`, read without being put in the cache (a check that reads every
+    /// page once would otherwise fill the cache with pages nobody asked for, and keep them).
+    /// A page that is in the cache is looked at there. `None` for a free or unknown page.
+    pub(crate) fn look_at_node<R>(
+        &self,
+        pid: PageId,
+        guard: &Guard,
+        look: impl FnOnce(&Node) -> R,
+    ) -> Result<Option<R>> {
+        let mut last_attempted = None;
+        loop {
+            let page_view = match self.inner.get(pid, guard) {
+                None => return Ok(None),
+                Some(page_view) => page_view,
+            };
+            if page_view.is_free() {
+                return Ok(None);
+            }
+            if page_view.update.is_some() {
+                return Ok(Some(look(page_view.as_node())));
+            }
+            let pulled: Result<Vec<Update>> = page_view
+                .cache_infos
+                .iter()
+                .map(|ci| self.pull(pid, ci.lsn, ci.pointer))
+                .collect();
+            match pulled {
+                Ok(mut updates) => {
+                    let (base, links) = updates.split_at_mut(1);
+                    let base = base[0].as_node_mut();
+                    for link in links.iter() {
+                        base.apply(link.as_link());
+                    }
+                    return Ok(Some(look(base)));
+                }
+                // The page moved while it was read: read it where it is now, once.
+                Err(e) => {
+                    let first = page_view.cache_infos.first().copied();
+                    if last_attempted == first {
+                        return Err(e);
+                    }
+                    last_attempted = first;
+                }
+            }
+        }
+    }
+
+    /// One more than the highest page id handed out: no walk of the tree meets more pages.
+    pub(crate) fn next_pid_to_allocate(&self) -> PageId {
+        *self.next_pid_to_allocate.lock()
+    }
+
     pub(crate) fn get<'g>(
         &self,
         pid: PageId,

@@ -356,6 +356,18 @@ fn advance_snapshot(
 
     trace!("generated snapshot: {:?}", snapshot);
 
+    // A page id below the highest one seen whose records are nowhere in the log: the log lost
+    // them (a damaged segment). Writing or loading such a snapshot would panic; say what it is.
+    if let Some(pid) =
+        snapshot.pt.iter().position(|p| *p == PageState::Uninitialized)
+    {
+        error!(
+            "page {} has no records in the log, which is damaged or missing data",
+            pid
+        );
+        return Err(Error::corruption(None));
+    }
+
     if snapshot.stable_lsn < old_stable_lsn {
         error!("unexpected corruption encountered in storage snapshot file");
         return Err(Error::corruption(None));
