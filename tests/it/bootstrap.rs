@@ -81,3 +81,54 @@ async fn the_first_start_prints_a_working_key_once() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A first start that cannot listen (its port is taken) makes no key and stores nothing of
+/// it, so the key is not lost with the failed start's output: the next start makes and
+/// prints it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_that_cannot_listen_makes_no_key_and_the_next_prints_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let failed = Command::new(env!("CARGO_BIN_EXE_fasthook"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("FASTHOOK_LISTEN", &addr)
+        .env("FASTHOOK_DATA_DIR", dir.path().join("data"))
+        .env("FASTHOOK_LOG", "warn")
+        .env_remove("FASTHOOK_TEAM_ID")
+        .env_remove("FASTHOOK_API_KEY")
+        .output()
+        .expect("run fasthook");
+    let stdout = String::from_utf8_lossy(&failed.stdout);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        !failed.status.success(),
+        "started on a taken port: {stdout}"
+    );
+    assert!(
+        stderr.contains(&addr),
+        "the error does not name {addr}: {stderr}"
+    );
+    assert!(
+        !stdout.contains("fhp_"),
+        "a failed start printed a key: {stdout}"
+    );
+    drop(taken);
+
+    let (mut child, base, lines) = start(dir.path()).await;
+    let key = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("FASTHOOK_API_KEY="))
+        .unwrap_or_else(|| panic!("the start after the failed one printed no key: {lines:?}"));
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/v1/sources"))
+        .bearer_auth(key)
+        .header("x-team-id", "tm_default")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "the printed key works");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
