@@ -62,14 +62,7 @@ async fn the_first_start_prints_a_working_key_once() {
         lines.iter().any(|l| l == "FASTHOOK_TEAM_ID=tm_default"),
         "{lines:?}"
     );
-    let resp = reqwest::Client::new()
-        .get(format!("{base}/v1/sources"))
-        .bearer_auth(&key)
-        .header("x-team-id", "tm_default")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "the printed key works");
+    assert_key_works(&base, &key).await;
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -121,6 +114,13 @@ async fn a_first_start_that_cannot_listen_makes_no_key_and_the_next_prints_it() 
         .iter()
         .find_map(|l| l.strip_prefix("FASTHOOK_API_KEY="))
         .unwrap_or_else(|| panic!("the start after the failed one printed no key: {lines:?}"));
+    assert_key_works(&base, key).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// The printed key reads the default team's sources.
+async fn assert_key_works(base: &str, key: &str) {
     let resp = reqwest::Client::new()
         .get(format!("{base}/v1/sources"))
         .bearer_auth(key)
@@ -129,6 +129,4 @@ async fn a_first_start_that_cannot_listen_makes_no_key_and_the_next_prints_it() 
         .await
         .unwrap();
     assert_eq!(resp.status(), 200, "the printed key works");
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
