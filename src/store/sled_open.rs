@@ -42,12 +42,7 @@ pub fn open(
             Err(StoreError::Damaged(format!("{what}{}", stopped(caught))))
         }
         Ok(opened) => opened,
-        Err(_) => Err(StoreError::Damaged(format!(
-            "sled's own files (db, conf, snap.*) in {} do not read back{}; restore the \
-             directory from a backup",
-            dir.display(),
-            stopped(caught)
-        ))),
+        Err(_) => Err(unreadable(dir, &stopped(caught))),
     }
 }
 
@@ -75,13 +70,18 @@ fn open_checked(
 /// sled's corruption, said as a damaged data directory naming sled's files.
 fn damaged(dir: &Path, e: sled::Error) -> StoreError {
     match e {
-        sled::Error::Corruption { .. } => StoreError::Damaged(format!(
-            "sled's own files (db, conf, snap.*) in {} do not read back ({e}); \
-             restore the directory from a backup",
-            dir.display()
-        )),
+        sled::Error::Corruption { .. } => unreadable(dir, &format!(" ({e})")),
         e => e.into(),
     }
+}
+
+/// The data directory is damaged: sled's files in `dir` do not read back (`detail` says how).
+fn unreadable(dir: &Path, detail: &str) -> StoreError {
+    StoreError::Damaged(format!(
+        "sled's own files (db, conf, snap.*) in {} do not read back{detail}; restore the \
+         directory from a backup",
+        dir.display()
+    ))
 }
 
 /// Chains a hook in front of the process's panic hook, once: while a store opens it keeps

@@ -2125,7 +2125,6 @@ impl Tree {
         Ok(())
     }
 
-    #[doc(hidden)]
     /// Walks the levels of the tree, from each level's leftmost node along the `next`
     /// links, and checks what a lookup relies on: each node is in the log, each begins where
     /// the one before it ends, the last ends the key space, and the children each index node
@@ -2188,6 +2187,7 @@ impl Tree {
         }
     }
 
+    #[doc(hidden)]
     pub fn verify_integrity(&self) -> Result<()> {
         // verification happens in Debug impl
         let _out = format!("{:?}", self);
@@ -2237,7 +2237,13 @@ impl StructureWalk<'_> {
                 Data::Leaf(_) => None,
             };
             let merging = node.merging_child.is_some();
-            (SeenNode { lo: node.lo.clone(), hi: node.hi.clone(), next: node.next, children }, merging)
+            let seen = SeenNode {
+                lo: node.lo.clone(),
+                hi: node.hi.clone(),
+                next: node.next,
+                children,
+            };
+            (seen, merging)
         };
         let pagecache = &self.tree.context.pagecache;
         let not_in_log = || broken(format!("page {} of the tree is not in the log", pid));
@@ -2323,24 +2329,22 @@ impl Stretch {
         let mut pid = self.start;
         let mut expected_lo = self.from.as_ref().map(|from| from.lo.clone()).unwrap_or_default();
         loop {
-            if let Some(stop) = &self.stop {
-                if pid == stop.pid {
-                    if expected_lo != stop.lo {
-                        return Err(broken(format!(
-                            "page {} begins at {:?}, not where its left neighbour ends ({:?})",
-                            pid, stop.lo, expected_lo
-                        )));
-                    }
-                    break;
+            let begins_where_the_last_ended = |lo: &IVec| {
+                if *lo == expected_lo {
+                    Ok(())
+                } else {
+                    Err(broken(format!(
+                        "page {} begins at {:?}, not where its left neighbour ends ({:?})",
+                        pid, lo, expected_lo
+                    )))
                 }
+            };
+            if let Some(stop) = self.stop.as_ref().filter(|stop| stop.pid == pid) {
+                begins_where_the_last_ended(&stop.lo)?;
+                break;
             }
             let node = walk.see(pid)?;
-            if node.lo != expected_lo {
-                return Err(broken(format!(
-                    "page {} begins at {:?}, not where its left neighbour ends ({:?})",
-                    pid, node.lo, expected_lo
-                )));
-            }
+            begins_where_the_last_ended(&node.lo)?;
             if let Some(named) = named.as_mut() {
                 named.meet(&mut walk, pid, &node.lo)?;
             }

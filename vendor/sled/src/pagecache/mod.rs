@@ -1658,7 +1658,6 @@ impl PageCache {
         }
     }
 
-    /// Try to retrieve a page by its logical ID.
     /// Node `pid` for `look`, read without being put in the cache (a check that reads every
     /// page once would otherwise fill the cache with pages nobody asked for, and keep them).
     /// A page that is in the cache is looked at there. `None` for a free or unknown page.
@@ -1711,6 +1710,7 @@ impl PageCache {
         *self.next_pid_to_allocate.lock()
     }
 
+    /// Try to retrieve a page by its logical ID.
     pub(crate) fn get<'g>(
         &self,
         pid: PageId,
