@@ -184,15 +184,13 @@ pub(super) async fn list_events(
         statuses: wanted,
         connection,
         destination,
+        source,
         created_gte: gte,
         created_lte: lte,
     };
     let narrowed = scope.clone();
-    let keep = move |e: &Event| {
-        scope.admits(e)
-            && source.as_ref().is_none_or(|s| &e.source_id == s)
-            && dead.is_none_or(|d| d == e.dead_lettered_at.is_some())
-    };
+    let keep =
+        move |e: &Event| scope.admits(e) && dead.is_none_or(|d| d == e.dead_lettered_at.is_some());
     // Off the HTTP worker: a filtered walk of many events may take a while.
     let (store, query) = (engine.store().clone(), q.clone());
     let page = crate::store::readers::read(move || store.list_events(&query, &narrowed, keep))

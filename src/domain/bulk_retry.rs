@@ -55,6 +55,7 @@ impl BulkQuery {
             statuses: self.status.clone(),
             connection: self.connection_id.clone(),
             destination: self.destination_id.clone(),
+            source: None,
             created_gte: self.created_gte,
             created_lte: Some(self.created_lte.map_or(started_at, |t| t.min(started_at))),
         })

@@ -1,7 +1,7 @@
 //! Which events a list or a bulk retry is about: the filter every event is checked against,
 //! and what the store narrows its walk by before that (`Store::list_events`).
 
-use super::{ConnectionId, DestinationId, Event, EventStatus, RequestId, Timestamp};
+use super::{ConnectionId, DestinationId, Event, EventStatus, RequestId, SourceId, Timestamp};
 
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
@@ -10,6 +10,7 @@ pub struct EventFilter {
     pub statuses: Vec<EventStatus>,
     pub connection: Option<ConnectionId>,
     pub destination: Option<DestinationId>,
+    pub source: Option<SourceId>,
     pub created_gte: Option<Timestamp>,
     pub created_lte: Option<Timestamp>,
 }
@@ -27,6 +28,7 @@ impl EventFilter {
                 .destination
                 .as_ref()
                 .is_none_or(|d| &e.destination_id == d)
+            && self.source.as_ref().is_none_or(|s| &e.source_id == s)
             && self.created_gte.is_none_or(|t| e.created_at >= t)
             && self.created_lte.is_none_or(|t| e.created_at <= t)
     }

@@ -193,7 +193,7 @@ impl Engine {
     ) -> Result<()> {
         let _no_ingest = self.inner.ingest_gate.write().await;
         let active = connection.paused_at.is_none() && connection.disabled_at.is_none();
-        let mut writes = vec![ops::put_connection(&connection)];
+        let mut writes = Vec::from(ops::put_connection(&connection));
         if !active || drain_rate.is_some() {
             writes.push(ops::put_drain_rate(
                 &connection.id,

@@ -20,6 +20,13 @@ pub const BULK_RETRY: &[u8] = b"J/";
 /// The event index: `X/{team}/s/{STATUS}/{event}` and `X/{team}/c/{connection}/{STATUS}/{event}`
 /// for events whose status `is_indexed`.
 pub const EVENT_INDEX: &[u8] = b"X/";
+/// The events of each connection in creation order, whatever their status:
+/// `P/{team}/{connection}/{first event}` holds a run of event ids (`event_lists`).
+pub const EVENT_LIST: &[u8] = b"P/";
+/// Which connections a destination or a source has ever had, so their events are the merge
+/// of those connections' lists: `F/{team}/d/{destination}/{connection}` and
+/// `F/{team}/s/{source}/{connection}` (empty values, written with the connection).
+pub const CONNECTION_LINK: &[u8] = b"F/";
 /// Events metrics: `Y/{team}/{minute}{connection}` (the minute a big-endian `u64` of
 /// milliseconds) holds the counts of the connection's events created in that minute.
 pub const EVENT_COUNTS: &[u8] = b"Y/";
@@ -157,6 +164,50 @@ pub fn event_index(
             key
         })
         .collect()
+}
+
+/// Where the runs of `connection`'s event list are: `P/{team}/{connection}/`.
+pub fn event_list_prefix(team: &TeamId, connection: &ConnectionId) -> Vec<u8> {
+    let mut key = join(&[
+        EVENT_LIST,
+        team.as_str().as_bytes(),
+        connection.as_str().as_bytes(),
+    ]);
+    key.push(b'/');
+    key
+}
+
+/// What a connection link names: the connections of a destination or of a source.
+#[derive(Debug, Clone, Copy)]
+pub enum LinkOf<'a> {
+    Destination(&'a DestinationId),
+    Source(&'a SourceId),
+}
+
+/// Where the connections linked to `of` are listed: `F/{team}/{d|s}/{id}/`.
+pub fn link_prefix(team: &TeamId, of: LinkOf) -> Vec<u8> {
+    let team = team.as_str().as_bytes();
+    let mut key = match of {
+        LinkOf::Destination(d) => join(&[CONNECTION_LINK, team, b"d", d.as_str().as_bytes()]),
+        LinkOf::Source(s) => join(&[CONNECTION_LINK, team, b"s", s.as_str().as_bytes()]),
+    };
+    key.push(b'/');
+    key
+}
+
+/// The links of a connection to its destination and its source (neither ever changes).
+pub fn connection_links(c: &Connection) -> [Vec<u8>; 2] {
+    [
+        LinkOf::Destination(&c.destination_id),
+        LinkOf::Source(&c.source_id),
+    ]
+    .map(|of| {
+        [
+            link_prefix(&c.team_id, of),
+            c.id.as_str().as_bytes().to_vec(),
+        ]
+        .concat()
+    })
 }
 
 /// Where a team's event counts start: the minute and the connection follow.

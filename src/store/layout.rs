@@ -22,8 +22,9 @@ use crate::domain::DestinationId;
 type Result<T> = std::result::Result<T, StoreError>;
 
 /// The layout this build reads and writes. Version 3 added the event index (`X/`),
-/// version 4 the event counts (`Y/`), version 5 the sources' dedupe (and its claims, `Z/`).
-pub const VERSION: u32 = 5;
+/// version 4 the event counts (`Y/`), version 5 the sources' dedupe (and its claims, `Z/`),
+/// version 6 every connection's list of events (`P/`) and the connection links (`F/`).
+pub const VERSION: u32 = 6;
 
 /// The per-destination queue layout, before the event index.
 const V2: u32 = 2;
@@ -33,6 +34,9 @@ const V3: u32 = 3;
 
 /// The event counts, before the sources' dedupe.
 const V4: u32 = 4;
+
+/// The sources' dedupe, before the connections' lists of events.
+const V5: u32 = 5;
 
 /// Index keys written per batch by the migration to version 3.
 const INDEX_BATCH: usize = 10_000;
@@ -74,6 +78,9 @@ pub fn open(tree: &sled::Tree) -> Result<u64> {
     }
     if version <= V4 {
         migrate_v4_to_v5(tree)?;
+    }
+    if version <= V5 {
+        migrate_v5_to_v6(tree)?;
     }
     match tree.get(keys::HIGH_WATER)? {
         Some(mark) => decode_mark(&mark),
@@ -274,13 +281,51 @@ fn migrate_v4_to_v5(tree: &sled::Tree) -> Result<()> {
         batch.insert(key, codec::encode(&source));
         sources += 1;
     }
-    batch.insert(keys::LAYOUT, VERSION.to_be_bytes().to_vec());
+    batch.insert(keys::LAYOUT, V5.to_be_bytes().to_vec());
     tree.apply_batch(batch)?;
     tree.flush()?;
     tracing::info!(
         sources,
         segments = per_segment.len(),
         "sources rewritten with dedupe, body segments counted (store layout 5)"
+    );
+    Ok(())
+}
+
+/// Lists every stored event in its connection's list and links every connection to its
+/// destination and its source, then stamps version 6. The lists are built anew, so a crash
+/// part-way leaves version 5 and the next open starts over.
+fn migrate_v5_to_v6(tree: &sled::Tree) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    let mut pending = 0;
+    let mut add = |batch: &mut sled::Batch, key: Vec<u8>, value: Vec<u8>| -> Result<()> {
+        batch.insert(key, value);
+        pending += 1;
+        if pending >= INDEX_BATCH {
+            tree.apply_batch(std::mem::take(batch))?;
+            pending = 0;
+        }
+        Ok(())
+    };
+    for key in tree.scan_prefix(keys::EVENT_LIST).keys() {
+        batch.remove(key?);
+    }
+    let listed = super::event_lists::build_all(tree, |key, run| add(&mut batch, key, run))?;
+    let mut connections = 0;
+    for value in tree.scan_prefix(keys::CONNECTION).values() {
+        let connection: crate::domain::Connection = codec::decode(&value?)?;
+        for link in keys::connection_links(&connection) {
+            add(&mut batch, link, Vec::new())?;
+        }
+        connections += 1;
+    }
+    batch.insert(keys::LAYOUT, VERSION.to_be_bytes().to_vec());
+    tree.apply_batch(batch)?;
+    tree.flush()?;
+    tracing::info!(
+        events = listed,
+        connections,
+        "every connection's events listed (store layout 6)"
     );
     Ok(())
 }

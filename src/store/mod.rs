@@ -53,6 +53,7 @@ mod codec;
 pub mod disk_health;
 mod durable_mark;
 mod event_counts;
+mod event_lists;
 mod event_record;
 pub mod keys;
 mod layout;
@@ -65,7 +66,9 @@ mod sled_open;
 mod tally;
 mod writer;
 
+use std::collections::BTreeSet;
 use std::future::Future;
+use std::ops::Bound;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -85,6 +88,7 @@ use crate::domain::rate_limiter::RateLimit;
 use crate::domain::*;
 use body_log::BodyLog;
 pub use event_counts::{CountsFilter, EventPlace};
+use event_lists::IdStream;
 use event_record::{EventRecord, NewEventRecord};
 pub use queue_records::QueueChange;
 use request_record::RequestRecord;
@@ -722,13 +726,10 @@ impl Store {
 
     /// A page of the team's events within `scope` that `keep` accepts, in id (creation)
     /// order; `next` is the cursor of the page after, if any. The scope picks the narrowest
-    /// list that holds every event it admits — the request's own ids, the status index,
-    /// else every event of the team — and a creation-time range bounds the walk, since ids
-    /// sort by creation. `keep` must admit no event outside `scope`. Blocking.
-    ///
-    /// Lists of every event by connection and by destination were built and measured: two
-    /// keys more per event cost W1 11 % more CPU per event (BENCHMARKS.md), so a connection
-    /// or destination without an indexed status is still a bounded walk.
+    /// lists that hold every event it admits (`lists_for`) — the request's own ids, the
+    /// status index, the lists of its connections — else every event of the team, and a
+    /// creation-time range bounds the walk, since ids sort by creation. `keep` must admit no
+    /// event outside `scope`. Blocking.
     pub fn list_events(
         &self,
         q: &ListQuery,
@@ -739,55 +740,126 @@ impl Store {
             return self.list_request_events(q, request, keep);
         }
         let span = id_span(scope);
-        let team = &q.team;
-        let lists: Vec<Vec<u8>> = if by_status_index(scope) {
-            scope
-                .statuses
-                .iter()
-                .map(|&s| keys::event_index_prefix(team, scope.connection.as_ref(), s))
-                .collect()
-        } else {
-            let page = self.page_within(
-                &keys::team_prefix(keys::EVENT, team),
-                q.cursor.as_deref(),
-                q.dir,
-                &span,
-                q.limit,
-                |r: &EventRecord| keep(&r.event),
-            )?;
-            return Ok(Page {
-                items: page.items.into_iter().map(|r| r.event).collect(),
-                next: page.next,
-            });
-        };
-        self.list_events_listed(q, &lists, &span, keep)
+        match self.lists_for(q, scope, &span)? {
+            Some(lists) => self.list_events_listed(q, lists, keep),
+            None => {
+                let page = self.page_within(
+                    &keys::team_prefix(keys::EVENT, &q.team),
+                    q.cursor.as_deref(),
+                    q.dir,
+                    &span,
+                    q.limit,
+                    |r: &EventRecord| keep(&r.event),
+                )?;
+                Ok(Page {
+                    items: page.items.into_iter().map(|r| r.event).collect(),
+                    next: page.next,
+                })
+            }
+        }
     }
 
-    /// A page of the events named by the index lists under `lists` (keys ending in event
-    /// ids), merged in id order, that `keep` accepts: a page costs what it returns plus
-    /// what `keep` turns down, not a walk past every delivered event.
+    /// The lists of event ids, past the cursor and within `span`, that together hold every
+    /// event `scope` admits: for statuses the index keeps, the index (by connection when the
+    /// scope names few connections); otherwise the lists of its connections, those of its
+    /// destination or source through their links. `None` when it names none of these.
+    fn lists_for(
+        &self,
+        q: &ListQuery,
+        scope: &EventScope,
+        span: &IdSpan,
+    ) -> Result<Option<Vec<IdStream>>> {
+        /// Lists merged at most for a page; past it a status index lists the whole team.
+        const MAX_INDEX_LISTS: usize = 64;
+        let team = &q.team;
+        let connections = self.connections_in(team, scope)?;
+        let cursor = q.cursor.as_deref();
+        let index = |connection: Option<&ConnectionId>, status| -> IdStream {
+            let keys = self.keys_past(
+                &keys::event_index_prefix(team, connection, status),
+                cursor,
+                q.dir,
+                span,
+            );
+            Box::new(keys.map(|kv| Ok(keys::last_segment(&kv?.0).to_vec())))
+        };
+        if by_status_index(scope) {
+            let statuses = &scope.statuses;
+            return Ok(Some(match connections {
+                Some(cs) if cs.len() * statuses.len() <= MAX_INDEX_LISTS => cs
+                    .iter()
+                    .flat_map(|c| statuses.iter().map(|&s| index(Some(c), s)))
+                    .collect(),
+                _ => statuses.iter().map(|&s| index(None, s)).collect(),
+            }));
+        }
+        let (low, high) = id_bounds(cursor, q.dir, span);
+        Ok(connections.map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    event_lists::ids(
+                        &self.inner.tree,
+                        &keys::event_list_prefix(team, c),
+                        low.clone(),
+                        high.clone(),
+                        q.dir == Direction::Asc,
+                    )
+                })
+                .collect()
+        }))
+    }
+
+    /// The connections whose events are all `scope` can admit: the one it names, or those
+    /// ever linked to the destination and the source it names. `None`: any connection.
+    fn connections_in(
+        &self,
+        team: &TeamId,
+        scope: &EventScope,
+    ) -> Result<Option<BTreeSet<ConnectionId>>> {
+        if let Some(c) = &scope.connection {
+            return Ok(Some(BTreeSet::from([c.clone()])));
+        }
+        let mut within: Option<BTreeSet<ConnectionId>> = None;
+        let named = [
+            scope.destination.as_ref().map(keys::LinkOf::Destination),
+            scope.source.as_ref().map(keys::LinkOf::Source),
+        ];
+        for of in named.into_iter().flatten() {
+            let mut linked = BTreeSet::new();
+            let prefix = keys::link_prefix(team, of);
+            for key in self.inner.tree.scan_prefix(&prefix).keys() {
+                let key = key?;
+                let id = std::str::from_utf8(&key[prefix.len()..])
+                    .ok()
+                    .and_then(|id| ConnectionId::parse(id).ok())
+                    .ok_or_else(|| {
+                        StoreError::Corrupt("a connection link names no connection".into())
+                    })?;
+                linked.insert(id);
+            }
+            within = Some(match within {
+                None => linked,
+                Some(earlier) => earlier.intersection(&linked).cloned().collect(),
+            });
+        }
+        Ok(within)
+    }
+
+    /// A page of the events named by `lists` (each in id order), merged in id order, that
+    /// `keep` accepts: a page costs what it returns plus what `keep` turns down, not a walk
+    /// past every delivered event.
     fn list_events_listed(
         &self,
         q: &ListQuery,
-        lists: &[Vec<u8>],
-        span: &IdSpan,
+        lists: Vec<IdStream>,
         keep: impl Fn(&Event) -> bool,
     ) -> Result<Page<Event>> {
         // Each list, and the id at its head.
-        let mut sources: Vec<(KeyValues, Option<Vec<u8>>)> = lists
-            .iter()
-            .map(|prefix| {
-                (
-                    self.keys_past(prefix, q.cursor.as_deref(), q.dir, span),
-                    None,
-                )
-            })
-            .collect();
-        let next_id = |(iter, head): &mut (KeyValues, Option<Vec<u8>>)| -> Result<()> {
+        let mut sources: Vec<(IdStream, Option<Vec<u8>>)> =
+            lists.into_iter().map(|list| (list, None)).collect();
+        let next_id = |(iter, head): &mut (IdStream, Option<Vec<u8>>)| -> Result<()> {
             if head.is_none() {
-                if let Some(kv) = iter.next() {
-                    *head = Some(keys::last_segment(&kv?.0).to_vec());
-                }
+                *head = iter.next().transpose()?;
             }
             Ok(())
         };
@@ -815,7 +887,7 @@ impl Store {
             let id_text = String::from_utf8_lossy(&id).into_owned();
             scanned += 1;
             let key = [&keys::team_prefix(keys::EVENT, &q.team)[..], &id].concat();
-            // An index key without its event (purged between the two reads) is passed over.
+            // A listed id without its event (purged between the two reads) is passed over.
             if let Some(record) = self.get::<EventRecord>(&key)? {
                 if keep(&record.event) {
                     items.push(record.event);
@@ -1060,6 +1132,32 @@ pub struct IdSpan {
 /// this much wider than the span of times loses no event; the filter trims the rest.
 const ID_CLOCK_SLACK_MS: u64 = 60_000;
 
+/// The ids a list of events may return: within `span`, and past the cursor.
+fn id_bounds(
+    cursor: Option<&str>,
+    dir: Direction,
+    span: &IdSpan,
+) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let end = |id: &Option<String>| {
+        id.as_ref().map_or(Bound::Unbounded, |id| {
+            Bound::Included(id.as_bytes().to_vec())
+        })
+    };
+    let (mut low, mut high) = (end(&span.first), end(&span.last));
+    if let Some(c) = cursor.map(|c| c.as_bytes().to_vec()) {
+        match dir {
+            Direction::Asc if !matches!(&low, Bound::Included(l) if *l > c) => {
+                low = Bound::Excluded(c)
+            }
+            Direction::Desc if !matches!(&high, Bound::Included(h) if *h < c) => {
+                high = Bound::Excluded(c)
+            }
+            _ => {}
+        }
+    }
+    (low, high)
+}
+
 /// Every status `scope` asks for is in the status index.
 fn by_status_index(scope: &EventScope) -> bool {
     !scope.statuses.is_empty() && scope.statuses.iter().all(|s| keys::is_indexed(*s))
@@ -1170,8 +1268,15 @@ pub mod ops {
         put(keys::breaker(id), snapshot)
     }
 
-    pub fn put_connection(c: &Connection) -> Op {
-        put(keys::connection(&c.id), c)
+    /// The connection, and its links to its destination and its source (for their lists
+    /// of events).
+    pub fn put_connection(c: &Connection) -> [Op; 3] {
+        let [to_destination, to_source] = keys::connection_links(c);
+        [
+            put(keys::connection(&c.id), c),
+            Op::Put(to_destination, Vec::new()),
+            Op::Put(to_source, Vec::new()),
+        ]
     }
 
     pub fn remove_connection(id: &ConnectionId) -> Op {
@@ -2524,6 +2629,204 @@ mod tests {
     }
 
     #[test]
+    fn events_are_listed_by_connection_destination_and_source_a_page_reading_what_it_returns() {
+        use crate::domain::fixtures::event;
+        let dir = tempfile::tempdir().unwrap();
+        let team = TeamId::new();
+        let mut store = open(dir.path());
+        // A page may read a few events past the ones it returns, never a walk of the team's.
+        store.set_scan_budget(30);
+        let (s1, s2) = (SourceId::new(), SourceId::new());
+        let (d1, d2) = (DestinationId::new(), DestinationId::new());
+        let connection = |source: &SourceId, destination: &DestinationId| Connection {
+            id: ConnectionId::new(),
+            team_id: team.clone(),
+            name: "c".into(),
+            source_id: source.clone(),
+            destination_id: destination.clone(),
+            rules: Default::default(),
+            paused_at: None,
+            disabled_at: None,
+            created_at: Timestamp(1),
+            updated_at: Timestamp(1),
+        };
+        // a and b: s1 to d1; c: s2 to d2, with nearly every event.
+        let (a, b, c) = (
+            connection(&s1, &d1),
+            connection(&s1, &d1),
+            connection(&s2, &d2),
+        );
+        let mut writes = Vec::new();
+        for conn in [&a, &b, &c] {
+            writes.extend(ops::put_connection(conn));
+        }
+        rt().block_on(store.commit(writes)).unwrap();
+        let on = |conn: &Connection| {
+            let mut e = event(&team);
+            e.connection_id = conn.id.clone();
+            e.source_id = conn.source_id.clone();
+            e.destination_id = conn.destination_id.clone();
+            e.status = EventStatus::Successful;
+            e
+        };
+        let events: Vec<Event> = (0..600)
+            .map(|i| match i % 10 {
+                0 => on(&a),
+                5 => on(&b),
+                _ => on(&c),
+            })
+            .collect();
+        // Groups of 20, each with one event of the group before it: ids reach the writer
+        // out of order, as from several ingress threads.
+        for (g, group) in events.chunks(20).enumerate() {
+            let mut commit: Vec<Op> = group[1..].iter().map(ops::put_event).collect();
+            if g > 0 {
+                commit.push(ops::put_event(&events[g * 20 - 20]));
+            }
+            rt().block_on(store.commit(commit)).unwrap();
+        }
+        rt().block_on(store.commit(vec![ops::put_event(&events[580])]))
+            .unwrap();
+        let ids_of = |pick: &dyn Fn(&Event) -> bool| -> Vec<EventId> {
+            events
+                .iter()
+                .filter(|e| pick(e))
+                .map(|e| e.id.clone())
+                .collect()
+        };
+        // Every page of `scope` in both directions, following the cursors.
+        let walk = |store: &Store, scope: &EventScope, dir| {
+            let mut all = Vec::new();
+            let mut cursor = None;
+            loop {
+                let q = ListQuery {
+                    team: team.clone(),
+                    limit: 7,
+                    cursor,
+                    dir,
+                };
+                let page = store.list_events(&q, scope, |e| scope.admits(e)).unwrap();
+                assert!(page.next.is_none() || page.items.len() == 7, "a short page");
+                all.extend(page.items.into_iter().map(|e| e.id));
+                match page.next {
+                    Some(next) => cursor = Some(next),
+                    None => return all,
+                }
+            }
+        };
+        let check = |store: &Store, gone: &[EventId]| {
+            let ids_of = |pick: &dyn Fn(&Event) -> bool| -> Vec<EventId> {
+                ids_of(&|e| pick(e) && !gone.contains(&e.id))
+            };
+            let scopes = [
+                (
+                    EventScope {
+                        connection: Some(a.id.clone()),
+                        ..Default::default()
+                    },
+                    ids_of(&|e| e.connection_id == a.id),
+                ),
+                (
+                    EventScope {
+                        destination: Some(d1.clone()),
+                        ..Default::default()
+                    },
+                    ids_of(&|e| e.destination_id == d1),
+                ),
+                (
+                    EventScope {
+                        source: Some(s1.clone()),
+                        statuses: vec![EventStatus::Successful],
+                        ..Default::default()
+                    },
+                    ids_of(&|e| e.source_id == s1),
+                ),
+                (
+                    EventScope {
+                        source: Some(s1.clone()),
+                        destination: Some(d2.clone()),
+                        ..Default::default()
+                    },
+                    Vec::new(),
+                ),
+            ];
+            for (scope, expected) in &scopes {
+                assert_eq!(&walk(store, scope, Direction::Asc), expected, "{scope:?}");
+                let mut newest_first = expected.clone();
+                newest_first.reverse();
+                assert_eq!(
+                    walk(store, scope, Direction::Desc),
+                    newest_first,
+                    "{scope:?}"
+                );
+            }
+        };
+        check(&store, &[]);
+        // Purged events leave their lists; a store of layout 5 is listed at open.
+        let purged: Vec<EventId> = events
+            .iter()
+            .filter(|e| e.connection_id == b.id)
+            .take(10)
+            .map(|e| {
+                let request = Request {
+                    id: e.request_id.clone(),
+                    team_id: team.clone(),
+                    source_id: e.source_id.clone(),
+                    method: "POST".into(),
+                    headers: Vec::new(),
+                    body: bytes::Bytes::from_static(b"{}"),
+                    rejection_cause: None,
+                    event_ids: vec![e.id.clone()],
+                    created_at: Timestamp(1),
+                    updated_at: Timestamp(1),
+                };
+                rt().block_on(store.commit(vec![ops::put_request(request)]))
+                    .unwrap();
+                e.id.clone()
+            })
+            .collect();
+        let mut writes: Vec<Op> = events
+            .iter()
+            .filter(|e| purged.contains(&e.id))
+            .map(|e| ops::purge_request(&team, &e.request_id, Timestamp(2)))
+            .collect();
+        rt().block_on(store.commit(std::mem::take(&mut writes)))
+            .unwrap();
+        for id in &purged {
+            assert!(store.event(&team, id).unwrap().is_none(), "purged");
+        }
+        // What the lists hold: their ids, and the links.
+        let listed = |store: &Store| -> BTreeSet<Vec<u8>> {
+            let tree = &store.inner.tree;
+            let mut held = BTreeSet::new();
+            for kv in tree.scan_prefix(keys::EVENT_LIST) {
+                held.extend(kv.unwrap().1.chunks(30).map(<[u8]>::to_vec));
+            }
+            for key in tree.scan_prefix(keys::CONNECTION_LINK).keys() {
+                held.insert(key.unwrap().to_vec());
+            }
+            held
+        };
+        let before = listed(&store);
+        assert_eq!(before.len(), 600 - purged.len() + 6);
+        for id in &purged {
+            assert!(!before.contains(id.as_str().as_bytes()));
+        }
+        for kv in store.inner.tree.scan_prefix(keys::EVENT_LIST) {
+            writes.push(Op::Remove(kv.unwrap().0.to_vec()));
+        }
+        for kv in store.inner.tree.scan_prefix(keys::CONNECTION_LINK) {
+            writes.push(Op::Remove(kv.unwrap().0.to_vec()));
+        }
+        writes.push(Op::Put(keys::LAYOUT.to_vec(), 5u32.to_be_bytes().to_vec()));
+        rt().block_on(store.commit(writes)).unwrap();
+        store = reopen(store, dir.path());
+        store.set_scan_budget(30);
+        assert_eq!(listed(&store), before, "the lists built at open");
+        check(&store, &purged);
+    }
+
+    #[test]
     fn a_data_directory_of_a_newer_layout_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
@@ -2534,13 +2837,10 @@ mod tests {
         let refused =
             rt().block_on(async { Store::open(dir.path(), Durability::Flush, Duration::ZERO) });
         match refused {
-            Err(
-                e @ StoreError::NewerLayout {
-                    found: 6,
-                    supported: 5,
-                },
-            ) => {
-                assert!(e.to_string().contains("version 6"), "{e}");
+            Err(e @ StoreError::NewerLayout { found, supported })
+                if found == layout::VERSION + 1 && supported == layout::VERSION =>
+            {
+                assert!(e.to_string().contains(&format!("version {found}")), "{e}");
             }
             Err(e) => panic!("refused for another reason: {e}"),
             Ok(_) => panic!("a newer layout was opened"),

@@ -16,6 +16,7 @@ use super::body_log::BodyLog;
 use super::codec;
 use super::durable_mark::DurableMark;
 use super::event_counts::{CountChanges, EventPlace};
+use super::event_lists::{self, NewListed, Tails};
 use super::event_record::EventRecord;
 use super::keys;
 use super::layout;
@@ -299,6 +300,7 @@ fn run(
     use std::sync::atomic::Ordering::Relaxed;
     let mut dirty = false;
     let mut injected_full = false;
+    let mut tails = Tails::default();
     loop {
         // Block for the first message; if the channel is closed, flush what is left and stop.
         let first = match rx.recv_timeout(Duration::from_millis(200)) {
@@ -344,6 +346,7 @@ fn run(
         let mut applied_waiters = Vec::new();
         let mut counted = CountChanges::default();
         let mut segment_deltas = SegmentDeltas::new();
+        let mut listed = NewListed::default();
         for message in group {
             applied_waiters.extend(message.on_applied);
             #[cfg(test)]
@@ -373,6 +376,7 @@ fn run(
             .map(|named| {
                 group_high = group_high.max(named);
                 counted.absorb(&mut staged.counts);
+                listed.absorb(&mut staged.listed);
                 for (segment, delta) in staged.segments.drain() {
                     *segment_deltas.entry(segment).or_default() += delta;
                 }
@@ -390,6 +394,17 @@ fn run(
             }
         }
         overlay.extend(queues.finish());
+        let in_group = InGroup {
+            tree: &tree,
+            overlay: &overlay,
+            staged: &staged,
+        };
+        // A group whose events cannot be listed is not written: a list never misses one.
+        let listing = listed.into_writes(&tree, &in_group, &tails);
+        let listing = listing.map(|(writes, new_tails)| {
+            overlay.extend(writes);
+            new_tails
+        });
         let tallied = counted.by_connection();
         // The counts' records are written only here, so sled has the last group's.
         match counted.into_writes(&tree) {
@@ -416,6 +431,9 @@ fn run(
         if result.is_ok() && durability == Durability::Fsync {
             result = bodies.sync();
         }
+        if let (Ok(()), Err(e)) = (&result, &listing) {
+            result = Err(e.clone());
+        }
         if result.is_ok() && (injected_full || super::disk_health::fault::disk_full()) {
             // The test switch: fail as sled does on a full disk, and stay failed.
             injected_full = true;
@@ -427,6 +445,7 @@ fn run(
             result = tree.apply_batch(batch).map_err(StoreError::from);
             if result.is_ok() {
                 high_water = group_high;
+                tails.remember(listing.unwrap_or_default());
                 tally.apply(tallied.iter());
                 segments.applied(&segment_deltas, current_segment);
             }
@@ -559,6 +578,21 @@ struct Staged {
     counts: CountChanges,
     /// Requests it stores (+) and purges (−), by body segment.
     segments: SegmentDeltas,
+    /// The new events it lists in their connections' lists.
+    listed: NewListed,
+}
+
+/// Keys as a message sees them: its own writes, then its group's, then sled.
+struct InGroup<'a> {
+    tree: &'a sled::Tree,
+    overlay: &'a HashMap<Vec<u8>, Option<Vec<u8>>>,
+    staged: &'a Staged,
+}
+
+impl event_lists::Current for InGroup<'_> {
+    fn current(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        current_value(self.tree, self.overlay, self.staged, key)
+    }
 }
 
 /// A key's value as the group has it so far: the message's own writes, then the group's, then
@@ -616,6 +650,16 @@ fn purge_request(
         }
     }
     for (key, event) in events {
+        let group = InGroup {
+            tree,
+            overlay,
+            staged: &*staged,
+        };
+        if let Some((run, rest)) =
+            event_lists::unlist(tree, &group, team, &event.connection_id, &event.id)?
+        {
+            staged.writes.insert(run, rest);
+        }
         staged.writes.insert(key, None);
         for index in keys::event_index(team, &event.connection_id, event.status, &event.id) {
             staged.writes.insert(index, None);
@@ -647,6 +691,7 @@ fn apply_message(
     staged.queue_ops.clear();
     staged.counts.clear();
     staged.segments.clear();
+    staged.listed.clear();
     let mut named = 0;
     // Queue records are written only at the end of a group, so earlier groups' are in sled.
     for op in ops {
@@ -670,6 +715,9 @@ fn apply_message(
                 place,
                 status,
             } => {
+                staged
+                    .listed
+                    .add(&place.team, &place.connection, keys::last_segment(&key));
                 staged.writes.insert(key, Some(record));
                 staged.counts.change(&place, |c| c.moved(None, status));
                 continue;
