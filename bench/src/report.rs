@@ -376,6 +376,12 @@ fn columns(workload: &str, open_loop: bool) -> Vec<Col> {
             ("FAILED p99 ms", "failed_p99_ms", Fmt::Ms),
             ("dead p50 ms", "dead_p50_ms", Fmt::Ms),
             ("dead p99 ms", "dead_p99_ms", Fmt::Ms),
+            ("connection p50 ms", "connection_p50_ms", Fmt::Ms),
+            ("connection p99 ms", "connection_p99_ms", Fmt::Ms),
+            ("destination p50 ms", "destination_p50_ms", Fmt::Ms),
+            ("destination p99 ms", "destination_p99_ms", Fmt::Ms),
+            ("source p50 ms", "source_p50_ms", Fmt::Ms),
+            ("source p99 ms", "source_p99_ms", Fmt::Ms),
         ]),
         "w12" => c.extend([
             ("offered/s", "offered_per_s", Fmt::Int),

@@ -29,7 +29,7 @@ const ID_LEN: usize = EventId::PREFIX.len() + 26;
 
 /// Lists whose last id the writer remembers; past this many it forgets them all and reads
 /// the next group's tails from sled.
-const MAX_TAILS: usize = 65_536;
+const MAX_TAILS: usize = 16_384;
 
 fn encode(ids: &[Vec<u8>]) -> Vec<u8> {
     ids.concat()
@@ -43,6 +43,16 @@ fn decode(value: &[u8]) -> Result<std::slice::Chunks<'_, u8>> {
         )));
     }
     Ok(value.chunks(ID_LEN))
+}
+
+/// A key and its new value (`None`: removed).
+pub type KeyWrite = (Vec<u8>, Option<Vec<u8>>);
+
+/// What listing a group's new events writes, and the lists' tails once it is applied.
+#[derive(Default)]
+pub struct Listing {
+    pub writes: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    tails: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// A key's value as the group has it so far (`None`: absent or removed).
@@ -74,14 +84,14 @@ impl NewListed {
         self.by_list.clear();
     }
 
-    /// The writes that list the group's new events, and the lists' new tails (to `remember`
-    /// once the group is applied).
-    pub fn into_writes(
+    /// The writes that list the group's new events (its tails to `remember` once the group
+    /// is applied).
+    pub fn into_listing(
         self,
         tree: &sled::Tree,
         group: &impl Current,
         tails: &Tails,
-    ) -> Result<(HashMap<Vec<u8>, Option<Vec<u8>>>, Vec<(Vec<u8>, Vec<u8>)>)> {
+    ) -> Result<Listing> {
         let mut writes = HashMap::new();
         let mut new_tails = Vec::with_capacity(self.by_list.len());
         for (list, mut ids) in self.by_list {
@@ -110,7 +120,10 @@ impl NewListed {
             }
             new_tails.push((list, ids.pop().expect("a list has new ids")));
         }
-        Ok((writes, new_tails))
+        Ok(Listing {
+            writes,
+            tails: new_tails,
+        })
     }
 }
 
@@ -122,7 +135,8 @@ pub struct Tails {
 
 impl Tails {
     /// Records the tails of a group that is now applied.
-    pub fn remember(&mut self, tails: Vec<(Vec<u8>, Vec<u8>)>) {
+    pub fn remember(&mut self, listing: Listing) {
+        let tails = listing.tails;
         if self.last.len() + tails.len() > MAX_TAILS {
             self.last.clear();
         }
@@ -161,7 +175,7 @@ pub fn unlist(
     team: &TeamId,
     connection: &ConnectionId,
     event: &EventId,
-) -> Result<Option<(Vec<u8>, Option<Vec<u8>>)>> {
+) -> Result<Option<KeyWrite>> {
     let list = keys::event_list_prefix(team, connection);
     let id = event.as_str().as_bytes();
     let Some(run) = run_at_or_before(tree, &list, id)? else {
@@ -303,14 +317,14 @@ mod tests {
         for id in ids {
             group.add(list.0, list.1, id.as_str().as_bytes());
         }
-        let (writes, new_tails) = group.into_writes(tree, &Tree(tree), tails).unwrap();
-        for (k, v) in writes {
+        let mut listing = group.into_listing(tree, &Tree(tree), tails).unwrap();
+        for (k, v) in std::mem::take(&mut listing.writes) {
             match v {
                 Some(v) => tree.insert(k, v).unwrap(),
                 None => tree.remove(k).unwrap(),
             };
         }
-        tails.remember(new_tails);
+        tails.remember(listing);
     }
 
     fn all(tree: &sled::Tree, team: &TeamId, c: &ConnectionId, ascending: bool) -> Vec<String> {

@@ -400,10 +400,10 @@ fn run(
             staged: &staged,
         };
         // A group whose events cannot be listed is not written: a list never misses one.
-        let listing = listed.into_writes(&tree, &in_group, &tails);
-        let listing = listing.map(|(writes, new_tails)| {
-            overlay.extend(writes);
-            new_tails
+        let listing = listed.into_listing(&tree, &in_group, &tails);
+        let listing = listing.map(|mut listing| {
+            overlay.extend(std::mem::take(&mut listing.writes));
+            listing
         });
         let tallied = counted.by_connection();
         // The counts' records are written only here, so sled has the last group's.

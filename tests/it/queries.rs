@@ -55,3 +55,91 @@ async fn a_created_at_range_lists_exactly_the_events_made_within_it_in_both_dire
     newest_first.reverse();
     assert_eq!(seen, newest_first);
 }
+
+/// Every page of `GET /v1/events?{query}` three at a time in direction `dir`, through the
+/// cursors: the ids in the order listed.
+async fn ids_by_pages(server: &TestServer, query: &str, dir: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let cursor = next
+            .as_ref()
+            .map(|c| format!("&next={c}"))
+            .unwrap_or_default();
+        let path = format!("/v1/events?{query}&limit=3&dir={dir}{cursor}");
+        let (status, v) = server.api().get(&path).await;
+        assert_eq!(status, 200, "{path}: {v}");
+        let models = v["models"].as_array().unwrap();
+        seen.extend(models.iter().map(|e| e["id"].as_str().unwrap().to_string()));
+        match v["pagination"]["next"].as_str() {
+            Some(c) => {
+                assert_eq!(models.len(), 3, "{path}: a short page before the end");
+                next = Some(c.to_string());
+            }
+            None => return seen,
+        }
+        assert!(seen.len() <= 100, "the cursor went round: {seen:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_by_connection_destination_and_source_hold_exactly_theirs_in_both_directions() {
+    let receiver = TestReceiver::start().await;
+    let server = TestServer::start().await;
+    // s1 fans out to d1 and d2; s2 goes to d1 too, through a connection deleted afterwards,
+    // whose events stay its destination's and its source's.
+    let s1 = crate::common::id_of(&server.create_source("s1").await).to_string();
+    let s2 = crate::common::id_of(&server.create_source("s2").await).to_string();
+    let dest = |name: &str| json!({ "name": name, "url": receiver.url() });
+    let d1 = crate::common::id_of(&server.create_destination(dest("d1")).await).to_string();
+    let d2 = crate::common::id_of(&server.create_destination(dest("d2")).await).to_string();
+    let mut connections = Vec::new();
+    for (s, d) in [(&s1, &d1), (&s1, &d2), (&s2, &d1)] {
+        let c = server.create_connection(s, d, json!([])).await;
+        connections.push(crate::common::id_of(&c).to_string());
+    }
+    server.send_events_concurrently(&s1, 12, "s1").await;
+    server.send_events_concurrently(&s2, 8, "s2").await;
+    let (status, v) = server
+        .api()
+        .delete(&format!("/v1/connections/{}", connections[2]))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let all = server.events("").await;
+    assert_eq!(all.len(), 32);
+    let expected = |field: &str, id: &str| -> Vec<String> {
+        all.iter()
+            .filter(|e| e[field] == id)
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let cases = [
+        ("connection_id", &connections[0], 12),
+        ("connection_id", &connections[2], 8),
+        ("destination_id", &d1, 20),
+        ("destination_id", &d2, 12),
+        ("source_id", &s1, 24),
+        ("source_id", &s2, 8),
+    ];
+    for (field, id, count) in cases {
+        let want = expected(field, id);
+        assert_eq!(want.len(), count, "{field}={id}");
+        let query = format!("{field}={id}");
+        assert_eq!(ids_by_pages(&server, &query, "asc").await, want, "{query}");
+        let mut newest_first = want.clone();
+        newest_first.reverse();
+        assert_eq!(
+            ids_by_pages(&server, &query, "desc").await,
+            newest_first,
+            "{query}"
+        );
+    }
+    // Two of them at once: their intersection.
+    let both = format!("source_id={s2}&destination_id={d2}");
+    assert!(ids_by_pages(&server, &both, "asc").await.is_empty());
+    let both = format!("source_id={s1}&destination_id={d1}");
+    assert_eq!(
+        ids_by_pages(&server, &both, "asc").await,
+        expected("connection_id", &connections[0])
+    );
+}

@@ -4,7 +4,8 @@
 //! where nothing listens, with no retries and the breaker out of the way, so they end
 //! `FAILED` and dead-lettered. Then another source delivers `--w11-events` events to a
 //! healthy receiver (closed loop, as W9). Each query is then asked 200 times, one after the other:
-//! the 50 held events of their connection, `status=FAILED`, `dead_lettered=true` (each
+//! the 50 held events of their connection, `status=FAILED`, `dead_lettered=true`, and every
+//! event of that connection, of its destination and of its source with no status named (each
 //! `limit=50`). Reports p50 and p99 of each, in milliseconds, and checks every answer holds
 //! the 50 events.
 
@@ -47,9 +48,18 @@ async fn w11_once(b: &Bench, rec: &mut RunRecord, mode: Mode, n: u64) -> Result<
         rec.set("events", records.events.len() as f64);
         rec.set("ingest_per_s", records.events.len() as f64 / secs_of(took));
         for (name, query) in [
-            ("held", format!("connection_id={held}&status=HOLD")),
+            (
+                "held",
+                format!("connection_id={}&status=HOLD", held.connection),
+            ),
             ("failed", "status=FAILED".to_string()),
             ("dead", "dead_lettered=true".to_string()),
+            ("connection", format!("connection_id={}", held.connection)),
+            (
+                "destination",
+                format!("destination_id={}", held.destination),
+            ),
+            ("source", format!("source_id={}", held.source)),
         ] {
             let (p50, p99) = time_query(&gw.api, &query).await?;
             rec.set(&format!("{name}_p50_ms"), p50);
@@ -62,8 +72,15 @@ async fn w11_once(b: &Bench, rec: &mut RunRecord, mode: Mode, n: u64) -> Result<
     res
 }
 
+/// The source, destination and connection of the held events.
+struct Held {
+    source: String,
+    destination: String,
+    connection: String,
+}
+
 /// A source whose one connection is paused, with `LISTED` events held on it.
-async fn held_connection(api: &Api, receiver_base: &str) -> Result<String> {
+async fn held_connection(api: &Api, receiver_base: &str) -> Result<Held> {
     let src = api.create_source("w11-held").await?;
     let des = api
         .create_destination("w11-held", &format!("{receiver_base}/held"), None)
@@ -77,7 +94,11 @@ async fn held_connection(api: &Api, receiver_base: &str) -> Result<String> {
     )
     .await?;
     ingest(api, &src).await?;
-    Ok(web)
+    Ok(Held {
+        source: src,
+        destination: des,
+        connection: web,
+    })
 }
 
 /// `LISTED` events that fail once (nothing listens) and are dead-lettered.
