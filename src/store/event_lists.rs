@@ -381,11 +381,20 @@ mod tests {
         runs_do_not_overlap(&tree, &list);
     }
 
-    #[test]
-    fn a_big_group_is_cut_into_runs_and_bounds_pick_the_ids_between() {
+    /// A list of `n` new ids, written as one group.
+    struct OneGroup {
+        tree: sled::Tree,
+        team: TeamId,
+        c: ConnectionId,
+        ids: Vec<EventId>,
+        tails: Tails,
+        list: Vec<u8>,
+    }
+
+    fn one_group(n: usize) -> OneGroup {
         let tree = tree();
         let (team, c) = (TeamId::new(), ConnectionId::new());
-        let ids: Vec<EventId> = (0..1500).map(|_| EventId::new()).collect();
+        let ids: Vec<EventId> = (0..n).map(|_| EventId::new()).collect();
         let mut tails = Tails::default();
         commit(
             &tree,
@@ -394,6 +403,21 @@ mod tests {
             &ids.iter().collect::<Vec<_>>(),
         );
         let list = keys::event_list_prefix(&team, &c);
+        OneGroup {
+            tree,
+            team,
+            c,
+            ids,
+            tails,
+            list,
+        }
+    }
+
+    #[test]
+    fn a_big_group_is_cut_into_runs_and_bounds_pick_the_ids_between() {
+        let OneGroup {
+            tree, ids, list, ..
+        } = one_group(1500);
         assert_eq!(tree.scan_prefix(&list).count(), 3);
         runs_do_not_overlap(&tree, &list);
         let id = |i: usize| ids[i].as_str().as_bytes().to_vec();
@@ -439,17 +463,14 @@ mod tests {
 
     #[test]
     fn an_unlisted_event_leaves_its_run_and_the_last_one_takes_the_run_with_it() {
-        let tree = tree();
-        let (team, c) = (TeamId::new(), ConnectionId::new());
-        let ids: Vec<EventId> = (0..3).map(|_| EventId::new()).collect();
-        let mut tails = Tails::default();
-        commit(
-            &tree,
-            &mut tails,
-            (&team, &c),
-            &ids.iter().collect::<Vec<_>>(),
-        );
-        let list = keys::event_list_prefix(&team, &c);
+        let OneGroup {
+            tree,
+            team,
+            c,
+            ids,
+            mut tails,
+            list,
+        } = one_group(3);
         for (i, id) in ids.iter().enumerate() {
             let (run, rest) = unlist(&tree, &Tree(&tree), &team, &c, id)
                 .unwrap()

@@ -1542,18 +1542,7 @@ mod tests {
         let mut made = Vec::new();
         for i in 0..30u8 {
             let mut e = crate::domain::fixtures::event(&team);
-            let request = Request {
-                id: e.request_id.clone(),
-                team_id: team.clone(),
-                source_id: e.source_id.clone(),
-                method: "POST".into(),
-                headers: Vec::new(),
-                body: bytes::Bytes::from(vec![i; 1024]),
-                rejection_cause: None,
-                event_ids: vec![e.id.clone()],
-                created_at: Timestamp(1),
-                updated_at: Timestamp(1),
-            };
+            let request = request_of(&e, bytes::Bytes::from(vec![i; 1024]));
             e.status = if i == 7 {
                 EventStatus::Hold
             } else {
@@ -1819,6 +1808,22 @@ mod tests {
         QueueEntry {
             due_at: Some(Timestamp(due)),
             ..entry(seq)
+        }
+    }
+
+    /// The request `e` was made from, with `body`, created at 1 ms.
+    fn request_of(e: &Event, body: bytes::Bytes) -> Request {
+        Request {
+            id: e.request_id.clone(),
+            team_id: e.team_id.clone(),
+            source_id: e.source_id.clone(),
+            method: "POST".into(),
+            headers: Vec::new(),
+            body,
+            rejection_cause: None,
+            event_ids: vec![e.id.clone()],
+            created_at: Timestamp(1),
+            updated_at: Timestamp(1),
         }
     }
 
@@ -2768,18 +2773,7 @@ mod tests {
             .filter(|e| e.connection_id == b.id)
             .take(10)
             .map(|e| {
-                let request = Request {
-                    id: e.request_id.clone(),
-                    team_id: team.clone(),
-                    source_id: e.source_id.clone(),
-                    method: "POST".into(),
-                    headers: Vec::new(),
-                    body: bytes::Bytes::from_static(b"{}"),
-                    rejection_cause: None,
-                    event_ids: vec![e.id.clone()],
-                    created_at: Timestamp(1),
-                    updated_at: Timestamp(1),
-                };
+                let request = request_of(e, bytes::Bytes::from_static(b"{}"));
                 rt().block_on(store.commit(vec![ops::put_request(request)]))
                     .unwrap();
                 e.id.clone()

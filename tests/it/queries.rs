@@ -31,34 +31,15 @@ async fn a_created_at_range_lists_exactly_the_events_made_within_it_in_both_dire
     assert_eq!(ids(&asc.iter().collect::<Vec<_>>()), ids(&within));
 
     // Newest first, one at a time through the cursors.
-    let mut seen = Vec::new();
-    let mut next: Option<String> = None;
-    loop {
-        let cursor = next
-            .as_ref()
-            .map(|c| format!("&next={c}"))
-            .unwrap_or_default();
-        let (status, v) = server
-            .api()
-            .get(&format!("/v1/events?{range}&limit=1{cursor}"))
-            .await;
-        assert_eq!(status, 200, "{v}");
-        let models = v["models"].as_array().unwrap();
-        seen.extend(models.iter().map(|e| e["id"].as_str().unwrap().to_string()));
-        match v["pagination"]["next"].as_str() {
-            Some(c) if !models.is_empty() => next = Some(c.to_string()),
-            _ => break,
-        }
-        assert!(seen.len() <= all.len(), "the cursor went round: {seen:?}");
-    }
+    let seen = ids_by_pages(&server, &range, "desc", 1).await;
     let mut newest_first = ids(&within);
     newest_first.reverse();
     assert_eq!(seen, newest_first);
 }
 
-/// Every page of `GET /v1/events?{query}` three at a time in direction `dir`, through the
-/// cursors: the ids in the order listed.
-async fn ids_by_pages(server: &TestServer, query: &str, dir: &str) -> Vec<String> {
+/// Every page of `GET /v1/events?{query}`, `limit` at a time in direction `dir`, through the
+/// cursors: the ids in the order listed. Every page before the last is full.
+async fn ids_by_pages(server: &TestServer, query: &str, dir: &str, limit: usize) -> Vec<String> {
     let mut seen = Vec::new();
     let mut next: Option<String> = None;
     loop {
@@ -66,14 +47,14 @@ async fn ids_by_pages(server: &TestServer, query: &str, dir: &str) -> Vec<String
             .as_ref()
             .map(|c| format!("&next={c}"))
             .unwrap_or_default();
-        let path = format!("/v1/events?{query}&limit=3&dir={dir}{cursor}");
+        let path = format!("/v1/events?{query}&limit={limit}&dir={dir}{cursor}");
         let (status, v) = server.api().get(&path).await;
         assert_eq!(status, 200, "{path}: {v}");
         let models = v["models"].as_array().unwrap();
         seen.extend(models.iter().map(|e| e["id"].as_str().unwrap().to_string()));
         match v["pagination"]["next"].as_str() {
             Some(c) => {
-                assert_eq!(models.len(), 3, "{path}: a short page before the end");
+                assert_eq!(models.len(), limit, "{path}: a short page before the end");
                 next = Some(c.to_string());
             }
             None => return seen,
@@ -125,21 +106,25 @@ async fn lists_by_connection_destination_and_source_hold_exactly_theirs_in_both_
         let want = expected(field, id);
         assert_eq!(want.len(), count, "{field}={id}");
         let query = format!("{field}={id}");
-        assert_eq!(ids_by_pages(&server, &query, "asc").await, want, "{query}");
+        assert_eq!(
+            ids_by_pages(&server, &query, "asc", 3).await,
+            want,
+            "{query}"
+        );
         let mut newest_first = want.clone();
         newest_first.reverse();
         assert_eq!(
-            ids_by_pages(&server, &query, "desc").await,
+            ids_by_pages(&server, &query, "desc", 3).await,
             newest_first,
             "{query}"
         );
     }
     // Two of them at once: their intersection.
     let both = format!("source_id={s2}&destination_id={d2}");
-    assert!(ids_by_pages(&server, &both, "asc").await.is_empty());
+    assert!(ids_by_pages(&server, &both, "asc", 3).await.is_empty());
     let both = format!("source_id={s1}&destination_id={d1}");
     assert_eq!(
-        ids_by_pages(&server, &both, "asc").await,
+        ids_by_pages(&server, &both, "asc", 3).await,
         expected("connection_id", &connections[0])
     );
 }
