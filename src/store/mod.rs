@@ -27,7 +27,7 @@
 //! nothing has to be read at boot to find an entry later. Sequence numbers are never
 //! reissued: `M/seq` is raised in the same batch as any key that names a higher one.
 //!
-//! **Fewer keys.** sled 0.34 copies a whole leaf (up to 16 entries) on every insert, so the
+//! **Fewer keys.** sled 0.34 copies a whole leaf (up to 32 entries) on every insert, so the
 //! number of keys written per event, and the size of what is in the leaves, matter: a
 //! delivered event costs three small inserts (request, event, the event again with its
 //! attempt) and a share of its group's queue record for its destination, and its body is
@@ -2951,7 +2951,7 @@ mod tests {
     #[test]
     fn a_blob_sled_makes_of_values_under_its_threshold_is_synced_before_the_answer() {
         // 15 KiB values: none is large enough to be a blob, but when sled splits a leaf of
-        // them, the half it writes (nine entries, 135 KiB) is.
+        // them, the half it writes (17 entries, 255 KiB) is.
         let dir = tempfile::tempdir().unwrap();
         rt().block_on(async {
             let store = Store::open(dir.path(), Durability::Fsync, Duration::ZERO).unwrap();

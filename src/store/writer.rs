@@ -505,8 +505,8 @@ fn run(
 const BLOB_MTIME_SLACK: Duration = Duration::from_millis(20);
 
 /// sled writes a log item too large for a quarter of its segment (a value, or a whole leaf of
-/// up to 17 entries when it rewrites one) to a file of its own under `blobs/`, and never
-/// syncs it. Which groups make one cannot be told from their values (the nine-entry half of
+/// up to 33 entries when it rewrites one) to a file of its own under `blobs/`, and never
+/// syncs it. Which groups make one cannot be told from their values (the 17-entry half of
 /// a split leaf of 15 KiB records is one), so the writer watches the directory instead: a
 /// new blob file changes its time. Tracks which blob files have been synced: those modified
 /// since the last sync began.
