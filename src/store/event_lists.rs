@@ -249,9 +249,10 @@ pub fn ids(
     }))
 }
 
-/// Builds every connection's list from the stored events (the migration to layout 6): the
-/// events of a team come in id order, so each list's ids come in order and make runs as
-/// they come. Returns the runs' writes, in the order to apply them, through `write`.
+/// Builds every connection's list from the stored events (the migration to layout 6), and
+/// links each connection that has events to its destination and its source, deleted ones
+/// too: an event names all three. The events of a team come in id order, so each list's ids
+/// come in order and make runs as they come. Hands every key and value to `write`.
 pub fn build_all(
     tree: &sled::Tree,
     mut write: impl FnMut(Vec<u8>, Vec<u8>) -> Result<()>,
@@ -259,33 +260,47 @@ pub fn build_all(
     /// Ids held at once before every list's partial run is written out.
     const HELD: usize = 100_000;
     let mut pending: HashMap<Vec<u8>, Vec<Vec<u8>>> = HashMap::new();
+    let mut linked = std::collections::HashSet::new();
     let (mut held, mut listed) = (0, 0);
-    let mut flush = |pending: &mut HashMap<Vec<u8>, Vec<Vec<u8>>>, only_full: bool| {
-        for (list, ids) in pending.iter_mut() {
-            if !ids.is_empty() && (!only_full || ids.len() >= MAX_RUN) {
-                write([&list[..], &ids[0]].concat(), encode(ids))?;
-                ids.clear();
-            }
-        }
-        Ok::<_, StoreError>(())
+    // A run of `ids`, which it empties.
+    let run = |list: &[u8], ids: &mut Vec<Vec<u8>>| {
+        let run = ([list, &ids[0]].concat(), encode(ids));
+        ids.clear();
+        run
     };
     for kv in tree.scan_prefix(keys::EVENT) {
         let (_, value) = kv?;
-        let event = super::codec::decode::<super::event_record::EventRecord>(&value)?.event;
-        let list = keys::event_list_prefix(&event.team_id, &event.connection_id);
-        let ids = pending.entry(list).or_default();
-        ids.push(event.id.as_str().as_bytes().to_vec());
+        let e = super::codec::decode::<super::event_record::EventRecord>(&value)?.event;
+        let list = keys::event_list_prefix(&e.team_id, &e.connection_id);
+        if linked.insert(list.clone()) {
+            for link in keys::links(
+                &e.team_id,
+                &e.connection_id,
+                &e.destination_id,
+                &e.source_id,
+            ) {
+                write(link, Vec::new())?;
+            }
+        }
+        let ids = pending.entry(list.clone()).or_default();
+        ids.push(e.id.as_str().as_bytes().to_vec());
         (held, listed) = (held + 1, listed + 1);
         if ids.len() >= MAX_RUN {
-            flush(&mut pending, true)?;
+            let (key, value) = run(&list, ids);
+            write(key, value)?;
         }
         if held >= HELD {
-            flush(&mut pending, false)?;
-            pending.clear();
+            for (list, mut ids) in pending.drain().filter(|(_, ids)| !ids.is_empty()) {
+                let (key, value) = run(&list, &mut ids);
+                write(key, value)?;
+            }
             held = 0;
         }
     }
-    flush(&mut pending, false)?;
+    for (list, mut ids) in pending.into_iter().filter(|(_, ids)| !ids.is_empty()) {
+        let (key, value) = run(&list, &mut ids);
+        write(key, value)?;
+    }
     Ok(listed)
 }
 

@@ -197,14 +197,20 @@ pub fn link_prefix(team: &TeamId, of: LinkOf) -> Vec<u8> {
 
 /// The links of a connection to its destination and its source (neither ever changes).
 pub fn connection_links(c: &Connection) -> [Vec<u8>; 2] {
-    [
-        LinkOf::Destination(&c.destination_id),
-        LinkOf::Source(&c.source_id),
-    ]
-    .map(|of| {
+    links(&c.team_id, &c.id, &c.destination_id, &c.source_id)
+}
+
+/// The links of `connection` to `destination` and `source`.
+pub fn links(
+    team: &TeamId,
+    connection: &ConnectionId,
+    destination: &DestinationId,
+    source: &SourceId,
+) -> [Vec<u8>; 2] {
+    [LinkOf::Destination(destination), LinkOf::Source(source)].map(|of| {
         [
-            link_prefix(&c.team_id, of),
-            c.id.as_str().as_bytes().to_vec(),
+            link_prefix(team, of),
+            connection.as_str().as_bytes().to_vec(),
         ]
         .concat()
     })

@@ -2767,7 +2767,7 @@ mod tests {
             }
         };
         check(&store, &[]);
-        // Purged events leave their lists; a store of layout 5 is listed at open.
+        // Purged events leave their lists; a store of layout 5 is listed (and linked) at open.
         let purged: Vec<EventId> = events
             .iter()
             .filter(|e| e.connection_id == b.id)
@@ -2812,6 +2812,8 @@ mod tests {
         for kv in store.inner.tree.scan_prefix(keys::CONNECTION_LINK) {
             writes.push(Op::Remove(kv.unwrap().0.to_vec()));
         }
+        // b is deleted before the upgrade: its events still link it to d1 and s1.
+        writes.push(ops::remove_connection(&b.id));
         writes.push(Op::Put(keys::LAYOUT.to_vec(), 5u32.to_be_bytes().to_vec()));
         rt().block_on(store.commit(writes)).unwrap();
         store = reopen(store, dir.path());
