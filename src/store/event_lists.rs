@@ -11,7 +11,7 @@
 //! reach the writer after a later one was listed; it is merged into the runs it falls among.
 
 use std::collections::HashMap;
-use std::ops::Bound;
+use std::ops::{Bound, RangeBounds};
 
 use super::{keys, StoreError};
 use crate::domain::{ConnectionId, EventId, TeamId};
@@ -219,33 +219,22 @@ pub fn ids(
     } else {
         Box::new(runs.rev())
     };
-    let within = move |id: &Vec<u8>| {
-        (match &low {
-            Bound::Included(l) => id >= l,
-            Bound::Excluded(l) => id > l,
-            Bound::Unbounded => true,
-        }) && (match &high {
-            Bound::Included(h) => id <= h,
-            Bound::Excluded(h) => id < h,
-            Bound::Unbounded => true,
-        })
-    };
+    let within = (low, high);
     Box::new(runs.flat_map(move |kv| {
         let run: Result<Vec<Vec<u8>>> = kv.map_err(StoreError::from).and_then(|(_, value)| {
             let mut ids: Vec<Vec<u8>> = decode(&value)?
                 .map(<[u8]>::to_vec)
-                .filter(|id| within(id))
+                .filter(|id| within.contains(id))
                 .collect();
             if !ascending {
                 ids.reverse();
             }
             Ok(ids)
         });
-        let items: Vec<Result<Vec<u8>>> = match run {
-            Ok(ids) => ids.into_iter().map(Ok).collect(),
+        match run {
+            Ok(ids) => ids.into_iter().map(Ok).collect::<Vec<_>>(),
             Err(e) => vec![Err(e)],
-        };
-        items
+        }
     }))
 }
 

@@ -490,26 +490,23 @@ impl Store {
         dir: Direction,
         span: &IdSpan,
     ) -> KeyValues {
-        use std::ops::Bound::{Excluded, Included};
-        let key = |id: &str| [prefix, id.as_bytes()].concat();
-        let mut low = Included(span.first.as_deref().map_or(prefix.to_vec(), key));
-        let mut high = match span.last.as_deref() {
-            Some(last) => Included(key(last)),
-            None => Excluded(keys::prefix_end(prefix)),
+        let key = |id: Vec<u8>| [prefix, &id].concat();
+        let (low, high) = id_bounds(cursor, dir, span);
+        let low = match low {
+            Bound::Unbounded => Bound::Included(prefix.to_vec()),
+            low => low.map(key),
         };
-        let value = |b: &std::ops::Bound<Vec<u8>>| match b {
-            Included(v) | Excluded(v) => v.clone(),
-            std::ops::Bound::Unbounded => unreachable!("both ends are set"),
+        let high = match high {
+            Bound::Unbounded => Bound::Excluded(keys::prefix_end(prefix)),
+            high => high.map(key),
         };
-        if let Some(c) = cursor.map(key) {
-            match dir {
-                Direction::Asc if value(&low) <= c => low = Excluded(c),
-                Direction::Desc if c <= value(&high) => high = Excluded(c),
-                _ => {}
+        // sled's range refuses a start past its end.
+        if let (Bound::Included(l) | Bound::Excluded(l), Bound::Included(h) | Bound::Excluded(h)) =
+            (&low, &high)
+        {
+            if l > h {
+                return Box::new(std::iter::empty());
             }
-        }
-        if value(&low) > value(&high) {
-            return Box::new(std::iter::empty());
         }
         let iter = self.inner.tree.range::<Vec<u8>, _>((low, high));
         match dir {
